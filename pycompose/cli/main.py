@@ -1,0 +1,139 @@
+"""Entry point: global options, lazy dispatch to one command module, error rendering."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from pycompose import __version__
+
+# command name -> (module under pycompose.cli.commands, one-line help).
+# A command module is imported only when that command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "version": ("version", "Show the pycompose version information"),
+}
+
+# Global options that take a value, so that the command can be found in argv
+# without building every command's parser.
+_VALUE_OPTIONS = {
+    "-f", "--file", "-p", "--project-name", "--project-directory", "--env-file",
+    "--profile", "--ansi", "--progress", "--parallel",
+}
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("global options")
+    g.add_argument("-f", "--file", dest="files", action="append", metavar="FILE",
+                   help="Compose configuration file (repeatable; '-' reads stdin)")
+    g.add_argument("-p", "--project-name", metavar="NAME", help="Project name")
+    g.add_argument("--project-directory", metavar="DIR",
+                   help="Alternate working directory (default: the first file's directory)")
+    g.add_argument("--env-file", dest="env_files", action="append", metavar="FILE",
+                   help="Alternate environment file (repeatable)")
+    g.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
+                   help="Enable a profile (repeatable)")
+    g.add_argument("--ansi", choices=["never", "always", "auto"], default="auto",
+                   help="Control when to print ANSI control characters")
+    g.add_argument("--progress", choices=["auto", "tty", "plain", "quiet", "json"],
+                   default="auto", help="Type of progress output")
+    g.add_argument("--parallel", type=int, default=-1, metavar="N",
+                   help="Maximum parallelism, -1 for unlimited")
+    g.add_argument("--dry-run", action="store_true", help="Show what would be done, change nothing")
+    g.add_argument("--debug", action="store_true", default=_env_debug(),
+                   help="Show Python tracebacks for errors (also PYCOMPOSE_DEBUG=1)")
+
+
+def _env_debug() -> bool:
+    return os.environ.get("PYCOMPOSE_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def _find_command(argv: Sequence[str]) -> str | None:
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token == "--":
+            return None
+        if token in _VALUE_OPTIONS:
+            skip = True
+            continue
+        if token.startswith("-"):
+            continue
+        return token
+    return None
+
+
+def _load(command: str) -> ModuleType:
+    module, _ = COMMANDS[command]
+    return importlib.import_module(f"pycompose.cli.commands.{module}")
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The full parser; only ``command``'s own arguments are built (the others list their help)."""
+    parser = argparse.ArgumentParser(
+        prog="pycompose",
+        description="Define and run multi-container applications on pycompose's own runtime.",
+    )
+    parser.add_argument("-v", "--version", action="version", version=f"pycompose version {__version__}")
+    _add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, (_, help_text) in sorted(COMMANDS.items()):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _find_command(argv)
+    if command is not None and command not in COMMANDS:
+        command = None  # argparse reports the unknown command
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except KeyboardInterrupt:
+        print("pycompose: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the one place every error is rendered
+        return report_error(exc, debug=args.debug)
+
+
+def report_error(exc: BaseException, *, debug: bool) -> int:
+    """Print ``exc`` for a person: our own errors as their message, anything else as a bug."""
+    from pycompose.errors import USER_ERRORS
+
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    errors = _flatten(exc)
+    for err in errors:
+        if isinstance(err, USER_ERRORS):
+            print(f"error: {err}", file=sys.stderr)
+        else:
+            print(f"internal error: {type(err).__name__}: {err}", file=sys.stderr)
+            if not debug:
+                print("(run with --debug or PYCOMPOSE_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 1
+
+
+def _flatten(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _flatten(sub)]
+    return [exc]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

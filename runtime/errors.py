@@ -1,0 +1,41 @@
+"""Errors raised by the container runtime library.
+
+::
+
+    ContainerRuntimeError         anything the runtime reports
+    ├── ImageError                image store: missing, corrupt or hostile image or layer
+    ├── ContainerError            container lifecycle: create, start, exec, stop, remove
+    │   └── SpawnError            the spawner or the container's init failed before exec
+    ├── CgroupError               a cgroup could not be created, written or read
+    └── MountError                a mount, unmount or pivot_root failed
+
+OS-level failures are wrapped once, where they happen, with the path and the
+value involved (``CgroupError: write "512M" to .../memory.max: Invalid argument``);
+a raw ``OSError`` never leaves the library.
+"""
+
+from __future__ import annotations
+
+
+class ContainerRuntimeError(Exception):
+    """Root of every error the runtime raises on purpose."""
+
+
+class ImageError(ContainerRuntimeError):
+    """An image or layer is missing, corrupt, or unsafe to unpack."""
+
+
+class ContainerError(ContainerRuntimeError):
+    """A container could not be created, started, entered, stopped or removed."""
+
+
+class SpawnError(ContainerError):
+    """The spawner or the container's init failed before the user's program ran."""
+
+
+class CgroupError(ContainerRuntimeError):
+    """A cgroup operation failed; the message names the path and the value."""
+
+
+class MountError(ContainerRuntimeError):
+    """A mount operation failed; the message names source, target and options."""

@@ -1,0 +1,1 @@
+"""Shared test helpers: test images built from Debian's busybox-static, host-object naming."""
