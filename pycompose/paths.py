@@ -1,0 +1,54 @@
+"""Where pycompose keeps its state on the host, resolved once from the environment.
+
+``PYCOMPOSE_ROOT`` (default ``/var/lib/pycompose``) holds everything: the
+SQLite state, blobs, layers, container upper dirs, volumes, logs, netns
+handles. The engine socket is ``/run/pycompose/engine.sock`` for the default
+root and ``<root>/engine.sock`` for any other root, so a test engine never
+answers for the developer's one.
+
+``PYCOMPOSE_INSTANCE`` (default empty) tags host-wide names that cannot live
+under the root (the nftables table ``pycompose_<instance>``, the cgroup parent
+``pycompose_<instance>``, and the hash behind link names), so that a test run
+and a developer's engine never touch each other's objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/lib/pycompose")
+DEFAULT_SOCKET = Path("/run/pycompose/engine.sock")
+_INSTANCE_RE = re.compile(r"^[a-z0-9]{0,8}$")
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """The state root, the engine socket, and the instance tag for host-wide names."""
+
+    root: Path
+    socket: Path
+    instance: str
+
+    @property
+    def host_tag(self) -> str:
+        """``pycompose`` or ``pycompose_<instance>``: nftables table and cgroup parent name."""
+        return f"pycompose_{self.instance}" if self.instance else "pycompose"
+
+
+def host_paths(environ: Mapping[str, str] | None = None) -> HostPaths:
+    """Resolve the paths from ``environ`` (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    root = Path(env.get("PYCOMPOSE_ROOT") or DEFAULT_ROOT).absolute()
+    socket = DEFAULT_SOCKET if root == DEFAULT_ROOT else root / "engine.sock"
+    instance = env.get("PYCOMPOSE_INSTANCE", "")
+    if not _INSTANCE_RE.match(instance):
+        from pycompose.errors import UsageError
+
+        raise UsageError(
+            f"PYCOMPOSE_INSTANCE={instance!r}: use at most 8 lowercase letters or digits"
+        )
+    return HostPaths(root=root, socket=socket, instance=instance)
