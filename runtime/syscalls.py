@@ -1,0 +1,145 @@
+"""Thin ctypes wrappers for the Linux syscalls the standard library lacks (on 3.11).
+
+Each wrapper raises ``OSError`` with errno and the arguments in the message,
+so the caller (which knows what it was trying to do) can wrap it once into a
+runtime error. They are safe to call in a forked child: no allocation beyond
+argument encoding, no threads, no locks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# clone / unshare / setns flags (linux/sched.h)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount flags (linux/mount.h)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+# umount2 flags
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+# prctl options (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYS_pivot_root = 155  # x86_64
+_SYS_setns = 308
+_SYS_unshare = 272
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                        ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _b(value: str | bytes | os.PathLike[str] | None) -> bytes | None:
+    if value is None:
+        return None
+    return os.fsencode(value)
+
+
+def mount(source: str | os.PathLike[str] | None, target: str | os.PathLike[str],
+          fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2). ``data`` is the filesystem's option string (e.g. overlay's lowerdir=…)."""
+    buf = ctypes.c_char_p(_b(data)) if data is not None else None
+    res = _libc.mount(_b(source), _b(target), _b(fstype), flags,
+                      ctypes.cast(buf, ctypes.c_void_p) if buf is not None else None)
+    _check(res, f"mount {source!s} on {target!s} (type {fstype}, flags {flags:#x}, data {data!r})")
+
+
+def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(_b(target), flags), f"umount {target!s}")
+
+
+def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]) -> None:
+    """pivot_root(2): make ``new_root`` the root; the old root moves to ``put_old``."""
+    res = _libc.syscall(_SYS_pivot_root, _b(new_root), _b(put_old))
+    _check(res, f"pivot_root {new_root!s} {put_old!s}")
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) with CLONE_NEW* flags."""
+    _check(_libc.unshare(flags), f"unshare {flags:#x}")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2): join the namespace behind ``fd`` (a /proc/PID/ns/* or pidfd)."""
+    _check(_libc.setns(fd, nstype), f"setns fd {fd} type {nstype:#x}")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), f"sethostname {name!r}")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, len(raw)), f"setdomainname {name!r}")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); returns the call's result (some options return a value)."""
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl {option}")
+
+
+def set_process_name(name: str) -> None:
+    """Name this process (visible in ``ps -o comm``) so a stuck stage shows which one."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0, 0, 0, 0),
+           f"prctl PR_SET_NAME {name!r}")
