@@ -64,9 +64,9 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-_SYS_pivot_root = 155  # x86_64
-_SYS_setns = 308
-_SYS_unshare = 272
+# pivot_root has no libc wrapper; its number depends on the architecture.
+_SYS_pivot_root = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203,
+                   "s390x": 217}.get(os.uname().machine, 155)
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_void_p]
