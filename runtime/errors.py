@@ -4,6 +4,8 @@
 
     ContainerRuntimeError         anything the runtime reports
     ├── ImageError                image store: missing, corrupt or hostile image or layer
+    │   ├── ImageNotFoundError    no image has that name, id or id prefix
+    │   └── ImageConflictError    refused: image in use, ambiguous id, name taken
     ├── ContainerError            container lifecycle: create, start, exec, stop, remove
     │   └── SpawnError            the spawner or the container's init failed before exec
     ├── CgroupError               a cgroup could not be created, written or read
@@ -23,6 +25,14 @@ class ContainerRuntimeError(Exception):
 
 class ImageError(ContainerRuntimeError):
     """An image or layer is missing, corrupt, or unsafe to unpack."""
+
+
+class ImageNotFoundError(ImageError):
+    """No image matches the name, id or id prefix asked for."""
+
+
+class ImageConflictError(ImageError):
+    """The operation is refused: the image is in use, the id prefix is ambiguous, ..."""
 
 
 class ContainerError(ContainerRuntimeError):
