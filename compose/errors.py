@@ -7,6 +7,7 @@
     │   ├── InterpolationError        bad ${...} syntax, or ${VAR?err} with VAR unset
     │   ├── SchemaError               unknown key, wrong type, bad value
     │   ├── MergeError                files or extends that cannot be combined
+    │   ├── EnvFileError              a .env / env_file that is missing, unreadable or malformed
     │   └── DependencyCycleError      depends_on / links / service: references form a cycle
     ├── ComposeFileErrors             several ComposeFileError found in one pass (all are listed)
     ├── ProjectNotFoundError          no compose file given and none found by lookup
@@ -49,6 +50,10 @@ class SchemaError(ComposeFileError):
 
 class MergeError(ComposeFileError):
     """Files, ``extends`` or ``include`` that cannot be combined."""
+
+
+class EnvFileError(ComposeFileError):
+    """A ``.env`` / ``env_file`` that is missing (when required), unreadable or malformed."""
 
 
 class DependencyCycleError(ComposeFileError):
