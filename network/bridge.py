@@ -1,0 +1,128 @@
+"""The Linux bridge of one network: create (idempotent), address, up; delete.
+
+The gateway address sits on the bridge; the bridge also gets
+``route_localnet=1`` so that connections from the host to ``127.0.0.1:<port>``
+can be DNAT-ed onto it (see :mod:`network.firewall`).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from ._netlink import map_netlink_errors, run_netlink
+from .errors import LinkError, LinkExistsError, LinkNotFoundError
+from .names import check_link_name
+
+__all__ = ["Bridge", "BridgeSpec", "create_bridge", "delete_bridge", "find_bridge"]
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    """What the bridge of a network looks like (name from :func:`names.bridge_name`
+    or ``driver_opts``)."""
+
+    name: str
+    subnet: IPv4Network
+    gateway: IPv4Address
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """Handle of an existing bridge."""
+
+    name: str
+    index: int
+    subnet: IPv4Network | None
+    gateway: IPv4Address | None
+    mtu: int
+
+
+def _sysctl(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise LinkError(f"cannot write {value!r} to {path}: {e.strerror}") from None
+
+
+def _create(spec: BridgeSpec) -> Bridge:
+    from pyroute2 import IPRoute, NetlinkError
+
+    name = check_link_name(spec.name)
+    if spec.gateway not in spec.subnet:
+        raise LinkError(f"bridge {name}: gateway {spec.gateway} is not in {spec.subnet}")
+    with map_netlink_errors(f"create bridge {name}"), IPRoute() as ipr:
+        kw: dict[str, object] = {"ifname": name, "kind": "bridge"}
+        if spec.mtu:
+            kw["mtu"] = spec.mtu
+        try:
+            ipr.link("add", **kw)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        links = ipr.get_links(ifname=name)
+        if not links:
+            raise LinkNotFoundError(f"bridge {name} vanished while being created")
+        link = links[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        if kind != "bridge":
+            raise LinkExistsError(f"link {name} exists and is not a bridge ({kind})")
+        index = link["index"]
+        try:
+            ipr.addr("add", index=index, address=str(spec.gateway),
+                     prefixlen=spec.subnet.prefixlen,
+                     broadcast=str(spec.subnet.broadcast_address))
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        ipr.link("set", index=index, state="up")
+        mtu = link.get_attr("IFLA_MTU")
+    _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
+    return Bridge(name=name, index=index, subnet=spec.subnet, gateway=spec.gateway, mtu=mtu)
+
+
+def _find(name: str) -> Bridge | None:
+    from pyroute2 import IPRoute
+
+    with map_netlink_errors(f"look up bridge {name}"), IPRoute() as ipr:
+        links = ipr.get_links(ifname=name)
+        if not links:
+            return None
+        link = links[0]
+        subnet = gateway = None
+        for a in ipr.get_addr(family=2, index=link["index"]):
+            gateway = IPv4Address(a.get_attr("IFA_ADDRESS"))
+            subnet = IPv4Network(f"{gateway}/{a['prefixlen']}", strict=False)
+            break
+        return Bridge(name=name, index=link["index"], subnet=subnet, gateway=gateway,
+                      mtu=link.get_attr("IFLA_MTU"))
+
+
+def _delete(name: str) -> None:
+    from pyroute2 import IPRoute, NetlinkError
+
+    with map_netlink_errors(f"delete bridge {name}"), IPRoute() as ipr:
+        try:
+            ipr.link("del", ifname=name)
+        except NetlinkError as e:
+            if e.code not in (errno.ENODEV, errno.ENOENT):
+                raise
+
+
+async def create_bridge(spec: BridgeSpec) -> Bridge:
+    """Create the bridge (or adopt the existing one of that name), address it, bring it up."""
+    return await run_netlink(lambda: _create(spec))
+
+
+async def find_bridge(name: str) -> Bridge | None:
+    """The bridge called ``name``, or None (``external: true`` networks check this)."""
+    return await run_netlink(lambda: _find(name))
+
+
+async def delete_bridge(name: str) -> None:
+    """Delete the bridge; a missing one is fine. Its veths' host sides go with their pairs."""
+    await run_netlink(lambda: _delete(name))

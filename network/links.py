@@ -1,0 +1,164 @@
+"""Veth pairs joining a container's namespace to network bridges.
+
+One self-contained step per container (:func:`attach`): the netlink socket
+for the container side is opened *inside* its namespace by a short per-thread
+``setns`` (see :mod:`network._netlink`), the host socket in the host; the
+peer is created directly in the namespace under its final name (``eth0``,
+``eth1``, … in the caller's order), so no rename and no name clash on the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from ._netlink import in_netns, map_netlink_errors, run_netlink
+from .errors import LinkError, LinkNotFoundError
+from .names import check_link_name
+
+__all__ = ["Endpoint", "EndpointSpec", "attach", "detach"]
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One network of a container: its bridge, the host veth name and the address."""
+
+    bridge: str
+    host_ifname: str  # names.veth_name(instance, container, network)
+    address: IPv4Address
+    prefixlen: int
+    gateway: IPv4Address
+    internal: bool = False
+    mac: str | None = None
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Handle of an attached endpoint."""
+
+    bridge: str
+    host_ifname: str
+    ifname: str  # inside the container: eth0, eth1, ...
+    address: IPv4Address
+    prefixlen: int
+    mac: str
+    gateway: IPv4Address | None  # the default route, on the endpoint that carries it
+
+
+def _delete_links(ipr: object, names: Sequence[str]) -> None:
+    from pyroute2 import NetlinkError
+
+    for name in names:
+        try:
+            ipr.link("del", ifname=name)  # type: ignore[attr-defined]
+        except NetlinkError as e:
+            if e.code not in (errno.ENODEV, errno.ENOENT):
+                raise
+
+
+def _attach(
+    netns: Path, endpoints: Sequence[EndpointSpec], first_index: int, default_route: bool
+) -> list[Endpoint]:
+    from pyroute2 import IPRoute, NetlinkError
+
+    for ep in endpoints:
+        check_link_name(ep.host_ifname)
+    route_ep = None
+    if default_route:
+        route_ep = next((ep for ep in endpoints if not ep.internal), None)
+    created: list[str] = []
+    result: list[Endpoint] = []
+    with map_netlink_errors(f"attach {netns}"):
+        with in_netns(str(netns)):
+            nsipr = IPRoute()
+        try:
+            with IPRoute() as ipr:
+                nsfd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    try:
+                        for i, ep in enumerate(endpoints):
+                            ifname = f"eth{first_index + i}"
+                            try:
+                                br_index = ipr.link("get", ifname=ep.bridge)[0]["index"]
+                            except NetlinkError as e:
+                                if e.code in (errno.ENODEV, errno.ENOENT):
+                                    raise LinkNotFoundError(
+                                        f"attach {netns}: bridge {ep.bridge} does not exist"
+                                    ) from None
+                                raise
+                            peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": nsfd}
+                            kw: dict[str, object] = {}
+                            if ep.mtu:
+                                kw["mtu"] = peer["mtu"] = ep.mtu
+                            if ep.mac:
+                                peer["address"] = ep.mac
+                            try:
+                                ipr.link("add", ifname=ep.host_ifname, kind="veth", peer=peer, **kw)
+                            except NetlinkError as e:
+                                if e.code != errno.EEXIST:
+                                    raise
+                                # a leftover of an interrupted attach: replace it
+                                _delete_links(ipr, [ep.host_ifname])
+                                ipr.link("add", ifname=ep.host_ifname, kind="veth", peer=peer, **kw)
+                            created.append(ep.host_ifname)
+                            ipr.link("set", ifname=ep.host_ifname, master=br_index, state="up")
+                            link = nsipr.link("get", ifname=ifname)[0]
+                            idx = link["index"]
+                            nsipr.addr("add", index=idx, address=str(ep.address),
+                                       prefixlen=ep.prefixlen)
+                            nsipr.link("set", index=idx, state="up")
+                            mac = link.get_attr("IFLA_ADDRESS")
+                            is_route = ep is route_ep
+                            if is_route:
+                                nsipr.route("add", dst="default", gateway=str(ep.gateway))
+                            result.append(Endpoint(
+                                bridge=ep.bridge, host_ifname=ep.host_ifname, ifname=ifname,
+                                address=ep.address, prefixlen=ep.prefixlen, mac=mac,
+                                gateway=ep.gateway if is_route else None))
+                    except BaseException:
+                        _delete_links(ipr, created)
+                        raise
+                finally:
+                    os.close(nsfd)
+        finally:
+            nsipr.close()
+    return result
+
+
+def _detach(host_ifnames: Sequence[str]) -> None:
+    from pyroute2 import IPRoute
+
+    with map_netlink_errors(f"detach {', '.join(host_ifnames)}"), IPRoute() as ipr:
+        _delete_links(ipr, host_ifnames)
+
+
+async def attach(
+    netns: Path,
+    endpoints: Sequence[EndpointSpec],
+    *,
+    first_index: int = 0,
+    default_route: bool = True,
+) -> list[Endpoint]:
+    """Join the namespace at ``netns`` to each endpoint's bridge, in order.
+
+    Container sides are named ``eth<first_index>``, ``eth<first_index+1>``, …;
+    static MACs and addresses are set; the default route goes via the
+    gateway of the first non-internal endpoint (if ``default_route``). On
+    failure every veth this call made is removed again.
+    """
+    if not endpoints:
+        return []
+    if first_index < 0:
+        raise LinkError(f"attach {netns}: negative interface index {first_index}")
+    return await run_netlink(lambda: _attach(Path(netns), endpoints, first_index, default_route))
+
+
+async def detach(host_ifnames: Sequence[str]) -> None:
+    """Remove veth pairs by their host names (idempotent; the peers go with them)."""
+    if host_ifnames:
+        await run_netlink(lambda: _detach(list(host_ifnames)))
