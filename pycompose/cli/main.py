@@ -15,6 +15,7 @@ from pycompose import __version__
 # A command module is imported only when that command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "Show the pycompose version information"),
+    "engine": ("engine", "Run the pycompose engine daemon in the foreground"),
 }
 
 # Global options that take a value, so that the command can be found in argv

@@ -1,0 +1,294 @@
+"""The CLI's client for the engine API: plain ``http.client`` over a unix socket, no trio.
+
+``connect()`` returns an :class:`EngineClient`; when nothing answers on the
+socket it starts an engine (detached, in its own session, output to
+``<root>/engine.log``) and waits until that engine reports readiness on a pipe
+(bounded by a deadline) — no sleep-and-retry loop. Two CLIs racing to start
+the engine are fine: the loser's engine finds the lock taken and exits, and
+its CLI connects to the winner.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import os
+import select
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from pycompose.errors import EngineError, NotRootError
+from pycompose.paths import HostPaths, host_paths
+
+START_TIMEOUT = 30.0
+"""Seconds to wait for a freshly started engine to listen."""
+
+
+class EngineNotRunning(EngineError):
+    """Nothing answers on the engine socket (and autostart was not asked for)."""
+
+
+class APIError(EngineError):
+    """The engine answered with an error status; ``message`` is its explanation."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(str(self._path))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _url(path: str, query: Mapping[str, Any] | None) -> str:
+    if not query:
+        return path
+    items = {k: (json.dumps(v) if isinstance(v, dict) else
+                 ("1" if v is True else "0" if v is False else v))
+             for k, v in query.items() if v is not None}
+    return f"{path}?{urlencode(items, doseq=True)}"
+
+
+def q(part: str) -> str:
+    """Quote one path segment (container and project names)."""
+    return quote(part, safe="")
+
+
+class EngineClient:
+    def __init__(self, paths: HostPaths, *, timeout: float | None = 60.0) -> None:
+        self.paths = paths
+        self.timeout = timeout
+        self._conn: _UnixConnection | None = None
+
+    # ---- plumbing
+
+    def _connection(self) -> _UnixConnection:
+        if self._conn is None:
+            self._conn = _UnixConnection(self.paths.socket, self.timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, body: Any, query: Mapping[str, Any] | None,
+              stream: bool) -> http.client.HTTPResponse:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        url = _url(path, query)
+        for attempt in (1, 2):
+            conn = self._connection()
+            if stream:
+                conn.timeout = None  # streams may stay quiet for long (logs -f, events)
+                if conn.sock is not None:
+                    conn.sock.settimeout(None)
+            try:
+                conn.request(method, url, body=data, headers=headers)
+                return conn.getresponse()
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                # A kept-alive connection the engine closed meanwhile: reconnect once.
+                self.close()
+                if attempt == 2:
+                    raise EngineError(f"the engine closed the connection during {method} {path}") \
+                        from None
+            except OSError as exc:
+                self.close()
+                raise _connect_error(self.paths, exc) from None
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: Mapping[str, Any] | None = None) -> Any:
+        """One request, the decoded JSON answer; an error status raises :class:`APIError`."""
+        resp = self._send(method, path, body, query, stream=False)
+        raw = resp.read()
+        value = json.loads(raw) if raw else None
+        if resp.status >= 400:
+            message = value.get("message") if isinstance(value, dict) else None
+            raise APIError(resp.status, message or f"{method} {path}: HTTP {resp.status}")
+        return value
+
+    def stream(self, method: str, path: str, body: Any = None,
+               query: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        """A newline-delimited JSON stream, one decoded value at a time."""
+        resp = self._send(method, path, body, query, stream=True)
+        try:
+            if resp.status >= 400:
+                raw = resp.read()
+                value = json.loads(raw) if raw else None
+                message = value.get("message") if isinstance(value, dict) else None
+                raise APIError(resp.status, message or f"{method} {path}: HTTP {resp.status}")
+            for line in resp:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            # A stream abandoned half-way cannot be reused: drop the connection.
+            if not resp.isclosed():
+                self.close()
+
+    # ---- a few conveniences
+
+    def ping(self) -> bool:
+        try:
+            return self.request("GET", "/_ping") == "OK"
+        except EngineError:
+            return False
+
+    def get(self, path: str, **query: Any) -> Any:
+        return self.request("GET", path, query=query)
+
+    def post(self, path: str, body: Any = None, **query: Any) -> Any:
+        return self.request("POST", path, body, query=query)
+
+
+def _connect_error(paths: HostPaths, exc: OSError) -> EngineError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return NotRootError(
+            f"permission denied on the engine socket {paths.socket}: "
+            "pycompose runs containers and needs root (try sudo)"
+        )
+    if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+        return EngineNotRunning(f"no engine is listening on {paths.socket}")
+    return EngineError(f"cannot reach the engine at {paths.socket}: {exc.strerror or exc}")
+
+
+def _probe(paths: HostPaths) -> OSError | None:
+    """Try to connect once; ``None`` when an engine accepted the connection."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(5.0)
+        sock.connect(str(paths.socket))
+        return None
+    except OSError as exc:
+        return exc
+    finally:
+        sock.close()
+
+
+def connect(paths: HostPaths | None = None, *, autostart: bool = True,
+            timeout: float | None = 60.0) -> EngineClient:
+    """A client for the engine of ``paths`` (from the environment by default), starting it
+    when nothing answers and ``autostart`` is set."""
+    paths = paths or host_paths()
+    err = _probe(paths)
+    if err is not None:
+        if err.errno in (errno.EACCES, errno.EPERM) or (
+                os.geteuid() != 0 and err.errno in (errno.ENOENT, errno.ECONNREFUSED)):
+            raise NotRootError(
+                f"pycompose needs root: its engine runs containers (namespaces, cgroups, "
+                f"mounts) and listens on {paths.socket}, which only root may use; try sudo"
+            )
+        if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+            raise _connect_error(paths, err)
+        if not autostart:
+            raise EngineNotRunning(
+                f"no engine is listening on {paths.socket}; start one with `pycompose engine`")
+        start_engine(paths)
+    return EngineClient(paths, timeout=timeout)
+
+
+def start_engine(paths: HostPaths, *, timeout: float = START_TIMEOUT) -> int:
+    """Start a detached engine for ``paths`` and wait until it listens; returns its pid.
+
+    If another engine wins the race for the state root meanwhile, that one is used.
+    """
+    paths.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    log_path = paths.root / "engine.log"
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    env = dict(os.environ)
+    env["PYCOMPOSE_ROOT"] = str(paths.root)
+    env["PYCOMPOSE_INSTANCE"] = paths.instance
+    # posix_spawn, not Popen: the engine outlives this process, and nothing here will
+    # wait for it (its own session; init reaps it once the CLI has exited).
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.set_inheritable(write_fd, True)
+        pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "pycompose", "engine", "--ready-fd", str(write_fd)],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(write_fd)
+        os.close(log_fd)
+    try:
+        answer = _read_ready(read_fd, timeout)
+    finally:
+        os.close(read_fd)
+    if answer == b"ready\n":
+        return pid
+    # No readiness: it died (e.g. lost the race for the lock) or is stuck.
+    code = _exit_status(pid)
+    if _probe(paths) is None:
+        return pid if code is None else -1
+    tail = _tail(log_path, 15)
+    if code is None:
+        raise EngineError(
+            f"the engine did not become ready within {timeout:.0f} s; see {log_path}\n{tail}")
+    raise EngineError(f"the engine exited with status {code} while starting; "
+                      f"last lines of {log_path}:\n{tail}")
+
+
+def _exit_status(pid: int) -> int | None:
+    """The exit status of our child ``pid`` if it has exited (reaping it), else ``None``."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def _read_ready(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break  # the engine closed the pipe without a word: it exited
+        data += chunk
+    return data
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("  " + line for line in lines[-n:])
