@@ -224,7 +224,8 @@ class _Connection:
                     await self._respond_json(err.status, {"message": err.message})
                 return
             except h11.RemoteProtocolError as err:
-                if self.conn.our_state is h11.SEND_RESPONSE:
+                # h11 lets a server answer a request it could not parse (state IDLE).
+                if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await self._respond_json(err.error_status_hint, {"message": str(err)})
                 return
             if request is None:
