@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from pycompose.compose.errors import ComposeFileError, EnvFileError, InterpolationError
 from pycompose.compose.dotenv import EnvFileSpec, parse_dotenv, read_env_files
+from pycompose.compose.errors import ComposeFileError, EnvFileError, InterpolationError
 from pycompose.compose.interpolation import interpolate
 
 PARSES = [
@@ -361,7 +360,8 @@ def test_kit_required_errors(case: str, message: str) -> None:
     with pytest.raises(InterpolationError) as info:
         _load(case_dir, _project_env(case_dir, shell))
     assert message in str(info.value)
-    assert info.value.path is not None and info.value.path.startswith("services.")
+    assert info.value.path is not None
+    assert info.value.path.startswith("services.")
 
 
 @needs_kit
