@@ -7,7 +7,10 @@
     │   ├── ImageNotFoundError    no image has that name, id or id prefix
     │   └── ImageConflictError    refused: image in use, ambiguous id, name taken
     ├── ContainerError            container lifecycle: create, start, exec, stop, remove
-    │   └── SpawnError            the spawner or the container's init failed before exec
+    │   ├── SpawnError            the spawner or the container's init failed before exec
+    │   ├── ContainerNotFoundError  no container with that id
+    │   ├── ContainerStateError   the verb does not fit the state (start a running one, …)
+    │   └── SupervisorError       the supervisor process cannot be started or reached
     ├── CgroupError               a cgroup could not be created, written or read
     └── MountError                a mount, unmount or pivot_root failed
 
@@ -40,7 +43,16 @@ class ContainerError(ContainerRuntimeError):
 
 
 class SpawnError(ContainerError):
-    """The spawner or the container's init failed before the user's program ran."""
+    """The spawner or the container's init failed before the user's program ran.
+
+    ``step`` names the setup stage (``mount``, ``user``, ``exec``, …) and
+    ``path`` the file involved, when there is one.
+    """
+
+    def __init__(self, message: str, *, step: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.path = path
 
 
 class CgroupError(ContainerRuntimeError):
@@ -49,3 +61,15 @@ class CgroupError(ContainerRuntimeError):
 
 class MountError(ContainerRuntimeError):
     """A mount operation failed; the message names source, target and options."""
+
+
+class ContainerNotFoundError(ContainerError):
+    """No container with that id exists in this state root."""
+
+
+class ContainerStateError(ContainerError):
+    """The container's state forbids the verb (start while running, remove while running, …)."""
+
+
+class SupervisorError(ContainerError):
+    """The supervisor process could not be started, reached, or broke the protocol."""

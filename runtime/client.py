@@ -1,0 +1,390 @@
+"""The trio API to the runtime: talk to the per-root supervisor process.
+
+::
+
+    async with open_runtime(root, instance) as rt:
+        info = await rt.create(spec)            # ContainerInfo (warnings: clamped ulimits, …)
+        await rt.start(info.id)                 # returns once the user's program is exec'd
+        status = await rt.wait(info.id)         # ExitStatus(code, signal, oom_killed, exited_at)
+        await rt.stop(info.id, timeout=5)       # stop signal, SIGKILL after the grace period
+        proc = await rt.exec(info.id, ExecSpec(("sh", "-c", "echo hi")))
+        out = await proc.stdout.receive_some(); code = await proc.wait()
+        async with rt.events() as events:       # started / exited / oom / …
+            async for ev in events: ...
+        await rt.remove(info.id, force=True)
+
+The supervisor (``python -m pycompose.runtime.supervisor``) is started on
+first use, detached, and outlives this program: containers keep running and
+their logs keep being captured when the engine exits or is killed. A new
+:func:`open_runtime` reconnects; ``list()`` then shows the current state,
+including exits that happened meanwhile, and ``events(since=)`` replays the
+recent events the supervisor still holds.
+
+Every error is a :mod:`pycompose.runtime.errors` type; :class:`SpawnError`
+carries ``step`` and ``path``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket as _stdsocket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pycompose.runtime import errors
+from pycompose.runtime.spec import (
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    ExecSpec,
+    ExitStatus,
+    GcReport,
+    ProcessInfo,
+)
+from pycompose.runtime.supervisor import protocol as P
+from pycompose.runtime.supervisor.codec import from_json
+
+SOCKET_NAME = "supervisor.sock"
+_MAX_FDS = 16
+
+__all__ = ["ExecProcess", "ExecResult", "Runtime", "open_runtime", "log_path"]
+
+
+def log_path(root: str | os.PathLike[str], cid: str) -> Path:
+    """The json-file log of container ``cid`` (rotated files get ``.1``, ``.2``, …)."""
+    return Path(root) / "containers" / cid / f"{cid}-json.log"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class ExecProcess:
+    """A process started by :meth:`Runtime.exec`. Close it (``aclose``) when done."""
+
+    def __init__(self, rt: Runtime, started: P.ExecStarted, fds: list[int]) -> None:
+        self._rt = rt
+        self.exec_id = started.exec_id
+        self.pid = started.pid
+        it = iter(fds)
+        self.stdin: trio.lowlevel.FdStream | None = (
+            trio.lowlevel.FdStream(next(it)) if started.stdin else None)
+        self.stdout = trio.lowlevel.FdStream(next(it))
+        self.stderr = trio.lowlevel.FdStream(next(it))
+        self.status: ExitStatus | None = None
+
+    async def wait(self) -> int:
+        """The exit code (128+N when killed by signal N)."""
+        if self.status is None:
+            self.status = await self._rt._call(P.ExecWait(self.exec_id))
+        assert self.status.code is not None
+        return self.status.code
+
+    async def kill(self, signal: str = "SIGKILL") -> None:
+        await self._rt._call(P.ExecKill(self.exec_id, signal))
+
+    async def aclose(self) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                await stream.aclose()
+
+
+class Runtime:
+    """One connection to the supervisor of a state root. Use :func:`open_runtime`."""
+
+    def __init__(self, root: Path, sock: trio.socket.SocketType) -> None:
+        self.root = root
+        self._sock = sock
+        self._seq = 0
+        self._pending: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._subscribers: set[trio.MemorySendChannel[ContainerEvent]] = set()
+        self._subscribed = False
+        self._send_lock = trio.Lock()
+        self._closed: BaseException | None = None
+
+    # -- containers -------------------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Record the container and prepare its directories, volumes and cgroup."""
+        result: ContainerInfo = await self._call(P.Create(spec))
+        return result
+
+    async def start(self, cid: str) -> ContainerInfo:
+        """Spawn the container; returns when its program runs (or raises ``SpawnError``)."""
+        result: ContainerInfo = await self._call(P.Start(cid))
+        return result
+
+    async def wait(self, cid: str) -> ExitStatus:
+        """Wait for the current run to end; the last exit at once when not running."""
+        result: ExitStatus = await self._call(P.Wait(cid))
+        return result
+
+    async def stop(self, cid: str, signal: str | None = None,
+                   timeout: float | None = None) -> ExitStatus:
+        """Send the stop signal (the spec's by default), SIGKILL after ``timeout``
+        (the spec's ``stop_grace_period`` by default); returns the exit status."""
+        result: ExitStatus = await self._call(P.Stop(cid, signal, timeout))
+        return result
+
+    async def kill(self, cid: str, signal: str = "SIGKILL") -> None:
+        await self._call(P.Kill(cid, signal))
+
+    async def pause(self, cid: str) -> None:
+        await self._call(P.Pause(cid))
+
+    async def unpause(self, cid: str) -> None:
+        await self._call(P.Unpause(cid))
+
+    async def remove(self, cid: str, force: bool = False, volumes: bool = False) -> None:
+        """Remove the container (its upper dir, cgroup, log); ``force`` kills it first,
+        ``volumes`` also removes its anonymous volumes."""
+        await self._call(P.Remove(cid, force, volumes))
+
+    async def inspect(self, cid: str) -> ContainerInfo:
+        result: ContainerInfo = await self._call(P.Inspect(cid))
+        return result
+
+    async def list(self) -> list[ContainerInfo]:
+        result: list[ContainerInfo] = await self._call(P.ListContainers())
+        return result
+
+    async def top(self, cid: str) -> list[ProcessInfo]:
+        result: list[ProcessInfo] = await self._call(P.Top(cid))
+        return result
+
+    async def gc(self) -> GcReport:
+        """Remove leftovers of containers that no longer exist (dirs, cgroups, mounts)."""
+        result: GcReport = await self._call(P.Gc())
+        return result
+
+    def log_path(self, cid: str) -> Path:
+        return log_path(self.root, cid)
+
+    # -- exec -------------------------------------------------------------------------
+
+    async def exec(self, cid: str, spec: ExecSpec) -> ExecProcess:
+        """Start a process in the running container; its pipes come back as streams."""
+        started, fds = await self._call_fds(P.Exec(cid, spec))
+        return ExecProcess(self, started, fds)
+
+    async def exec_run(self, cid: str, spec: ExecSpec, input: bytes = b"") -> ExecResult:
+        """Run to completion, collecting output (what a health probe needs).
+        Cancelling kills the process."""
+        proc = await self.exec(cid, spec)
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        async def pump(stream: trio.lowlevel.FdStream, into: list[bytes]) -> None:
+            while chunk := await stream.receive_some(65536):
+                into.append(chunk)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump, proc.stdout, out)
+                nursery.start_soon(pump, proc.stderr, err)
+                if proc.stdin is not None:
+                    if input:
+                        await proc.stdin.send_all(input)
+                    await proc.stdin.aclose()
+            code = await proc.wait()
+        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                if proc.status is None:
+                    try:
+                        await proc.kill()
+                    except errors.ContainerError:
+                        pass
+            raise
+        finally:
+            await proc.aclose()
+        return ExecResult(code, b"".join(out), b"".join(err))
+
+    # -- events -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def events(self, since: int = 0) -> AsyncIterator[trio.MemoryReceiveChannel[ContainerEvent]]:
+        """A channel of :class:`ContainerEvent`; ``since`` replays retained events
+        with a larger ``seq`` (pass the last one seen before a reconnect)."""
+        send, recv = trio.open_memory_channel[ContainerEvent](1000)
+        self._subscribers.add(send)
+        try:
+            await self._call(P.Subscribe(since))
+            yield recv
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _call(self, req: P.Request) -> Any:
+        result, fds = await self._call_fds(req)
+        for fd in fds:
+            os.close(fd)
+        return result
+
+    async def _call_fds(self, req: P.Request) -> tuple[Any, list[int]]:
+        if self._closed is not None:
+            raise errors.SupervisorError(f"connection to the supervisor lost: {self._closed}")
+        self._seq += 1
+        seq = self._seq
+        done = trio.Event()
+        slot: list[Any] = []
+        self._pending[seq] = (done, slot)
+        try:
+            async with self._send_lock:
+                try:
+                    await self._sock.send(P.encode_request(seq, req))
+                except OSError as exc:
+                    raise errors.SupervisorError(f"send to the supervisor: {exc}") from None
+            await done.wait()
+        finally:
+            self._pending.pop(seq, None)
+        msg, fds = slot
+        if "error" in msg:
+            for fd in fds:
+                os.close(fd)
+            raise _error_from(msg["error"])
+        return from_json(req.result, msg["ok"]), fds
+
+    async def _reader(self) -> None:
+        buf = b""
+        fd_queue: list[int] = []
+        try:
+            while True:
+                data, anc, _flags, _addr = await self._sock.recvmsg(
+                    1 << 16, _stdsocket.CMSG_SPACE(_MAX_FDS * 4))
+                for level, kind, payload in anc:
+                    if level == _stdsocket.SOL_SOCKET and kind == _stdsocket.SCM_RIGHTS:
+                        n = len(payload) // 4
+                        fd_queue.extend(int.from_bytes(payload[i * 4:i * 4 + 4], sys.byteorder)
+                                        for i in range(n))
+                if not data:
+                    raise errors.SupervisorError("the supervisor closed the connection")
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._dispatch(json.loads(line), fd_queue)
+        except (errors.SupervisorError, OSError) as exc:
+            self._closed = exc
+            for done, slot in list(self._pending.values()):
+                slot[:] = [{"error": {"type": "SupervisorError", "message": str(exc)}}, []]
+                done.set()
+            for send in list(self._subscribers):
+                send.close()
+
+    def _dispatch(self, msg: dict[str, Any], fd_queue: list[int]) -> None:
+        if "event" in msg:
+            event = P.decode_event(msg["event"])
+            for send in list(self._subscribers):
+                try:
+                    send.send_nowait(event)
+                except (trio.WouldBlock, trio.ClosedResourceError):
+                    self._subscribers.discard(send)
+                    send.close()
+            return
+        nfds = int(msg.get("nfds", 0))
+        fds, fd_queue[:] = fd_queue[:nfds], fd_queue[nfds:]
+        pending = self._pending.get(int(msg["seq"]))
+        if pending is None:
+            for fd in fds:
+                os.close(fd)
+            return
+        done, slot = pending
+        slot[:] = [msg, fds]
+        done.set()
+
+
+_ERRORS: dict[str, type[errors.ContainerRuntimeError]] = {
+    cls.__name__: cls for cls in (
+        errors.ContainerError, errors.ContainerNotFoundError, errors.ContainerStateError,
+        errors.SupervisorError, errors.CgroupError, errors.MountError, errors.ImageError,
+        errors.ContainerRuntimeError)
+}
+
+
+def _error_from(err: dict[str, Any]) -> errors.ContainerRuntimeError:
+    if err.get("type") == "SpawnError":
+        return errors.SpawnError(err.get("message", ""), step=err.get("step", ""),
+                                 path=err.get("path", ""))
+    cls = _ERRORS.get(err.get("type", ""), errors.ContainerRuntimeError)
+    return cls(err.get("message", ""))
+
+
+async def _connect(dirfd: int) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        # Through /proc/self/fd: a state root may be deeper than sun_path's 108 bytes.
+        await sock.connect(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _start_supervisor(root: Path, instance: str) -> None:
+    cmd = [sys.executable, "-m", "pycompose.runtime.supervisor", "--root", str(root),
+           "--instance", instance, "--daemon"]
+    result = await trio.run_process(cmd, check=False, capture_stdout=True,
+                                    capture_stderr=True, stdin=b"")
+    if result.returncode != 0:
+        msg = (result.stderr or result.stdout).decode(errors="replace").strip()
+        raise errors.SupervisorError(f"cannot start the supervisor for {root}: {msg}")
+
+
+@asynccontextmanager
+async def open_runtime(root: str | os.PathLike[str], instance: str = "", *,
+                       autostart: bool = True) -> AsyncIterator[Runtime]:
+    """Connect to the supervisor of ``root``, starting it when none answers.
+
+    ``instance`` tags host-wide names (the cgroup parent ``pycompose_<instance>``);
+    it must match the running supervisor's.
+    """
+    root_path = Path(root).absolute()
+    root_path.mkdir(parents=True, exist_ok=True)
+    dirfd = os.open(root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            sock = await _connect(dirfd)
+        except OSError as exc:
+            if not autostart or exc.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+                raise errors.SupervisorError(f"connect to the supervisor of {root_path}: "
+                                             f"{exc.strerror}") from None
+            await _start_supervisor(root_path, instance)
+            sock = await _connect_retry(dirfd, root_path)
+        rt = Runtime(root_path, sock)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(rt._reader)
+                hello = await rt._call(P.Hello())
+                if hello.get("instance", "") != instance:
+                    raise errors.SupervisorError(
+                        f"the supervisor of {root_path} runs for instance "
+                        f"{hello.get('instance')!r}, not {instance!r}")
+                yield rt
+                nursery.cancel_scope.cancel()
+        finally:
+            sock.close()
+    finally:
+        os.close(dirfd)
+
+
+async def _connect_retry(dirfd: int, root: Path) -> trio.socket.SocketType:
+    # Only when two clients raced to start the supervisor: the loser's launcher
+    # returns before the winner listens. Bounded, and normally never loops.
+    for _ in range(100):
+        try:
+            return await _connect(dirfd)
+        except OSError:
+            await trio.sleep(0.05)
+    raise errors.SupervisorError(f"the supervisor of {root} does not answer")

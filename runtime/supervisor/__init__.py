@@ -1,0 +1,1 @@
+"""The supervisor process: one per state root, parent of every container init."""
