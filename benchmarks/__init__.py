@@ -1,0 +1,1 @@
+"""The performance harness (``python benchmarks/run.py``); see ``harness.py``."""

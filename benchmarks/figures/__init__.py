@@ -1,0 +1,10 @@
+"""Figure groups, one module each; ``run.py`` imports only the groups it runs.
+
+To add a group: write ``benchmarks/figures/<name>.py`` exposing
+``GROUP = harness.Group(...)`` and add ``<name>`` here.  Keep the figure names
+of DESIGN.md ("Performance harness"), so that JSON files stay comparable.
+"""
+
+GROUPS: tuple[str, ...] = (
+    "config",  # config_parse_s, config_small_s
+)
