@@ -208,40 +208,42 @@ class Interpolator:
 
     # -- documents -------------------------------------------------------
 
-    def _walk(self, value: Any) -> Any:
+    def _walk(self, value: Any, memo: dict[int, Any]) -> Any:
         if isinstance(value, str):
             return self._substitute(value)
+        if not isinstance(value, (dict, list)):
+            return value
+        # A YAML alias is the same object reached twice: interpolate it once,
+        # so that nested aliases ("billion laughs") cost their size, not 2**n.
+        done = memo.get(id(value))
+        if done is not None:
+            return done
+        out: Any
         if isinstance(value, dict):
-            if type(value) is dict:
-                out: dict[Any, Any] = {}
-            else:
-                out = copy.copy(value)
+            out = {} if type(value) is dict else copy.copy(value)
+            memo[id(value)] = out  # before the children: a recursive value stays recursive
             for key, item in value.items():
                 try:
-                    out[key] = self._walk(item)
+                    out[key] = self._walk(item, memo)
                 except _TemplateError as e:
                     e.parts.append(key)
                     raise
             return out
-        if isinstance(value, list):
-            items: list[Any] = []
-            for index, item in enumerate(value):
-                try:
-                    items.append(self._walk(item))
-                except _TemplateError as e:
-                    e.parts.append(index)
-                    raise
-            if type(value) is list:
-                return items
-            new = copy.copy(value)
-            new[:] = items
-            return new
-        return value
+        out = [] if type(value) is list else copy.copy(value)
+        out.clear()
+        memo[id(value)] = out
+        for index, item in enumerate(value):
+            try:
+                out.append(self._walk(item, memo))
+            except _TemplateError as e:
+                e.parts.append(index)
+                raise
+        return out
 
     def document(self, doc: Any, *, file: str | None = None) -> Any:
         """Return a copy of ``doc`` with every string value interpolated."""
         try:
-            return self._walk(doc)
+            return self._walk(doc, {})
         except _TemplateError as e:
             raise InterpolationError(file, _format_path(e.parts[::-1]) or None, e.message) from None
         except RecursionError:

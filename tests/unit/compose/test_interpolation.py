@@ -308,3 +308,28 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
 def test_many_expressions_in_one_string() -> None:
     template = "${UNSET:-a}" * 5000
     assert interpolate_string(template, {}) == "a" * 5000
+
+
+def test_aliases_are_interpolated_once() -> None:
+    """Nested YAML aliases ("billion laughs") cost their size, not 9**9 walks."""
+    import yaml
+
+    text = 'a0: &a0 ["${X}", "x", "x", "x", "x", "x", "x", "x", "x"]\n' + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+    )
+    doc = yaml.safe_load(text)
+    out = interpolate(doc, {"X": "y"})
+    leaf = out["a9"]
+    for _ in range(9):
+        leaf = leaf[8]
+    assert leaf[0] == "y"
+    assert doc["a0"][0] == "${X}"
+
+
+def test_recursive_document_stays_recursive() -> None:
+    import yaml
+
+    doc = yaml.safe_load("a: &a [$X, *a]\n")
+    out = interpolate(doc, {"X": "1"})
+    assert out["a"][0] == "1"
+    assert out["a"][1] is out["a"]
