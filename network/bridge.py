@@ -27,6 +27,7 @@ class BridgeSpec:
     subnet: IPv4Network
     gateway: IPv4Address
     mtu: int | None = None
+    alias: str = ""  # names.link_alias(instance): marks the link as this instance's
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,10 @@ def _create(spec: BridgeSpec) -> Bridge:
         except NetlinkError as e:
             if e.code != errno.EEXIST:
                 raise
-        ipr.link("set", index=index, state="up")
+        if spec.alias:
+            ipr.link("set", index=index, state="up", ifalias=spec.alias)
+        else:
+            ipr.link("set", index=index, state="up")
         mtu = link.get_attr("IFLA_MTU")
     _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
     return Bridge(name=name, index=index, subnet=spec.subnet, gateway=spec.gateway, mtu=mtu)

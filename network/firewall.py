@@ -219,7 +219,7 @@ def _network_script(t: str, net: FirewallNetwork) -> list[str]:
             f"add rule {T} {f} accept",
             f"add rule {T} {to} ct status dnat accept",
             f"add rule {T} {to} drop",
-            f"add element {T} masq_nets {{ {net.subnet} }}",
+            f"add element {T} masq_nets {{ {net.subnet} comment {br} }}",
         ]
     lines += [
         f"add element {T} bridges {{ {br} }}",
@@ -325,11 +325,12 @@ def _teardown_network(table: str, bridge: str, subnet: IPv4Network | None) -> bo
     lines: list[str] = []
     if subnet is not None:
         lines += _unpublish_script(table, objs, lambda m: m.container_ip in subnet)
-        masq = _elems(objs, "set", "masq_nets")
-        if any(isinstance(e, dict) and "prefix" in e
-               and IPv4Network(f"{e['prefix']['addr']}/{e['prefix']['len']}") == subnet
-               for e in masq):
-            lines.append(f"delete element {T} masq_nets {{ {subnet} }}")
+    for e in _elems(objs, "set", "masq_nets"):
+        val, comment = _unwrap(e)
+        if isinstance(val, dict) and "prefix" in val:
+            net = IPv4Network(f"{val['prefix']['addr']}/{val['prefix']['len']}")
+            if comment == bridge or net == subnet:
+                lines.append(f"delete element {T} masq_nets {{ {net} }}")
     for mapname in ("fwd_from", "fwd_to"):
         if any(isinstance(e, list) and _unwrap(e[0])[0] == bridge
                for e in _elems(objs, "map", mapname)):

@@ -35,6 +35,7 @@ class EndpointSpec:
     internal: bool = False
     mac: str | None = None
     mtu: int | None = None
+    alias: str = ""  # names.link_alias(instance), set on the host side for gc
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ def _attach(
                                 _delete_links(ipr, [ep.host_ifname])
                                 ipr.link("add", ifname=ep.host_ifname, kind="veth", peer=peer, **kw)
                             created.append(ep.host_ifname)
-                            ipr.link("set", ifname=ep.host_ifname, master=br_index, state="up")
+                            up: dict[str, object] = {"master": br_index, "state": "up"}
+                            if ep.alias:
+                                up["ifalias"] = ep.alias
+                            ipr.link("set", ifname=ep.host_ifname, **up)
                             link = nsipr.link("get", ifname=ifname)[0]
                             idx = link["index"]
                             nsipr.addr("add", index=idx, address=str(ep.address),

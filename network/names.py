@@ -19,6 +19,7 @@ __all__ = [
     "VETH_PREFIX",
     "bridge_name",
     "check_link_name",
+    "link_alias",
     "netns_name",
     "veth_name",
 ]
@@ -56,3 +57,8 @@ def check_link_name(name: str) -> str:
     if not _IFNAME_RE.match(name) or name in (".", ".."):
         raise ValueError(f"invalid interface name {name!r} (1-15 of [A-Za-z0-9_.-])")
     return name
+
+
+def link_alias(instance: str) -> str:
+    """The ``ifalias`` stamped on every link of an instance, so gc knows what is its own."""
+    return f"pycompose/{instance}"
