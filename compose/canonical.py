@@ -539,7 +539,7 @@ def ulimits(value: Any, path: KeyPath, ctx: Context) -> Any:
     return _keep(value, out)
 
 
-_RESTART = re.compile(r"^(?:no|always|unless-stopped|on-failure(?::\d+)?)$")
+_RESTART = re.compile(r"^(?:|no|always|unless-stopped|on-failure(?::\d+)?)$")
 
 
 def restart(value: Any, path: KeyPath, ctx: Context) -> Any:

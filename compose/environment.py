@@ -1,8 +1,9 @@
 """Resolve a service's environment: ``env_file`` entries first, ``environment`` over them.
 
 A key given without a value (``- DEBUG``) takes its value from the project
-environment (the shell, then ``.env``); when it is set nowhere it stays
-``None`` (shown as ``DEBUG: null``, passed to no container).
+environment (the shell, then ``.env``), even over an ``env_file`` value; when
+it is set nowhere it stays ``None`` (shown as ``DEBUG: null``, passed to no
+container), as docker compose does.
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ def resolve_environment(service: Mapping[str, Any], project_env: Mapping[str, st
         env.update(read_env_files(specs, project_env, warn=warn))
     for key, value in (service.get("environment") or {}).items():
         if value is None:
-            if key in project_env:
-                env[key] = project_env[key]
-            elif key not in env:
-                env[key] = None
+            # A bare key overrides the env_file: it is the shell's value or nothing.
+            env[key] = project_env.get(key)
         else:
             env[key] = value
     return env

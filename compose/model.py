@@ -83,7 +83,7 @@ class Port:
 @dataclass(frozen=True, kw_only=True)
 class BindOptions:
     propagation: str | None = None
-    create_host_path: bool = True
+    create_host_path: bool = False
     selinux: str | None = None
     recursive: str | None = None
 
