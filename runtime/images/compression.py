@@ -1,0 +1,145 @@
+"""Transparent decompression of layer and archive streams, chosen by magic bytes.
+
+Media types lie often enough (Docker's ``layer.tar`` is plain; some tools label
+gzip layers as plain) that the first bytes decide. zstd comes from the
+``zstandard`` package rather than the ``zstd`` binary, so decoding never forks
+(the engine is a multi-threaded trio process that must not fork).
+"""
+
+from __future__ import annotations
+
+import bz2
+import enum
+import gzip
+import lzma
+import zlib
+from typing import BinaryIO, cast
+
+import zstandard
+
+# Errors a decoder raises on corrupt or truncated input; callers turn them into ImageError.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+)
+
+
+class Compression(enum.Enum):
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    BZIP2 = "bzip2"
+    XZ = "xz"
+
+
+_MAGIC: tuple[tuple[bytes, Compression], ...] = (
+    (b"\x1f\x8b", Compression.GZIP),
+    (b"\x28\xb5\x2f\xfd", Compression.ZSTD),
+    (b"BZh", Compression.BZIP2),
+    (b"\xfd7zXZ\x00", Compression.XZ),
+)
+
+
+def detect(head: bytes) -> Compression:
+    """The compression of a stream starting with ``head`` (at least 6 bytes when available)."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return Compression.NONE
+
+
+class _Prefixed:
+    """A stream returning ``head`` (already read for sniffing), then the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._raw.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            if len(data) < size:
+                data += self._raw.read(size - len(data))
+            return data
+        return self._raw.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _read_exactly(raw: BinaryIO, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = raw.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class _ZstdReader:
+    """Streaming zstd decoder over any number of frames that notices a truncated last frame.
+
+    (``zstandard``'s own ``stream_reader`` returns a short result without error
+    when the input stops in the middle of a frame.)
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._buf = b""
+        self._pos = 0
+        self._in_frame = False
+
+    def _fill(self) -> bool:
+        chunk = self._raw.read(1 << 16)
+        if not chunk:
+            if self._in_frame:
+                raise EOFError("zstd stream ends in the middle of a frame")
+            return False
+        out = [self._buf[self._pos:]]
+        while chunk:
+            self._in_frame = True
+            out.append(self._obj.decompress(chunk))
+            if not self._obj.eof:
+                break
+            self._in_frame = False
+            chunk = self._obj.unused_data
+            self._obj = self._dctx.decompressobj()
+        self._buf, self._pos = b"".join(out), 0
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._buf) - self._pos < size) and self._fill():
+            pass
+        end = len(self._buf) if size < 0 else self._pos + size
+        data = self._buf[self._pos:end]
+        self._pos += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def open_decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
+    """Sniff ``raw`` and return its compression and a stream of the decompressed bytes."""
+    head = _read_exactly(raw, 6)
+    kind = detect(head)
+    stream = cast(BinaryIO, _Prefixed(head, raw))
+    if kind is Compression.GZIP:
+        return kind, cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+    if kind is Compression.ZSTD:
+        return kind, cast(BinaryIO, _ZstdReader(stream))
+    if kind is Compression.BZIP2:
+        return kind, cast(BinaryIO, bz2.BZ2File(stream, mode="rb"))
+    if kind is Compression.XZ:
+        return kind, cast(BinaryIO, lzma.LZMAFile(stream, mode="rb"))
+    return kind, stream

@@ -1,0 +1,692 @@
+"""The content-addressed image store.
+
+Layout under the store root (the CLI and the engine use ``<PYCOMPOSE_ROOT>/images``)::
+
+    lock                       fcntl lock: shared for reads, exclusive for changes
+    repositories.json          {"names": {"docker.io/library/busybox:latest": "sha256:…"}}
+    blobs/sha256/<hex>         image config JSON, byte for byte (its sha256 is the image id)
+    images/<hex>.json          one record per image: {"id", "added"}; present = image exists
+    layers/<hex>/diff/         a layer unpacked once, keyed by its diff-id; an overlay lowerdir
+    layers/<hex>/layer.json    {"diff_id", "size", "entries"}
+    tmp/<token>/ + <token>.lock  staging and trash; each held by a flock of its owner
+
+Writes are atomic: layers are unpacked and verified in ``tmp/`` without the
+store lock, then moved into place with ``rename`` under the exclusive lock,
+followed by the config blob, the image record and the names (each written to
+a temp file, fsynced, renamed). So another process, or the same one after a
+crash, sees an image completely or not at all; a crash can at worst leave an
+unreferenced layer (reused by the next import, removed by ``prune``) or a
+staging directory whose flock is gone (removed at the next write).
+
+Layer blobs are not kept after unpacking (as Docker's classic store): the
+unpacked directory is the layer. Only ``sha256`` content is accepted.
+
+All methods block; the engine calls them with ``trio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import sys
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
+from pycompose.runtime.images.archive import ImageSource, LayerSource, open_archive
+from pycompose.runtime.images.changes import apply_changes
+from pycompose.runtime.images.compression import DECODE_ERRORS, open_decompressed
+from pycompose.runtime.images.config import (
+    ImageConfig,
+    empty_config,
+    format_time,
+    parse_time,
+)
+from pycompose.runtime.images.digest import HashingReader, hex_of, is_hex_id, sha256_digest
+from pycompose.runtime.images.layers import unpack_layer, write_layer_tar
+from pycompose.runtime.images.reference import familiar_name, normalize_name
+
+InUse = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One unpacked layer: ``path`` is the directory to stack (an overlay lowerdir)."""
+
+    diff_id: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in the store. ``names`` are stored (fully qualified) names, sorted."""
+
+    id: str
+    config: ImageConfig
+    layers: tuple[Layer, ...]
+    names: tuple[str, ...]
+    added: datetime
+
+    @property
+    def short_id(self) -> str:
+        """The 12 hex digits Docker shows."""
+        return hex_of(self.id)[:12]
+
+    @property
+    def layer_dirs(self) -> tuple[Path, ...]:
+        """Layer directories bottom → top (overlayfs wants them top first in ``lowerdir``)."""
+        return tuple(layer.path for layer in self.layers)
+
+    @property
+    def size(self) -> int:
+        """Bytes of file content over all layers (what ``image ls`` shows)."""
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def created(self) -> datetime | None:
+        return self.config.created_at
+
+    @property
+    def repo_tags(self) -> tuple[str, ...]:
+        """Names in the short form Docker shows (``busybox:latest``)."""
+        return tuple(familiar_name(n) for n in self.names)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    deleted: tuple[str, ...]
+    untagged: tuple[str, ...]
+    reclaimed: int
+
+
+class _MissingLayerError(Exception):
+    """A layer we saw in the store went away before our commit (a concurrent removal)."""
+
+
+@dataclass
+class _Staged:
+    diff_id: str
+    directory: Path  # tmp/<token>/<n>, holding diff/ and layer.json
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path``: unpacked files are on disk before they are named."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a tree even when some of its directories are read-only (non-root)."""
+
+    def retry(func: Callable[[str], object], failed: str, exc: BaseException) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        os.chmod(os.path.dirname(failed), 0o700)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o700)
+        func(failed)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=lambda func, failed, info: retry(func, failed, info[1]))
+
+
+class ImageStore:
+    """Images on disk under ``root``; safe to use from several processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._blobs = self.root / "blobs" / "sha256"
+        self._images = self.root / "images"
+        self._layers = self.root / "layers"
+        self._tmp = self.root / "tmp"
+        self._repositories = self.root / "repositories.json"
+
+    # --- locking and staging -------------------------------------------------------------
+
+    def _ensure_layout(self) -> None:
+        for d in (self._blobs, self._images, self._layers, self._tmp):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+        if not exclusive and not self.root.is_dir():
+            yield  # nothing stored yet: nothing to read, nothing to protect
+            return
+        self._ensure_layout()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if exclusive:
+                self._clean_tmp()
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    @contextlib.contextmanager
+    def _staging(self) -> Iterator[Path]:
+        """A private directory under ``tmp/``, removed afterwards (or by the next writer)."""
+        token = secrets.token_hex(8)
+        self._ensure_layout()
+        with self._locked(exclusive=False):  # a cleaner holds the lock exclusively
+            lock_fd = os.open(self._tmp / f"{token}.lock",
+                              os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            directory = self._tmp / token
+            directory.mkdir()
+        try:
+            yield directory
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                _rmtree(directory)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp / f"{token}.lock")
+            os.close(lock_fd)
+
+    def _clean_tmp(self) -> None:
+        """Remove staging left by dead processes (caller holds the exclusive lock)."""
+        try:
+            entries = sorted(os.listdir(self._tmp))
+        except FileNotFoundError:
+            return
+        locks = {e for e in entries if e.endswith(".lock")}
+        for entry in entries:
+            if entry in locks:
+                continue
+            lock = f"{entry}.lock"
+            if lock in locks and self._lock_is_held(self._tmp / lock):
+                continue
+            path = self._tmp / entry
+            if path.is_dir() and not path.is_symlink():
+                _rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        for lock in locks:
+            if not (self._tmp / lock[: -len(".lock")]).exists() and not self._lock_is_held(
+                self._tmp / lock
+            ):
+                (self._tmp / lock).unlink(missing_ok=True)
+
+    @staticmethod
+    def _lock_is_held(path: Path) -> bool:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = self._tmp / f"{path.name}.{secrets.token_hex(6)}.new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        _fsync_dir(path.parent)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _read_names(self) -> dict[str, str]:
+        try:
+            doc = json.loads(self._repositories.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{self._repositories}: unreadable: {exc}") from None
+        names = doc.get("names", {}) if isinstance(doc, dict) else {}
+        return {str(k): str(v) for k, v in names.items()}
+
+    def _write_names(self, names: dict[str, str]) -> None:
+        data = json.dumps({"names": dict(sorted(names.items()))}, indent=1).encode() + b"\n"
+        self._write_atomic(self._repositories, data)
+
+    def _image_ids(self) -> list[str]:
+        try:
+            entries = os.listdir(self._images)
+        except FileNotFoundError:
+            return []
+        return sorted("sha256:" + e[:-5] for e in entries if e.endswith(".json")
+                      and is_hex_id(e[:-5]))
+
+    def _layer_dir(self, diff_id: str) -> Path:
+        return self._layers / hex_of(diff_id)
+
+    def _has_layer(self, diff_id: str) -> bool:
+        return (self._layer_dir(diff_id) / "layer.json").is_file()
+
+    def _read_layer(self, diff_id: str, image_id: str) -> Layer:
+        directory = self._layer_dir(diff_id)
+        try:
+            meta = json.loads((directory / "layer.json").read_bytes())
+        except FileNotFoundError:
+            raise ImageError(
+                f"image {image_id}: layer {diff_id} is missing from {self._layers}"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{directory / 'layer.json'}: unreadable: {exc}") from None
+        return Layer(diff_id=diff_id, path=directory / "diff", size=int(meta.get("size", 0)))
+
+    def _read_image(self, image_id: str, names: dict[str, str]) -> Image:
+        record_path = self._images / f"{hex_of(image_id)}.json"
+        try:
+            record = json.loads(record_path.read_bytes())
+            config_bytes = (self._blobs / hex_of(image_id)).read_bytes()
+        except FileNotFoundError:
+            raise ImageNotFoundError(f"No such image: {image_id}") from None
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{record_path}: unreadable: {exc}") from None
+        config = ImageConfig.from_json(config_bytes, source=f"image {image_id}")
+        added = parse_time(str(record.get("added", ""))) or datetime.fromtimestamp(0, UTC)
+        return Image(
+            id=image_id,
+            config=config,
+            layers=tuple(self._read_layer(d, image_id) for d in config.diff_ids),
+            names=tuple(sorted(n for n, i in names.items() if i == image_id)),
+            added=added,
+        )
+
+    def _resolve(self, ref_or_id: str, names: dict[str, str]) -> tuple[str, str | None]:
+        """(image id, the stored name when ``ref_or_id`` was a name)."""
+        text = ref_or_id.strip()
+        ids = self._image_ids()
+        if text.startswith("sha256:"):
+            return self._by_prefix(text[len("sha256:"):], ids, ref_or_id), None
+        if is_hex_id(text):
+            if "sha256:" + text in ids:
+                return "sha256:" + text, None
+            raise ImageNotFoundError(f"No such image: {ref_or_id}")
+        with contextlib.suppress(ImageError):
+            name = normalize_name(text)
+            if name in names:
+                return names[name], name
+        if text and all(c in "0123456789abcdef" for c in text):
+            return self._by_prefix(text, ids, ref_or_id), None
+        raise ImageNotFoundError(f"No such image: {ref_or_id}")
+
+    @staticmethod
+    def _by_prefix(prefix: str, ids: list[str], asked: str) -> str:
+        matches = [i for i in ids if hex_of(i).startswith(prefix)] if prefix else []
+        if not matches:
+            raise ImageNotFoundError(f"No such image: {asked}")
+        if len(matches) > 1:
+            raise ImageConflictError(f"{asked}: ambiguous id prefix ({len(matches)} images match)")
+        return matches[0]
+
+    def get(self, ref_or_id: str) -> Image:
+        """The image named ``ref_or_id`` (``busybox``, ``busybox:1.36``), or with that id/prefix."""
+        with self._locked(exclusive=False):
+            names = self._read_names()
+            image_id, _ = self._resolve(ref_or_id, names)
+            return self._read_image(image_id, names)
+
+    def list(self) -> list[Image]:
+        """All images, newest first."""
+        with self._locked(exclusive=False):
+            names = self._read_names()
+            images = [self._read_image(i, names) for i in self._image_ids()]
+        return sorted(images, key=lambda im: (im.created or im.added, im.id), reverse=True)
+
+    def layer_dirs(self, image: Image | str) -> tuple[Path, ...]:
+        """The layer directories of ``image`` (an ``Image`` or a name/id), bottom → top."""
+        return (self.get(image) if isinstance(image, str) else image).layer_dirs
+
+    # --- staging layers ----------------------------------------------------------------------
+
+    def _stage_layer(
+        self, staging: Path, index: int, name: str, opener: Callable[[], BinaryIO],
+        *, diff_id: str | None, digest: str | None, size: int | None, unpack: bool,
+    ) -> str:
+        """Stream one layer: verify blob digest and diff-id; unpack into ``staging/<index>``.
+
+        With ``unpack=False`` the layer is only verified (it is already in the store).
+        Returns the diff-id (computed when not known beforehand).
+        """
+        directory = staging / str(index)
+        diff = directory / "diff"
+        if unpack:
+            diff.mkdir(parents=True)
+        try:
+            with opener() as raw:
+                blob = HashingReader(raw)
+                _, decompressed = open_decompressed(cast(BinaryIO, blob))
+                tar = HashingReader(decompressed)
+                if unpack:
+                    result = unpack_layer(cast(BinaryIO, tar), diff, source=name)
+                tar.drain()
+                blob.drain()
+        except DECODE_ERRORS as exc:
+            raise ImageError(f"{name}: corrupt or truncated layer: {exc}") from None
+        except tarfile.TarError as exc:
+            raise ImageError(f"{name}: corrupt or truncated layer: {exc}") from None
+        if digest is not None:
+            blob.verify(digest, name, size)
+        if diff_id is not None:
+            tar.verify(diff_id, f"{name} (uncompressed content vs diff_id)")
+        if unpack:
+            meta = {"diff_id": tar.digest, "size": result.size, "entries": result.entries}
+            if result.skipped:
+                meta["skipped"] = result.skipped[:100]
+            (directory / "layer.json").write_text(json.dumps(meta, indent=1) + "\n")
+        return tar.digest
+
+    def _stage_sources(self, staging: Path, sources: Sequence[ImageSource],
+                       force: frozenset[str] = frozenset()) -> dict[str, _Staged]:
+        staged: dict[str, _Staged] = {}
+        verified: set[str] = set()
+        for source in sources:
+            for layer in source.layers:
+                if layer.diff_id in staged or layer.diff_id in verified:
+                    continue
+                unpack = layer.diff_id in force or not self._has_layer(layer.diff_id)
+                index = len(staged) + len(verified)
+                self._stage_one(staging, index, layer, unpack)
+                if unpack:
+                    staged[layer.diff_id] = _Staged(layer.diff_id, staging / str(index))
+                else:
+                    verified.add(layer.diff_id)
+        return staged
+
+    def _stage_one(self, staging: Path, index: int, layer: LayerSource, unpack: bool) -> None:
+        self._stage_layer(
+            staging, index, layer.name, layer.open,
+            diff_id=layer.diff_id, digest=layer.digest, size=layer.size, unpack=unpack,
+        )
+
+    # --- committing --------------------------------------------------------------------------
+
+    def _commit_layers(self, staged: dict[str, _Staged], needed: Sequence[str]) -> None:
+        """Move staged layers into place (caller holds the exclusive lock)."""
+        for diff_id in needed:
+            if self._has_layer(diff_id):
+                continue
+            stage = staged.get(diff_id)
+            if stage is None:
+                raise _MissingLayerError(diff_id)
+            target = self._layer_dir(diff_id)
+            if target.exists():  # an interrupted earlier commit: no layer.json, not a layer
+                _rmtree(target)
+            os.rename(stage.directory, target)
+        if staged:
+            _fsync_dir(self._layers)
+
+    def _commit_image(self, config_bytes: bytes, names: Sequence[str],
+                      all_names: dict[str, str]) -> str:
+        """Write blob, record and names (caller holds the exclusive lock)."""
+        image_id = sha256_digest(config_bytes)
+        blob = self._blobs / hex_of(image_id)
+        if not blob.exists():
+            self._write_atomic(blob, config_bytes)
+        record = self._images / f"{hex_of(image_id)}.json"
+        if not record.exists():
+            data = {"id": image_id, "added": format_time(datetime.now(UTC))}
+            self._write_atomic(record, json.dumps(data).encode() + b"\n")
+        for name in names:
+            all_names[name] = image_id
+        return image_id
+
+    def _import(self, sources: Sequence[ImageSource]) -> builtins.list[Image]:
+        if not sources:
+            return []
+        force: frozenset[str] = frozenset()
+        for _attempt in range(3):
+            with self._staging() as staging:
+                staged = self._stage_sources(staging, sources, force)
+                if staged:
+                    _syncfs(staging)
+                try:
+                    with self._locked(exclusive=True):
+                        for source in sources:
+                            self._commit_layers(staged, source.config.diff_ids)
+                        names = self._read_names()
+                        ids = [self._commit_image(s.config_bytes, s.names, names)
+                               for s in sources]
+                        if any(s.names for s in sources):
+                            self._write_names(names)
+                        return [self._read_image(i, names) for i in ids]
+                except _MissingLayerError as missing:
+                    force = force | {str(missing.args[0])}
+        raise ImageError("the store keeps changing under this import; try again")
+
+    # --- public write API ----------------------------------------------------------------------
+
+    def load(self, archive: Path) -> builtins.list[Image]:
+        """Load every image of a ``docker save`` archive, OCI layout or OCI archive.
+
+        Nothing is added unless every image's config and layers verify.
+        """
+        archive = Path(archive)
+        with open_archive(archive) as sources:
+            return self._import(sources)
+
+    def import_rootfs(
+        self, tar_path: Path, ref: str | None, *, changes: Sequence[str] = (),
+        message: str = "", architecture: str | None = None,
+    ) -> Image:
+        """Make a one-layer image from a root filesystem tarball (plain, gzip, zstd, bz2, xz).
+
+        ``changes`` are Dockerfile instructions (``CMD ["sh"]``, ``ENV A=b``…) applied to
+        the config, as ``docker import --change``.
+        """
+        tar_path = Path(tar_path)
+        name = normalize_name(ref) if ref else None
+        base = empty_config(architecture=architecture)
+        container_config = apply_changes(base.config, changes)  # fail before any work
+        if not tar_path.is_file():
+            raise ImageError(f"{tar_path}: no such file")
+        with self._staging() as staging:
+            diff_id = self._stage_layer(
+                staging, 0, str(tar_path), lambda: tar_path.open("rb"),
+                diff_id=None, digest=None, size=None, unpack=True,
+            )
+            config = base.derive(
+                diff_ids=[diff_id], config=container_config,
+                comment=message or f"Imported from {tar_path.name}",
+            )
+            _syncfs(staging)
+            with self._locked(exclusive=True):
+                self._commit_layers({diff_id: _Staged(diff_id, staging / "0")}, [diff_id])
+                names = self._read_names()
+                image_id = self._commit_image(config.to_json(), [name] if name else [], names)
+                if name:
+                    self._write_names(names)
+                return self._read_image(image_id, names)
+
+    def add_layer_from_dir(self, diff_dir: Path) -> Layer:
+        """Turn a directory diff (an overlay upper dir, with overlay whiteouts) into a layer.
+
+        The directory is written as an OCI layer tar (whiteouts as ``.wh.`` entries) to
+        get its diff-id, and that tar is unpacked into the store as any other layer.
+        The layer is unreferenced until an image uses it (``create_image``): ``prune``
+        removes unreferenced layers.
+        """
+        diff_dir = Path(diff_dir)
+        if not diff_dir.is_dir():
+            raise ImageError(f"{diff_dir}: not a directory")
+        with self._staging() as staging:
+            tar_path = staging / "layer.tar"
+            with tar_path.open("wb") as out:
+                write_layer_tar(diff_dir, out)
+            diff_id = self._stage_layer(
+                staging, 0, f"diff of {diff_dir}", lambda: tar_path.open("rb"),
+                diff_id=None, digest=None, size=None, unpack=True,
+            )
+            _syncfs(staging)
+            with self._locked(exclusive=True):
+                self._commit_layers({diff_id: _Staged(diff_id, staging / "0")}, [diff_id])
+                return self._read_layer(diff_id, "(new layer)")
+
+    def create_image(self, config: ImageConfig, ref: str | None = None) -> Image:
+        """Store ``config`` as an image (its layers must be in the store) and name it ``ref``."""
+        name = normalize_name(ref) if ref else None
+        config_bytes = config.to_json()
+        with self._locked(exclusive=True):
+            for diff_id in config.diff_ids:
+                if not self._has_layer(diff_id):
+                    raise ImageError(f"cannot create image: layer {diff_id} is not in the store")
+            names = self._read_names()
+            image_id = self._commit_image(config_bytes, [name] if name else [], names)
+            if name:
+                self._write_names(names)
+            return self._read_image(image_id, names)
+
+    def commit(
+        self, diff_dir: Path, *, parent: Image | None, ref: str | None = None,
+        changes: Sequence[str] = (), comment: str = "", author: str = "", created_by: str = "",
+    ) -> Image:
+        """A new image: ``parent`` (None: from scratch) plus the layer made from ``diff_dir``."""
+        base = parent.config if parent is not None else empty_config()
+        container_config = apply_changes(base.config, changes)
+        layer = self.add_layer_from_dir(diff_dir)
+        config = base.derive(
+            diff_ids=[layer.diff_id], config=container_config,
+            comment=comment, author=author, created_by=created_by,
+        )
+        return self.create_image(config, ref)
+
+    def tag(self, source: str, target: str) -> Image:
+        """Give the image ``source`` (name or id) the name ``target`` (moved if taken)."""
+        name = normalize_name(target)
+        with self._locked(exclusive=True):
+            names = self._read_names()
+            image_id, _ = self._resolve(source, names)
+            names[name] = image_id
+            self._write_names(names)
+            return self._read_image(image_id, names)
+
+    def remove(
+        self, ref: str, *, force: bool = False, in_use: InUse | None = None
+    ) -> builtins.list[str]:
+        """``docker rmi``: untag ``ref``; when no name is left, delete the image and its layers.
+
+        Removing by name when the image has other names only untags. Removing by id an
+        image with several names needs ``force``. An image a container uses
+        (``in_use(image_id)``) is refused; with ``force`` its names are removed but the
+        data stays until it is no longer used (``prune``), so running containers keep
+        their lower dirs. Returns Docker-style lines: ``Untagged: …``, ``Deleted: …``.
+        """
+        with self._staging() as trash, self._locked(exclusive=True):
+            names = self._read_names()
+            image_id, by_name = self._resolve(ref, names)
+            own = sorted(n for n, i in names.items() if i == image_id)
+            if by_name is not None and len(own) > 1:
+                del names[by_name]
+                self._write_names(names)
+                return [f"Untagged: {familiar_name(by_name)}"]
+            if by_name is None and len(own) > 1 and not force:
+                raise ImageConflictError(
+                    f"unable to delete {hex_of(image_id)[:12]} (must be forced): image is "
+                    f"referenced in multiple repositories ({', '.join(map(familiar_name, own))})"
+                )
+            used = in_use is not None and in_use(image_id)
+            if used and not force:
+                raise ImageConflictError(
+                    f"unable to remove {ref!r} (must force): image {hex_of(image_id)[:12]} "
+                    "is being used by a container"
+                )
+            out = [f"Untagged: {familiar_name(n)}" for n in own]
+            for n in own:
+                del names[n]
+            if own:
+                self._write_names(names)
+            if not used:
+                out += self._delete_images([image_id], names, trash)
+            return out
+
+    def _delete_images(
+        self, ids: Sequence[str], names: dict[str, str], trash: Path
+    ) -> builtins.list[str]:
+        """Delete image records, configs and now-unused layers (exclusive lock held)."""
+        out = []
+        for image_id in ids:
+            (self._images / f"{hex_of(image_id)}.json").unlink(missing_ok=True)
+            out.append(f"Deleted: {image_id}")
+        _fsync_dir(self._images)
+        self._collect(trash)
+        return out
+
+    def _collect(self, trash: Path) -> int:
+        """Move unreferenced layers and blobs to ``trash``; return the bytes they held."""
+        remaining = self._image_ids()
+        used_layers: set[str] = set()
+        for image_id in remaining:
+            with contextlib.suppress(ImageError, OSError):
+                config = ImageConfig.from_json(
+                    (self._blobs / hex_of(image_id)).read_bytes(), source=image_id
+                )
+                used_layers.update(hex_of(d) for d in config.diff_ids)
+        reclaimed = 0
+        for entry in sorted(os.listdir(self._layers)):
+            if entry in used_layers:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                meta = json.loads((self._layers / entry / "layer.json").read_bytes())
+                reclaimed += int(meta.get("size", 0))
+            os.rename(self._layers / entry, trash / f"layer-{entry}")
+        used_blobs = {hex_of(i) for i in remaining}
+        for entry in sorted(os.listdir(self._blobs)):
+            if entry not in used_blobs:
+                os.rename(self._blobs / entry, trash / f"blob-{entry}")
+        _fsync_dir(self._layers)
+        return reclaimed
+
+    def prune(self, *, all: bool = False, in_use: InUse | None = None) -> PruneResult:
+        """Remove untagged images (``all``: every image no container uses), unused layers and
+        blobs, and staging left by dead processes."""
+        with self._staging() as trash, self._locked(exclusive=True):
+            names = self._read_names()
+            tagged = set(names.values())
+            doomed = [
+                i for i in self._image_ids()
+                if (all or i not in tagged) and not (in_use is not None and in_use(i))
+            ]
+            untagged = sorted(n for n, i in names.items() if i in doomed)
+            for n in untagged:
+                del names[n]
+            if untagged:
+                self._write_names(names)
+            for image_id in doomed:
+                (self._images / f"{hex_of(image_id)}.json").unlink(missing_ok=True)
+            reclaimed = self._collect(trash)
+            return PruneResult(
+                deleted=tuple(doomed),
+                untagged=tuple(familiar_name(n) for n in untagged),
+                reclaimed=reclaimed,
+            )
