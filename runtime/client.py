@@ -364,19 +364,44 @@ async def open_runtime(root: str | os.PathLike[str], instance: str = "", *,
             sock = await _connect_retry(dirfd, root_path)
         rt = Runtime(root_path, sock)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(rt._reader)
-                hello = await rt._call(P.Hello())
-                if hello.get("instance", "") != instance:
-                    raise errors.SupervisorError(
-                        f"the supervisor of {root_path} runs for instance "
-                        f"{hello.get('instance')!r}, not {instance!r}")
-                yield rt
-                nursery.cancel_scope.cancel()
+            hello = await _hello(sock)
+            if hello.get("instance", "") != instance:
+                raise errors.SupervisorError(
+                    f"the supervisor of {root_path} runs for instance "
+                    f"{hello.get('instance')!r}, not {instance!r}")
+            # The reader never raises, so a group here only ever holds the
+            # caller's own exception: hand that back unwrapped.
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(rt._reader)
+                    try:
+                        yield rt
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
         finally:
             sock.close()
     finally:
         os.close(dirfd)
+
+
+async def _hello(sock: trio.socket.SocketType) -> dict[str, Any]:
+    """The first exchange, before the reader task runs."""
+    await sock.send(P.encode_request(0, P.Hello()))
+    buf = b""
+    while b"\n" not in buf:
+        chunk = await sock.recv(4096)
+        if not chunk:
+            raise errors.SupervisorError("the supervisor closed the connection")
+        buf += chunk
+    msg = json.loads(buf.split(b"\n", 1)[0])
+    if "error" in msg:
+        raise _error_from(msg["error"])
+    result: dict[str, Any] = msg["ok"]
+    return result
 
 
 async def _connect_retry(dirfd: int, root: Path) -> trio.socket.SocketType:

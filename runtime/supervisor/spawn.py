@@ -1,0 +1,311 @@
+"""What the forked child does between ``fork`` and ``execve``.
+
+Container init, in this order (each step's name is what a ``SpawnError``
+reports as ``step``):
+
+1.  ``cgroup``      join the container's cgroup (before the cgroup namespace,
+                    so that namespace is rooted at the container's cgroup)
+2.  ``namespaces``  setns into a given netns, then unshare mount, uts, ipc,
+                    cgroup (and net for ``netns: none``, then bring ``lo`` up).
+                    The pid namespace already exists: the supervisor unshared
+                    it for its children just before forking, so this process
+                    is PID 1 and the supervisor's own child.
+3.  ``rootfs``      make / private (recursively), mount the overlay
+4.  ``mounts``      /proc, /dev (+pts, shm, mqueue), /sys (ro), /etc files,
+                    volumes (filled from the image on first use), binds,
+                    tmpfs, the init binary; create the working directory
+5.  ``user``        resolve user/groups in the container's /etc files
+                    (still before pivot_root, through ``secure_join``)
+6.  ``pivot_root``  pivot into the rootfs and detach the old root
+7.  ``hostname``, ``sysctl``, then the masked and read-only paths (after the
+    sysctls, which write through /proc/sys), then the read-only root remount
+8.  ``rlimits``, ``oom_score_adj``
+9.  ``exec``        resolve the program in $PATH (Docker's error text)
+10. ``privileges``  groups, gid, uid; capabilities; no_new_privs; seccomp last
+11. stdio onto 0/1/2, default signal dispositions, every other fd
+    close-on-exec, ``execve``.
+
+The sync pipe is close-on-exec: EOF with no data tells the supervisor the
+exec happened; a JSON error object before EOF tells it which step failed.
+Nothing survives a failure: the mounts live in the child's private mount
+namespace and vanish with it; the supervisor removes the rest.
+
+``exec`` (a process in a running container) reuses steps 1, 2 (setns into
+the init's namespaces instead of unshare), 5, 8-11.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+
+from pycompose.runtime import syscalls
+from pycompose.runtime.cgroups import join_cgroup
+from pycompose.runtime.devices import setup_dev
+from pycompose.runtime.errors import ContainerRuntimeError, SpawnError
+from pycompose.runtime.mounts import (
+    bind,
+    make_mountpoint,
+    mount_proc,
+    mount_sys,
+    mount_tmpfs,
+    populate_volume,
+)
+from pycompose.runtime.namespaces import bring_loopback_up, join, unshare_flags
+from pycompose.runtime.process import (
+    apply_oom_score_adj,
+    apply_rlimits,
+    apply_sysctls,
+    find_executable,
+)
+from pycompose.runtime.rootfs import (
+    mount_overlay,
+    pivot_into,
+    remount_readonly_root,
+    secure_join,
+)
+from pycompose.runtime.spec import Security
+from pycompose.runtime.users import ResolvedUser, resolve_user
+
+INIT_PATH = "/dev/init"
+_SYS_close_range = 436
+CLOSE_RANGE_CLOEXEC = 4
+
+
+@dataclass(frozen=True)
+class PlannedMount:
+    kind: str  #: bind | volume | tmpfs | file
+    target: str
+    source: str = ""  #: host path (a volume's data dir for volumes)
+    read_only: bool = False
+    populate: bool = False  #: volume: copy the image's content when empty
+    size: int | None = None
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class InitPlan:
+    """Everything the child needs, resolved by the supervisor before the fork."""
+
+    name: str
+    cdir: str
+    layers: tuple[str, ...]
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    working_dir: str
+    user: str
+    group_add: tuple[str, ...]
+    hostname: str
+    domainname: str
+    netns: str
+    read_only: bool
+    mounts: tuple[PlannedMount, ...]
+    init_binary: str | None
+    shm_size: int
+    rlimits: tuple[tuple[int, int, int], ...]
+    sysctls: dict[str, str]
+    oom_score_adj: int | None
+    cgroup_procs: tuple[str, ...]
+    security: Security = field(default_factory=Security)
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    working_dir: str
+    user: str
+    group_add: tuple[str, ...]
+    rlimits: tuple[tuple[int, int, int], ...]
+    cgroup_procs: tuple[str, ...]
+    security: Security = field(default_factory=Security)
+
+
+class _Step:
+    """Tracks the current step so an unexpected ``OSError`` is reported with it."""
+
+    def __init__(self) -> None:
+        self.name = "setup"
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        syscalls.set_process_name(f"pc:{name[:11]}")
+
+
+def _report(sync_w: int, step: str, exc: BaseException) -> None:
+    if isinstance(exc, SpawnError):
+        msg = {"step": exc.step or step, "path": exc.path, "message": str(exc)}
+    elif isinstance(exc, OSError):
+        msg = {"step": step, "path": exc.filename or "",
+               "message": f"{step}: {exc.strerror or exc}"
+                          + (f": {exc.filename}" if exc.filename else "")}
+    elif isinstance(exc, ContainerRuntimeError):
+        msg = {"step": step, "path": "", "message": str(exc)}
+    else:
+        msg = {"step": step, "path": "", "message": f"{step}: {type(exc).__name__}: {exc}"}
+    try:
+        os.write(sync_w, json.dumps(msg).encode())
+    except OSError:
+        pass
+
+
+def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
+    """Child side of a container start; never returns."""
+    step = _Step()
+    try:
+        step("cgroup")
+        join_cgroup(plan.cgroup_procs)
+
+        step("namespaces")
+        if plan.netns not in ("none", "host"):
+            fd = os.open(plan.netns, os.O_RDONLY | os.O_CLOEXEC)
+            syscalls.setns(fd, syscalls.CLONE_NEWNET)
+            os.close(fd)
+        syscalls.unshare(unshare_flags(plan.netns))
+        if plan.netns == "none":
+            bring_loopback_up()
+
+        step("rootfs")
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        rootfs = mount_overlay(plan.layers, plan.cdir)
+
+        step("mounts")
+        mount_proc(rootfs)
+        setup_dev(rootfs, plan.shm_size)
+        mount_sys(rootfs)
+        for m in plan.mounts:
+            _apply_mount(rootfs, m)
+        if plan.init_binary:
+            bind(plan.init_binary, rootfs, INIT_PATH, read_only=True, recursive=False)
+        workdir = secure_join(rootfs, plan.working_dir)
+        if not os.path.isdir(workdir):
+            os.makedirs(workdir, 0o755, exist_ok=True)
+
+        step("user")
+        user = resolve_user(rootfs, plan.user, plan.group_add)
+
+        step("pivot_root")
+        pivot_into(rootfs)
+
+        step("hostname")
+        if plan.hostname:
+            syscalls.sethostname(plan.hostname)
+        if plan.domainname:
+            syscalls.setdomainname(plan.domainname)
+        step("sysctl")
+        apply_sysctls(plan.sysctls)
+        step("hardening")
+        _harden(plan.security)
+        if plan.read_only:
+            remount_readonly_root()
+
+        step("rlimits")
+        apply_rlimits(plan.rlimits)
+        apply_oom_score_adj(plan.oom_score_adj)
+
+        argv = list(plan.argv)
+        _finish(step, plan.working_dir, argv, list(plan.env), user, plan.security, sync_w,
+                stdio, init=bool(plan.init_binary))
+    except BaseException as exc:  # noqa: B036 - the child must report and exit, whatever happened
+        _report(sync_w, step.name, exc)
+    os._exit(127)
+
+
+def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
+             stdio: tuple[int, int, int]) -> None:
+    """Child side of an exec: join the container, then as for init; never returns."""
+    step = _Step()
+    try:
+        step("cgroup")
+        join_cgroup(plan.cgroup_procs)
+        step("namespaces")
+        join(ns_fds)
+        os.chdir("/")
+        step("user")
+        user = resolve_user("/", plan.user, plan.group_add)
+        step("rlimits")
+        apply_rlimits(plan.rlimits)
+        _finish(step, plan.working_dir, list(plan.argv), list(plan.env), user, plan.security,
+                sync_w, stdio, init=False)
+    except BaseException as exc:  # noqa: B036
+        _report(sync_w, step.name, exc)
+    os._exit(127)
+
+
+def _apply_mount(rootfs: str, m: PlannedMount) -> None:
+    if m.kind == "tmpfs":
+        mount_tmpfs(rootfs, m.target, size=m.size, mode=m.mode, read_only=m.read_only)
+        return
+    if m.kind == "bind" and not os.path.exists(m.source):
+        raise SpawnError(f"bind source path does not exist: {m.source}", step="mounts",
+                         path=m.source)
+    if m.populate:
+        populate_volume(rootfs, m.target, m.source)
+    if m.kind == "file":
+        dest = secure_join(rootfs, m.target)
+        if os.path.isdir(dest):
+            raise SpawnError(f"cannot mount file {m.source} over directory {m.target}",
+                             step="mounts", path=m.target)
+        make_mountpoint(dest, is_dir=False)
+    bind(m.source, rootfs, m.target, read_only=m.read_only)
+
+
+def _harden(security: Security) -> None:
+    """Masked and read-only paths (``runtime/hardening.py``) unless privileged."""
+    if security.privileged:
+        return
+    try:
+        from pycompose.runtime import hardening
+    except ImportError:
+        return
+    hardening.apply_paths()  # type: ignore[attr-defined]
+
+
+def _finish(step: _Step, working_dir: str, argv: list[str], env: list[str],
+            user: ResolvedUser, security: Security, sync_w: int,
+            stdio: tuple[int, int, int], *, init: bool) -> None:
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={user.home}")
+    step("exec")
+    try:
+        os.chdir(working_dir)
+    except OSError as exc:
+        raise SpawnError(f"chdir to working directory {working_dir}: {exc.strerror}",
+                         step="exec", path=working_dir) from None
+    exe = find_executable(argv[0], env)
+    if init:
+        exe, argv = INIT_PATH, [INIT_PATH, "-g", "--", *argv]
+
+    step("privileges")
+    os.setgroups(list(user.groups[1:]) if len(user.groups) > 1 else [])
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    if security.no_new_privileges:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+    for i, fd in enumerate(stdio):
+        if fd != i:
+            os.dup2(fd, i, inheritable=True)
+        else:
+            os.set_inheritable(fd, True)
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _close_range_cloexec(3)
+    os.execve(exe, argv, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+
+
+def _close_range_cloexec(first: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_SYS_close_range, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) == 0:
+        return
+    os.closerange(first, 65536)  # old kernels; the sync pipe is lost too, which is fine
