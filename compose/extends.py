@@ -21,31 +21,39 @@ __all__ = ["apply_extends"]
 LoadFile = Callable[[str], dict[str, Any]]
 
 
-def apply_extends(doc: dict[str, Any], *, file: str, load_file: LoadFile) -> dict[str, Any]:
-    """Return ``doc`` with every service's ``extends`` resolved (and the key removed)."""
+def apply_extends(doc: dict[str, Any], *, file: str, load_file: LoadFile,
+                  display: Callable[[str], str] = str) -> dict[str, Any]:
+    """Return ``doc`` with every service's ``extends`` resolved (and the key removed).
+
+    ``load_file`` returns another file's canonical document with its own
+    ``extends`` left in place; ``display`` turns a path into the name errors show.
+    """
     services = doc.get("services")
     if not isinstance(services, dict) or not any(
             isinstance(s, dict) and "extends" in s for s in services.values()):
         return doc
     resolved: dict[tuple[str, str], dict[str, Any]] = {}
-    out = {name: _resolve(file, name, doc, load_file, resolved, ())
+    out = {name: _resolve(file, name, doc, load_file, resolved, (), display)
            for name in services}
     return {**doc, "services": out}
 
 
 def _resolve(file: str, name: str, doc: dict[str, Any], load_file: LoadFile,
              resolved: dict[tuple[str, str], dict[str, Any]],
-             stack: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+             stack: tuple[tuple[str, str], ...],
+             display: Callable[[str], str]) -> dict[str, Any]:
     key = (file, name)
     if key in resolved:
         return resolved[key]
     if key in stack:
         chain = " -> ".join(n for _, n in (*stack[stack.index(key):], key))
-        raise MergeError(file, f"services.{name}.extends", f"circular extends: {chain}")
+        first_file, first = stack[0]
+        raise MergeError(display(first_file), f"services.{first}.extends",
+                         f"circular extends: {chain}")
     services = doc.get("services") or {}
     service = services.get(name)
     if not isinstance(service, dict):
-        raise MergeError(file, f"services.{name}", "service not found")
+        raise MergeError(display(file), f"services.{name}", "service not found")
     ext = service.get("extends")
     if not isinstance(ext, dict):
         resolved[key] = service
@@ -55,10 +63,11 @@ def _resolve(file: str, name: str, doc: dict[str, Any], load_file: LoadFile,
     base_doc = doc if base_file == file else load_file(base_file)
     base_services = base_doc.get("services") or {}
     if base_name not in base_services:
-        where = "" if base_file == file else f" in {base_file}"
-        raise MergeError(file, f"services.{name}.extends",
+        where = "" if base_file == file else f" in {display(base_file)}"
+        raise MergeError(display(file), f"services.{name}.extends",
                          f'cannot extend service "{base_name}": no such service{where}')
-    base = _resolve(base_file, base_name, base_doc, load_file, resolved, (*stack, key))
+    base = _resolve(base_file, base_name, base_doc, load_file, resolved, (*stack, key),
+                    display)
     local = {k: v for k, v in service.items() if k != "extends"}
     merged = merge(base, local, ("services", name))
     resolved[key] = merged

@@ -43,6 +43,7 @@ from .errors import (
     ComposeError,
     ComposeFileError,
     ComposeFileErrors,
+    InterpolationError,
     MergeError,
     ProjectNotFoundError,
     SchemaError,
@@ -168,7 +169,7 @@ class _Session:
         self.errors: list[ComposeFileError] = []
         self.interpolator = Interpolator(env, self.warnings.append)
         self.home = options.environ.get("HOME")
-        self.cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self.cache: dict[tuple[str, str, bool], dict[str, Any]] = {}
 
     def display(self, path: str) -> str:
         """A path as errors show it: relative to the working directory when inside it."""
@@ -197,9 +198,12 @@ class _Session:
 
     def stage_file(self, path: str, base_dir: str, until: Stage,
                    env: Mapping[str, str] | None = None,
-                   include_stack: tuple[str, ...] = ()) -> dict[str, Any]:
-        """One file through read .. normalise (+ include and extends)."""
-        key = (path, base_dir)
+                   include_stack: tuple[str, ...] = (),
+                   extends: bool = True) -> dict[str, Any]:
+        """One file through read .. normalise (+ include, and extends unless ``extends``
+        is false: a file loaded as an ``extends`` base has its chains followed by
+        :mod:`.extends` itself, which also catches loops across files)."""
+        key = (path, base_dir, extends)
         if key in self.cache and env is None:
             return self.cache[key]
         shown = self.display(path)
@@ -229,14 +233,15 @@ class _Session:
         if until >= Stage.NORMALIZE:
             if out.get("include"):
                 out = self.apply_include(out, path, include_stack)
-            out = apply_extends(out, file=path, load_file=self.extends_file)
+            if extends:
+                out = apply_extends(out, file=path, load_file=self.extends_file,
+                                    display=self.display)
         if env is None:
             self.cache[key] = out
         return out
 
     def extends_file(self, path: str) -> dict[str, Any]:
-        doc = self.stage_file(path, posixpath.dirname(path), Stage.NORMALIZE)
-        return doc
+        return self.stage_file(path, posixpath.dirname(path), Stage.NORMALIZE, extends=False)
 
     def apply_include(self, doc: dict[str, Any], path: str,
                       stack: tuple[str, ...]) -> dict[str, Any]:
@@ -358,13 +363,24 @@ def _resolve(doc: dict[str, Any], disabled: dict[str, Any], session: _Session,
         session.warnings.extend(unsupported_warnings(services))
     if not session.options.resolve_environment:
         return doc
+    from .environment import resolve_environment
+    from .errors import EnvFileError
+
     resolved = {}
+    env_errors: list[ComposeFileError] = []
     for name, svc in services.items():
-        from .environment import resolve_environment
-        env = resolve_environment(svc, session.env, session.warnings.append)
+        try:
+            env = resolve_environment(svc, session.env, session.warnings.append)
+        except (EnvFileError, InterpolationError) as exc:
+            where = ": ".join(p for p in (exc.file, exc.path) if p)
+            env_errors.append(EnvFileError(file_of(name), f"services.{name}.env_file",
+                                           f"{where}: {exc.message}"))
+            continue
         svc = {k: v for k, v in svc.items() if k != "env_file"} | {"environment": env} \
             if (env or "environment" in svc) else svc
         resolved[name] = svc
+    if env_errors:
+        _raise(env_errors)
     return {**doc, "services": resolved}
 
 

@@ -60,7 +60,7 @@ def to_plain(obj: Any) -> Any:
         out.update(folded)
         return out
     if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
+        return {k: to_plain(obj[k]) for k in sorted(obj, key=str)}
     if isinstance(obj, list | tuple):
         return [to_plain(v) for v in obj]
     return obj
@@ -70,12 +70,12 @@ def service_to_dict(service: Service) -> dict[str, Any]:
     """One service as a canonical mapping (keys sorted)."""
     plain = to_plain(service)
     if service.depends_on:
-        plain["depends_on"] = {n: to_plain(d) for n, d in service.depends_on.items()}
+        plain["depends_on"] = {n: to_plain(service.depends_on[n]) for n in sorted(service.depends_on)}
     if service.networks:
         plain["networks"] = {n: (to_plain(v) if v is not None else None)
-                             for n, v in service.networks.items()}
+                             for n, v in sorted(service.networks.items())}
     if service.environment:
-        plain["environment"] = dict(service.environment)
+        plain["environment"] = dict(sorted(service.environment.items()))
     return {k: plain[k] for k in sorted(plain)}
 
 
