@@ -21,16 +21,13 @@ what changed.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-
+from pycompose.compose import hashing
 from pycompose.compose.backend import Observed, ObservedContainer
 from pycompose.compose.errors import ComposeError
 from pycompose.compose.model import Dependency, FrozenDict, Project, Service
@@ -136,7 +133,7 @@ class UpOptions:
     no_start: bool = False
     scale: Mapping[str, int] = field(default_factory=dict)
     config_hash: HashFn | None = None
-    """The hash deciding "unchanged"; ``None`` uses :mod:`pycompose.compose.hashing`."""
+    """The hash deciding "unchanged"; ``None``: :func:`pycompose.compose.hashing.config_hash`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,54 +186,14 @@ def topological_order(project: Project) -> tuple[str, ...]:
     return tuple(nx.lexicographical_topological_sort(dependency_graph(project)))
 
 
-def to_plain(value: Any) -> Any:
-    """Model objects -> JSON-able plain data (dataclasses to dicts, defaults left out)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else
-                dataclasses.MISSING)
-            if v == default and f.name != "name":
-                continue
-            out[f.name] = to_plain(v)
-        return out
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, tuple | list | frozenset | set):
-        return [to_plain(v) for v in value]
-    return value
-
-
-IGNORED_FOR_RECREATE = ("scale", "depends_on", "profiles", "build", "pull_policy")
-"""Service fields that never force a recreate (mirrors :mod:`pycompose.compose.hashing`)."""
-
-
 def service_config(service: Service) -> dict[str, Any]:
-    """The plain configuration stored with a container, to explain later changes."""
-    data = to_plain(service)
-    for key in IGNORED_FOR_RECREATE:
-        data.pop(key, None)
-    deploy = data.get("deploy")
-    if isinstance(deploy, dict):
-        deploy.pop("replicas", None)
-        if not deploy:
-            data.pop("deploy")
-    return data
+    """The plain configuration stored with a container, to explain later changes: exactly
+    what the config hash covers."""
+    return hashing.hash_input(service)
 
 
 def _default_hash(service: Service) -> str:
-    from pycompose.compose import hashing  # noqa: PLC0415 - the loader's module
-
-    return hashing.service_config_hash(service)
-
-
-def fallback_hash(service: Service) -> str:
-    """sha256 of :func:`service_config` as canonical JSON (what tests and tools without the
-    loader's hashing use; the engine uses the loader's)."""
-    text = json.dumps(service_config(service), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashing.config_hash(service)
 
 
 def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any], limit: int = 3) -> str:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-
 from pycompose.compose.backend import Backend, ConditionFailed, ProgressEvent
 from pycompose.compose.errors import SchedulerError
 from pycompose.compose.model import Dependency, Project
@@ -223,7 +222,9 @@ class Scheduler:
                 await b.remove_volume(self.project, op.key or "")
                 ev("Removed")
             case Action.CREATE:
-                assert op.service is not None and op.number is not None and op.name
+                assert op.service is not None
+                assert op.number is not None
+                assert op.name
                 ev("Recreating" if op.inherit_from else "Creating")
                 target = await b.create_container(
                     self.project, self.project.services[op.service], op.number,

@@ -155,7 +155,7 @@ class EngineClient:
 
     def ping(self) -> bool:
         try:
-            return self.request("GET", "/_ping") == "OK"
+            return bool(self.request("GET", "/_ping") == "OK")
         except EngineError:
             return False
 
@@ -166,7 +166,7 @@ class EngineClient:
         return self.request("POST", path, body, query=query)
 
 
-def _connect_error(paths: HostPaths, exc: OSError) -> EngineError:
+def _connect_error(paths: HostPaths, exc: OSError) -> EngineError | NotRootError:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return NotRootError(
             f"permission denied on the engine socket {paths.socket}: "

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
@@ -89,8 +90,8 @@ async def run(paths: HostPaths, *, ready_fd: int | None = None) -> None:
     log.info("engine stopped")
 
 
-async def _stop_on_signal(signals: trio.abc.ReceiveChannel[int] | object, engine: Engine) -> None:
-    async for signum in signals:  # type: ignore[attr-defined]
+async def _stop_on_signal(signals: AsyncIterator[int], engine: Engine) -> None:
+    async for signum in signals:
         log.info("received %s", signal.Signals(signum).name)
         engine.shutdown.set()
         return

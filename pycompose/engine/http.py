@@ -12,6 +12,7 @@ Errors are Docker-shaped: a non-2xx status with ``{"message": "..."}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -146,7 +147,7 @@ class _Connection:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
                 data = await self.stream.receive_some(_RECEIVE_SIZE)
-                self.conn.receive_data(data)
+                self.conn.receive_data(bytes(data))
                 continue
             return event
 
@@ -250,7 +251,8 @@ class _Connection:
             return
         except Exception as exc:  # a handler bug answers 500 and keeps the engine up
             log.exception("%s %s failed", request.method, request.path)
-            await self._respond_json(500, {"message": f"internal error: {type(exc).__name__}: {exc}"})
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            await self._respond_json(500, {"message": message})
             return
         if isinstance(response, StreamResponse):
             try:
@@ -281,11 +283,10 @@ async def bind_unix(path: Path) -> trio.SocketListener:
     A stale socket file (no engine behind it) is replaced; the caller holds the
     engine lock, so no live engine can be listening there.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    # Local metadata operations at startup: not worth a thread hop.
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # noqa: ASYNC240
     sock = trio.socket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
@@ -311,7 +312,5 @@ async def serve_unix(
     finally:
         with trio.CancelScope(shield=True):
             await listener.aclose()
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # noqa: ASYNC240 - one unlink at shutdown

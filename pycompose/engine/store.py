@@ -289,7 +289,7 @@ class Store:
         await self.run(lambda conn: conn.close())
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in a worker thread, one call at a time; SQLite errors become StoreError."""
+        """Run ``fn(conn)`` in a worker thread, one call at a time (SQLite errors: StoreError)."""
         def call() -> T:
             try:
                 return fn(self._conn)
@@ -395,7 +395,8 @@ class Store:
     async def list_containers(self, project: str | None = None, *,
                               service: str | None = None,
                               oneoff: bool | None = None) -> list[ContainerRecord]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if project is not None:
             where.append("project = ?")
             params.append(project)

@@ -13,10 +13,10 @@ import itertools
 from dataclasses import dataclass, field
 
 import trio
-
 from pycompose.compose.backend import ConditionFailed, Observed, ObservedContainer
+from pycompose.compose.hashing import config_hash
 from pycompose.compose.model import Project, Service
-from pycompose.compose.plan import HashFn, fallback_hash, service_config
+from pycompose.compose.plan import HashFn, service_config
 
 
 @dataclass
@@ -52,7 +52,7 @@ class FakeContainer:
 
 class MemoryBackend:
     def __init__(self, scripts: dict[str, Script] | None = None,
-                 hash_fn: HashFn = fallback_hash) -> None:
+                 hash_fn: HashFn = config_hash) -> None:
         self.scripts = scripts or {}
         self.hash_fn = hash_fn
         self.containers: dict[str, FakeContainer] = {}
@@ -170,7 +170,7 @@ class MemoryBackend:
                 c.notify()
                 return
 
-    async def stop_container(self, container_id: str, timeout: float | None = None) -> None:
+    async def stop_container(self, container_id: str, grace: float | None = None) -> None:
         c = self.containers[container_id]
         await self._op("stop", c.name)
         c.state, c.exit_code = "exited", 137 if c.exit_code is None else c.exit_code

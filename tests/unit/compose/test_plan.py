@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from pycompose.compose.backend import Observed, ObservedContainer
+from pycompose.compose.hashing import config_hash as H  # noqa: E402
 from pycompose.compose.model import (
     Dependency,
     FrozenDict,
@@ -21,13 +21,10 @@ from pycompose.compose.plan import (
     UnknownServiceError,
     UpOptions,
     describe_change,
-    fallback_hash,
     plan_down,
     plan_up,
     service_config,
 )
-
-H = fallback_hash
 
 
 def project(**services: Service) -> Project:

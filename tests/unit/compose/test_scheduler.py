@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-
 from pycompose.compose.backend import ProgressEvent
 from pycompose.compose.model import Dependency, FrozenDict, Project, Service
-from pycompose.compose.plan import DownOptions, UpOptions, fallback_hash, plan_down, plan_up
+from pycompose.compose.plan import DownOptions, UpOptions, plan_down, plan_up
 from pycompose.compose.scheduler import RunResult, Scheduler
+
 from tests.unit.compose.memory_backend import MemoryBackend, Script
 
 
@@ -36,7 +36,7 @@ async def up(backend: MemoryBackend, project: Project, *, wait: bool = False,
     async with trio.open_nursery() as nursery:
         backend.bind(nursery)
         plan = plan_up(project, await backend.observe(project),
-                       UpOptions(config_hash=fallback_hash, **options))  # type: ignore[arg-type]
+                       UpOptions(**options))  # type: ignore[arg-type]
         sink = events if events is not None else []
         result = await Scheduler(backend, project, plan, emit=sink.append, wait=wait,
                                  parallel=parallel).run()
@@ -62,7 +62,8 @@ async def test_conditions_order_the_start(autojump_clock: trio.testing.MockClock
     # cache has no dependencies: it started in parallel with db, not after it
     assert t("start", "p-cache-1") < t("healthy", "p-db-1")
     report = result.services["db"]
-    assert report.healthy_s is not None and report.started_s is not None
+    assert report.healthy_s is not None
+    assert report.started_s is not None
     assert report.healthy_s - report.started_s == pytest.approx(3, abs=0.05)
 
 
@@ -78,7 +79,8 @@ async def test_failure_blocks_only_dependents(autojump_clock: trio.testing.MockC
     assert "p-web-1" not in backend.calls("create")
     assert "p-front-1" not in backend.calls("create")
     web = result.services["web"]
-    assert web.status == "blocked" and web.blocked_by == "db"
+    assert web.status == "blocked"
+    assert web.blocked_by == "db"
     assert "p-db-1: is unhealthy (last probe: exit 1, 'down')" in (web.error or "")
     front = result.services["front"]
     assert front.blocked_by == "web"

@@ -38,8 +38,12 @@ async def test_lagging_subscriber_is_dropped_not_blocking() -> None:
     async with bus.subscribe() as events:
         for i in range(5):
             bus.emit("container", "start", f"c{i}")  # never blocks the publisher
-        seen = []
-        with pytest.raises(Lagged):
+        seen: list[str] = []
+
+        async def drain() -> None:
             async for e in events:
                 seen.append(e["Actor"]["ID"])
+
+        with pytest.raises(Lagged):
+            await drain()
     assert seen == ["c0", "c1"]

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from pycompose.engine.http import HTTPError, Request, Response, Router, Send, StreamResponse, serve_unix
+from pycompose.engine.http import (
+    HTTPError,
+    Request,
+    Response,
+    Router,
+    Send,
+    StreamResponse,
+    serve_unix,
+)
 
 
 def make_router(state: dict[str, object]) -> Router:
@@ -117,9 +125,11 @@ async def test_errors_are_docker_shaped(server: tuple[Path, dict[str, object]]) 
         e405 = await trio.to_thread.run_sync(call, "DELETE", "/fail")
         e500 = await trio.to_thread.run_sync(call, "GET", "/boom")
     assert (e409.status, e409.message) == (409, "container is running")
-    assert e404.status == 404 and "/nothing" in e404.message
+    assert e404.status == 404
+    assert "/nothing" in e404.message
     assert e405.status == 405
-    assert e500.status == 500 and "RuntimeError: bug" in e500.message
+    assert e500.status == 500
+    assert "RuntimeError: bug" in e500.message
 
 
 async def test_bad_json_body_is_400(server: tuple[Path, dict[str, object]]) -> None:

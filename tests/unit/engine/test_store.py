@@ -69,11 +69,16 @@ async def test_records_roundtrip_and_reference_resolution(tmp_path: Path) -> Non
         cv = await store.container_volumes(container(1).id)
     finally:
         await store.aclose()
-    assert by_name is not None and by_name.state == "running" and by_name.pid == 42
-    assert by_name.health_log == [{"ExitCode": 0}] and by_name.oom_killed is True
-    assert by_prefix is not None and by_prefix.number == 2
+    assert by_name is not None
+    assert by_name.state == "running"
+    assert by_name.pid == 42
+    assert by_name.health_log == [{"ExitCode": 0}]
+    assert by_name.oom_killed is True
+    assert by_prefix is not None
+    assert by_prefix.number == 2
     assert ambiguous is None  # a prefix matching two containers names neither
-    assert project is not None and project.config_files == ["/w/compose.yaml"]
+    assert project is not None
+    assert project.config_files == ["/w/compose.yaml"]
     assert removed_anon == ["anon1"]
     assert [c.number for c in left] == [2, 3]
     assert cv == {}  # cascaded with the container
