@@ -1,0 +1,486 @@
+"""The image store: imports, archives, names, removal, prune, atomicity, concurrency."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
+from pycompose.runtime.images import ImageStore
+from pycompose.runtime.images.config import empty_config
+from tests.helpers.images import make_rootfs_tar
+from tests.helpers.oci import (
+    busybox_layer,
+    compress,
+    delete_layer,
+    directory,
+    file,
+    image,
+    make_layer,
+    tar_bytes,
+    write_docker_save,
+    write_oci_archive,
+    write_oci_layout,
+)
+
+IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def rootfs_tar(busybox_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rootfs_tar(busybox_rootfs, tmp_path_factory.mktemp("tar") / "rootfs.tar")
+
+
+def small_layer(name: str, compression: str = "none") -> object:
+    return make_layer(tar_bytes([directory("etc"), file(f"etc/{name}", name.encode())]),
+                      compression)
+
+
+def snapshot(root: Path) -> list[str]:
+    """Every path in the store except the lock file (which exists once anything ran)."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name != "lock")
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_import_rootfs(store: ImageStore, rootfs_tar: Path, tmp_path: Path,
+                       compression: str) -> None:
+    src = tmp_path / f"rootfs.{compression}"
+    src.write_bytes(compress(rootfs_tar.read_bytes(), compression))
+    img = store.import_rootfs(src, "bb:v1", changes=['CMD ["/bin/sh"]', "ENV A=1",
+                                                     "WORKDIR /root", "EXPOSE 80"])
+    assert img.names == ("docker.io/library/bb:v1",)
+    assert img.repo_tags == ("bb:v1",)
+    assert img.config.config.cmd == ("/bin/sh",)
+    assert img.config.config.env == ("A=1",)
+    assert img.config.config.working_dir == "/root"
+    assert img.config.config.exposed_ports == ("80/tcp",)
+    assert len(img.layer_dirs) == 1
+    (layer,) = img.layer_dirs
+    assert (layer / "bin/busybox").is_file()
+    assert os.readlink(layer / "bin/sh") == "/bin/busybox"
+    assert img.size > 500_000
+    assert img.created is not None and img.config.history[-1].comment == f"Imported from {src.name}"
+    # the id is the sha256 of the stored config, as in Docker
+    blob = store.root / "blobs/sha256" / img.id.split(":")[1]
+    assert "sha256:" + __import__("hashlib").sha256(blob.read_bytes()).hexdigest() == img.id
+    assert os.listdir(store.root / "tmp") == []
+
+
+def test_import_same_rootfs_twice_shares_the_layer(store: ImageStore, rootfs_tar: Path) -> None:
+    a = store.import_rootfs(rootfs_tar, "a")
+    b = store.import_rootfs(rootfs_tar, "b", changes=['CMD ["true"]'])
+    assert a.id != b.id
+    assert a.layer_dirs == b.layer_dirs
+    assert len(os.listdir(store.root / "layers")) == 1
+
+
+def test_import_bad_change_does_nothing(store: ImageStore, rootfs_tar: Path) -> None:
+    with pytest.raises(ImageError, match="unsupported instruction 'RUN'"):
+        store.import_rootfs(rootfs_tar, "x", changes=["RUN rm -rf /"])
+    assert snapshot(store.root) == []
+
+
+def test_import_truncated_tar_leaves_nothing(store: ImageStore, rootfs_tar: Path,
+                                             tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(gzip.compress(rootfs_tar.read_bytes())[:300_000])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        store.import_rootfs(bad, "x")
+    assert store.list() == []
+    assert os.listdir(store.root / "tmp") == []
+    assert os.listdir(store.root / "layers") == []
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["docker-save", "oci-layout", "oci-archive"])
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_load_formats(store: ImageStore, busybox_rootfs: Path, tmp_path: Path,
+                      fmt: str, compression: str) -> None:
+    base = busybox_layer(busybox_rootfs, compression)
+    top = make_layer(tar_bytes([file("hello.txt", b"hi\n")]), compression)
+    img1 = image([base], tags=["bb:1"], cmd=["sh"], Labels={"a": "b"})
+    img2 = image([base, top], tags=["example.com/team/app:2"], cmd=None,
+                 Entrypoint=["/bin/sh", "-c"], StopSignal="SIGINT")
+    if fmt == "docker-save":
+        archive = write_docker_save(tmp_path / "save.tar", [img1, img2])
+    elif fmt == "oci-layout":
+        archive = write_oci_layout(tmp_path / "layout", [img1, img2])
+    else:
+        archive = write_oci_archive(tmp_path / "oci.tar", [img1, img2])
+    loaded = store.load(archive)
+    assert [i.id for i in loaded] == [img1.id, img2.id]
+    one = store.get("bb:1")
+    two = store.get("example.com/team/app:2")
+    assert one.config.config.labels == {"a": "b"}
+    assert two.config.config.entrypoint == ("/bin/sh", "-c") and two.config.config.cmd is None
+    assert two.config.config.stop_signal == "SIGINT"
+    assert two.layer_dirs[0] == one.layer_dirs[0]  # the shared base is unpacked once
+    assert (two.layer_dirs[1] / "hello.txt").read_bytes() == b"hi\n"
+    assert len(os.listdir(store.root / "layers")) == 2
+    assert two.repo_tags == ("example.com/team/app:2",)
+    # loading again is a no-op that still verifies
+    assert [i.id for i in store.load(archive)] == [img1.id, img2.id]
+    assert len(os.listdir(store.root / "layers")) == 2
+
+
+def test_load_oci_nested_index_picks_this_platform(store: ImageStore, tmp_path: Path) -> None:
+    ours = image([small_layer("ours")], architecture=None)
+    other = image([small_layer("other")], architecture="s390x" if os.uname().machine != "s390x"
+                  else "arm64")
+    layout = write_oci_layout(tmp_path / "multi", [other, ours], platform=True)
+    # rewrite index.json: one nested index holding both platforms, named by ref.name
+    index = json.loads((layout / "index.json").read_bytes())
+    index["manifests"][0]["platform"]["architecture"] = json.loads(other.config)["architecture"]
+    nested = json.dumps({"schemaVersion": 2,
+                         "mediaType": "application/vnd.oci.image.index.v1+json",
+                         "manifests": index["manifests"]}).encode()
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(nested).hexdigest()
+    (layout / "blobs/sha256" / digest.split(":")[1]).write_bytes(nested)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+        "size": len(nested), "annotations": {"org.opencontainers.image.ref.name": "multi:1"},
+    }]}))
+    (loaded,) = store.load(layout)
+    assert loaded.id == ours.id
+    assert loaded.repo_tags == ("multi:1",)
+
+
+def test_load_rootfs_tar_says_use_import(store: ImageStore, rootfs_tar: Path) -> None:
+    with pytest.raises(ImageError, match="use `image import`"):
+        store.load(rootfs_tar)
+
+
+def test_load_not_a_tar(store: ImageStore, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"hello" * 1000)
+    with pytest.raises(ImageError, match="not a tar archive"):
+        store.load(junk)
+    with pytest.raises(ImageError, match="no such file"):
+        store.load(tmp_path / "missing.tar")
+
+
+@pytest.mark.parametrize("fmt", ["docker-save", "oci-archive"])
+def test_truncated_archive_is_rejected_and_store_unchanged(
+    store: ImageStore, busybox_rootfs: Path, tmp_path: Path, fmt: str
+) -> None:
+    existing = store.load(write_docker_save(tmp_path / "small.tar",
+                                            [image([small_layer("a")], tags=["keep"])]))
+    before = snapshot(store.root)
+    img = image([busybox_layer(busybox_rootfs), delete_layer()], tags=["bb2"])
+    writer = write_docker_save if fmt == "docker-save" else write_oci_archive
+    archive = writer(tmp_path / "full.tar", [img])
+    data = archive.read_bytes()
+    with tarfile.open(archive) as tar:
+        offsets = [(m.offset_data, m.size) for m in tar.getmembers() if m.size > 1]
+    # cut inside the data of every member in turn: configs, manifests and layers
+    cuts = {offset + size // 2 for offset, size in offsets}
+    for cut in sorted(cuts):
+        archive.write_bytes(data[:cut])
+        with pytest.raises(ImageError):
+            store.load(archive)
+        assert snapshot(store.root) == before
+        assert os.listdir(store.root / "tmp") == []
+    assert [i.id for i in store.list()] == [existing[0].id]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+@pytest.mark.parametrize("fmt", ["docker-save", "oci-layout"])
+def test_flipped_byte_in_layer_is_rejected(
+    store: ImageStore, busybox_rootfs: Path, tmp_path: Path, fmt: str, compression: str
+) -> None:
+    base = busybox_layer(busybox_rootfs, compression)
+    img = image([base], tags=["bb"])
+    if fmt == "docker-save":
+        archive = write_docker_save(tmp_path / "save.tar", [img])
+        data = bytearray(archive.read_bytes())
+        pos = data.find(base.data[:4096]) + 4000  # inside the layer's content
+        data[pos] ^= 0x01
+        archive.write_bytes(bytes(data))
+    else:
+        archive = write_oci_layout(tmp_path / "layout", [img])
+        blob = archive / "blobs/sha256" / base.digest.split(":")[1]
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        blob.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="mismatch|corrupt"):
+        store.load(archive)
+    assert store.list() == []
+    assert os.listdir(store.root / "layers") == []
+    assert os.listdir(store.root / "tmp") == []
+
+
+def test_config_digest_mismatch(store: ImageStore, tmp_path: Path) -> None:
+    layout = write_oci_layout(tmp_path / "l", [image([small_layer("a")], tags=["x"])])
+    index = json.loads((layout / "index.json").read_bytes())
+    manifest_path = layout / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads(manifest_path.read_bytes())
+    config_path = layout / "blobs/sha256" / manifest["config"]["digest"].split(":")[1]
+    config_path.write_bytes(config_path.read_bytes().replace(b'"sh"', b'"SH"'))
+    with pytest.raises(ImageError, match="digest or size mismatch"):
+        store.load(layout)
+
+
+def test_missing_layer_blob(store: ImageStore, tmp_path: Path) -> None:
+    layer = small_layer("a")
+    layout = write_oci_layout(tmp_path / "l", [image([layer], tags=["x"])])
+    (layout / "blobs/sha256" / layer.digest.split(":")[1]).unlink()
+    with pytest.raises(ImageError, match="layer blob .* is missing"):
+        store.load(layout)
+
+
+def test_wrong_diff_id_is_rejected(store: ImageStore, tmp_path: Path) -> None:
+    real = small_layer("real")
+    fake = small_layer("fake")
+    # the archive's config promises fake's content, the blob holds real's
+    from tests.helpers.oci import ArchiveImage, make_config
+    img = ArchiveImage(config=make_config([fake]), layers=(real,), tags=("x",))
+    with pytest.raises(ImageError, match="diff_id"):
+        store.load(write_docker_save(tmp_path / "s.tar", [img]))
+    assert store.list() == []
+
+
+def test_hostile_layer_in_archive_leaves_nothing(store: ImageStore, tmp_path: Path) -> None:
+    evil = make_layer(tar_bytes([file("../../escape", b"x")]))
+    with pytest.raises(ImageError, match="escapes the layer"):
+        store.load(write_docker_save(tmp_path / "s.tar", [image([evil], tags=["evil"])]))
+    assert store.list() == [] and os.listdir(store.root / "layers") == []
+    assert not (tmp_path / "escape").exists()
+
+
+# --- names, get, tag -------------------------------------------------------------------
+
+
+def test_get_by_name_id_and_prefix(store: ImageStore, tmp_path: Path) -> None:
+    (img,) = store.load(write_docker_save(tmp_path / "s.tar",
+                                          [image([small_layer("a")], tags=["busybox"])]))
+    for ref in ("busybox", "busybox:latest", "docker.io/library/busybox:latest",
+                "library/busybox", img.id, img.id.split(":")[1], img.short_id,
+                img.id[:14]):
+        assert store.get(ref).id == img.id, ref
+    with pytest.raises(ImageNotFoundError, match="No such image: nothere"):
+        store.get("nothere")
+    with pytest.raises(ImageNotFoundError):
+        store.get("busybox:other")
+
+
+def test_ambiguous_prefix(store: ImageStore) -> None:
+    seen: dict[str, str] = {}
+    n = 0
+    while True:  # at most 17 images until two ids share their first hex digit
+        config = empty_config().derive(diff_ids=[], created_by=f"step {n}", created="x")
+        img = store.create_image(config)
+        first = img.id[7]
+        if first in seen:
+            break
+        seen[first] = img.id
+        n += 1
+    with pytest.raises(ImageConflictError, match="ambiguous"):
+        store.get(first)
+
+
+def test_tag_moves_name(store: ImageStore, tmp_path: Path) -> None:
+    a, b = store.load(write_docker_save(tmp_path / "s.tar", [
+        image([small_layer("a")], tags=["app:1"]),
+        image([small_layer("b")], tags=["app:2"]),
+    ]))
+    store.tag("app:1", "app:latest")
+    assert store.get("app").id == a.id
+    store.tag(b.short_id, "app")
+    assert store.get("app").id == b.id
+    assert store.get(a.id).repo_tags == ("app:1",)
+    with pytest.raises(ImageError, match="invalid reference"):
+        store.tag("app:1", "Bad Name")
+
+
+def test_load_moves_existing_name(store: ImageStore, tmp_path: Path) -> None:
+    (old,) = store.load(write_docker_save(tmp_path / "a.tar",
+                                          [image([small_layer("a")], tags=["app"])]))
+    (new,) = store.load(write_docker_save(tmp_path / "b.tar",
+                                          [image([small_layer("b")], tags=["app"])]))
+    assert store.get("app").id == new.id
+    assert store.get(old.id).names == ()  # dangling, as Docker leaves it
+
+
+# --- remove and prune ------------------------------------------------------------------
+
+
+def test_remove_untags_then_deletes_with_unshared_layers(store: ImageStore,
+                                                        busybox_rootfs: Path,
+                                                        tmp_path: Path) -> None:
+    base = busybox_layer(busybox_rootfs)
+    top = make_layer(tar_bytes([file("x", b"x")]))
+    one, two = store.load(write_docker_save(tmp_path / "s.tar", [
+        image([base], tags=["one", "one:alias"]),
+        image([base, top], tags=["two"]),
+    ]))
+    assert store.remove("one:alias") == ["Untagged: one:alias"]
+    assert store.get(one.id).repo_tags == ("one:latest",)
+    assert store.remove("two") == ["Untagged: two:latest", f"Deleted: {two.id}"]
+    # the top layer went, the shared base stays for "one"
+    assert not two.layer_dirs[1].exists()
+    assert one.layer_dirs[0].is_dir()
+    assert store.remove(one.short_id) == ["Untagged: one:latest", f"Deleted: {one.id}"]
+    assert os.listdir(store.root / "layers") == []
+    assert os.listdir(store.root / "blobs/sha256") == []
+    assert os.listdir(store.root / "images") == []
+    assert os.listdir(store.root / "tmp") == []
+    with pytest.raises(ImageNotFoundError):
+        store.remove("one")
+
+
+def test_remove_by_id_with_several_names_needs_force(store: ImageStore, tmp_path: Path) -> None:
+    (img,) = store.load(write_docker_save(tmp_path / "s.tar",
+                                          [image([small_layer("a")], tags=["a", "b"])]))
+    with pytest.raises(ImageConflictError, match="referenced in multiple repositories"):
+        store.remove(img.short_id)
+    assert store.remove(img.short_id, force=True) == [
+        "Untagged: a:latest", "Untagged: b:latest", f"Deleted: {img.id}"]
+
+
+def test_remove_in_use(store: ImageStore, tmp_path: Path) -> None:
+    (img,) = store.load(write_docker_save(tmp_path / "s.tar",
+                                          [image([small_layer("a")], tags=["a"])]))
+    used = {img.id}
+    with pytest.raises(ImageConflictError, match="being used by a container"):
+        store.remove("a", in_use=used.__contains__)
+    assert store.get("a").id == img.id
+    # forced: the name goes, the data stays for the running container
+    assert store.remove("a", force=True, in_use=used.__contains__) == ["Untagged: a:latest"]
+    assert store.get(img.id).layer_dirs[0].is_dir()
+    # prune leaves it while used, removes it after
+    assert store.prune(in_use=used.__contains__).deleted == ()
+    result = store.prune(in_use=lambda _id: False)
+    assert result.deleted == (img.id,)
+    assert result.reclaimed == 1  # the one-byte file of small_layer("a")
+    assert os.listdir(store.root / "layers") == []
+
+
+def test_prune_dangling_and_all(store: ImageStore, tmp_path: Path) -> None:
+    keep, dangling = store.load(write_docker_save(tmp_path / "s.tar", [
+        image([small_layer("a")], tags=["keep"]),
+        image([small_layer("b")]),
+    ]))
+    assert dangling.names == ()
+    result = store.prune()
+    assert result.deleted == (dangling.id,)
+    assert [i.id for i in store.list()] == [keep.id]
+    result = store.prune(all=True, in_use=lambda i: i == keep.id)
+    assert result.deleted == ()
+    result = store.prune(all=True)
+    assert result.deleted == (keep.id,) and result.untagged == ("keep:latest",)
+    assert snapshot(store.root) == ["blobs", "blobs/sha256", "images", "layers",
+                                    "repositories.json", "tmp"]
+
+
+def test_prune_removes_stale_staging_but_not_live(store: ImageStore, tmp_path: Path) -> None:
+    store.load(write_docker_save(tmp_path / "s.tar", [image([small_layer("a")], tags=["a"])]))
+    stale = store.root / "tmp" / "deadbeef"
+    (stale / "0/diff").mkdir(parents=True)
+    (store.root / "tmp" / "deadbeef.lock").touch()  # its owner died: nobody holds the flock
+    orphan = store.root / "tmp" / "orphan"  # made without a lock file: stale as well
+    orphan.mkdir()
+    with store._staging() as live:  # a concurrent import in progress
+        store.prune()
+        assert live.is_dir()
+        assert not stale.exists() and not orphan.exists()
+        assert not (store.root / "tmp" / "deadbeef.lock").exists()
+    assert os.listdir(store.root / "tmp") == []
+
+
+# --- write side ------------------------------------------------------------------------
+
+
+def test_commit_a_directory_diff(store: ImageStore, rootfs_tar: Path, tmp_path: Path) -> None:
+    base = store.import_rootfs(rootfs_tar, "base", changes=['CMD ["sh"]'])
+    upper = tmp_path / "upper"
+    (upper / "app").mkdir(parents=True)
+    (upper / "app/main.sh").write_text("echo hi\n")
+    child = store.commit(upper, parent=base, ref="child:1", changes=["ENV MODE=prod"],
+                         comment="add app", created_by="pycompose commit")
+    assert child.layer_dirs[0] == base.layer_dirs[0]
+    assert (child.layer_dirs[1] / "app/main.sh").read_text() == "echo hi\n"
+    assert child.config.config.cmd == ("sh",)
+    assert child.config.config.env == ("MODE=prod",)
+    assert [h.comment for h in child.config.history][-1] == "add app"
+    assert child.config.diff_ids[0] == base.config.diff_ids[0]
+    # a layer alone is unreferenced until an image uses it; prune collects it
+    layer = store.add_layer_from_dir(upper)
+    assert layer.diff_id == child.config.diff_ids[1]  # same content, same diff-id
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f").write_text("f")
+    lone = store.add_layer_from_dir(other)
+    assert lone.path.is_dir()
+    store.prune()
+    assert not lone.path.exists()
+    assert child.layer_dirs[1].is_dir()
+
+
+def test_create_image_needs_its_layers(store: ImageStore) -> None:
+    config = empty_config().derive(diff_ids=["sha256:" + "ab" * 32])
+    with pytest.raises(ImageError, match="not in the store"):
+        store.create_image(config, "x")
+
+
+def test_reads_on_an_empty_root_do_not_create_it(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "nothing")
+    assert store.list() == []
+    with pytest.raises(ImageNotFoundError):
+        store.get("busybox")
+    assert not (tmp_path / "nothing").exists()
+
+
+# --- concurrency -----------------------------------------------------------------------
+
+_LOADER = """
+import sys
+from pathlib import Path
+from pycompose.runtime.images import ImageStore
+imgs = ImageStore(Path(sys.argv[1])).load(Path(sys.argv[2]))
+print(" ".join(i.id for i in imgs))
+"""
+
+
+def test_concurrent_loads_of_the_same_archive(store: ImageStore, busybox_rootfs: Path,
+                                              tmp_path: Path) -> None:
+    img = image([busybox_layer(busybox_rootfs, "gzip"), delete_layer()], tags=["bb"])
+    archive = write_oci_archive(tmp_path / "a.tar", [img])
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _LOADER, str(store.root), str(archive)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    assert {o.strip() for o, _ in outs} == {img.id}
+    assert len(os.listdir(store.root / "layers")) == 2
+    assert os.listdir(store.root / "tmp") == []
+    assert store.get("bb").id == img.id
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the unpacked busybox tree has root-owned modes")
+def test_layer_dirs_are_complete_before_named(store: ImageStore, rootfs_tar: Path) -> None:
+    img = store.import_rootfs(rootfs_tar, "bb")
+    meta = json.loads((img.layer_dirs[0].parent / "layer.json").read_bytes())
+    assert meta["diff_id"] == img.config.diff_ids[0]
+    assert meta["size"] == img.size
