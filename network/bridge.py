@@ -8,6 +8,7 @@ can be DNAT-ed onto it (see :mod:`network.firewall`).
 from __future__ import annotations
 
 import errno
+import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -49,6 +50,11 @@ def _sysctl(path: str, value: str) -> None:
         raise LinkError(f"cannot write {value!r} to {path}: {e.strerror}") from None
 
 
+def _mac_for(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))  # locally administered, unicast
+
+
 def _create(spec: BridgeSpec) -> Bridge:
     from pyroute2 import IPRoute, NetlinkError
 
@@ -56,7 +62,9 @@ def _create(spec: BridgeSpec) -> Bridge:
     if spec.gateway not in spec.subnet:
         raise LinkError(f"bridge {name}: gateway {spec.gateway} is not in {spec.subnet}")
     with map_netlink_errors(f"create bridge {name}"), IPRoute() as ipr:
-        kw: dict[str, object] = {"ifname": name, "kind": "bridge"}
+        # a fixed MAC: otherwise the bridge takes its lowest port's MAC, which changes
+        # when that container goes and leaves every neighbour's ARP entry stale
+        kw: dict[str, object] = {"ifname": name, "kind": "bridge", "address": _mac_for(name)}
         if spec.mtu:
             kw["mtu"] = spec.mtu
         try:

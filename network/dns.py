@@ -347,9 +347,10 @@ async def serve_dns(
 
 async def _serve_udp(records: Records, sock: trio.socket.SocketType, ups: _Upstreams,
                      nursery: trio.Nursery) -> None:
-    forwards = trio.CapacityLimiter(MAX_FORWARDS)
+    inflight = 0  # forwarded queries waiting for upstream; bounded, excess gets SERVFAIL
 
     async def forward(packet: bytes, addr: object) -> None:
+        nonlocal inflight
         try:
             reply = await _forward_udp(packet, ups, _client_ip(addr)) or _servfail(packet)
             if reply:
@@ -357,7 +358,7 @@ async def _serve_udp(records: Records, sock: trio.socket.SocketType, ups: _Upstr
         except OSError:
             pass
         finally:
-            forwards.release_on_behalf_of(packet)
+            inflight -= 1
 
     while True:
         try:
@@ -368,11 +369,10 @@ async def _serve_udp(records: Records, sock: trio.socket.SocketType, ups: _Upstr
             raise
         reply = _handle(records, packet, _client_ip(addr))
         if reply is None:
-            try:
-                forwards.acquire_on_behalf_of_nowait(packet)
-            except trio.WouldBlock:
+            if inflight >= MAX_FORWARDS:
                 reply = _servfail(packet)
             else:
+                inflight += 1
                 nursery.start_soon(forward, packet, addr)
                 continue
         if reply:

@@ -1,0 +1,308 @@
+"""Networks end to end on the real kernel: bridges, veths, DNS, NAT, isolation, cleanup.
+
+Traffic goes only to loopback and to namespaces/bridges the test made; the
+"remote host" is a namespace behind a bridge of the test's own.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+import trio
+from pyroute2 import IPRoute
+
+from pycompose.network import firewall, gc, links, names, netns, ports
+from pycompose.network.errors import LinkNotFoundError, PortBusyError
+
+from .conftest import BUSYBOX, Lab, connects, http_get
+
+pytestmark = pytest.mark.root
+
+
+def _free_test_subnet(seed: str, third: int) -> IPv4Network:
+    # 198.18.0.0/15 is the benchmarking range: never routed outside; distinct per run
+    return IPv4Network(f"198.{18 + third}.{int(seed, 16) % 250}.0/24")
+
+
+@dataclass
+class Remote:
+    """A 'remote host' namespace behind a test bridge; the host routes to it."""
+
+    netns: Path
+    address: IPv4Address
+    host_address: IPv4Address
+
+
+@pytest.fixture
+async def remote(run_id: str, tmp_path: Path) -> AsyncIterator[Remote]:
+    subnet = _free_test_subnet(run_id, 1)
+    br, veth = f"pcx{run_id}r", f"pcx{run_id}v"
+    gw, addr = subnet.network_address + 1, subnet.network_address + 2
+    path = await netns.create_netns(tmp_path / "remote-root", "remote")
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=br, kind="bridge")
+            brx = ipr.link_lookup(ifname=br)[0]
+            ipr.addr("add", index=brx, address=str(gw), prefixlen=24)
+            ipr.link("set", index=brx, state="up")
+        await links.attach(path, [links.EndpointSpec(br, veth, addr, 24, gw)])
+        yield Remote(path, addr, gw)
+    finally:
+        with IPRoute() as ipr:
+            for n in (veth, br):
+                if ipr.link_lookup(ifname=n):
+                    ipr.link("del", ifname=n)
+        await netns.remove_netns(path)
+
+
+@pytest.fixture
+def host_address(run_id: str) -> Iterator[IPv4Address]:
+    """An address of the host on an interface (an empty bridge) the test owns."""
+    addr = _free_test_subnet(run_id, 0).network_address + 7
+    name = f"pcd{run_id}"
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="bridge")  # no dummy module here
+        idx = ipr.link_lookup(ifname=name)[0]
+        ipr.addr("add", index=idx, address=str(addr), prefixlen=32)
+        ipr.link("set", index=idx, state="up")
+    try:
+        yield addr
+    finally:
+        with IPRoute() as ipr:
+            if ipr.link_lookup(ifname=name):
+                ipr.link("del", ifname=name)
+
+
+def _addresses(nslookup_out: str) -> list[str]:
+    # busybox nslookup prints the server first, then "Address: x" lines of the answer
+    text = nslookup_out.split("Name:", 1)[-1]
+    return re.findall(r"Address:\s*(\d+\.\d+\.\d+\.\d+)", text)
+
+
+async def test_service_fetches_page_by_name_and_aliases_resolve(lab: Lab) -> None:
+    net = await lab.network("p1", "default")
+    web = await lab.container("p1-web-1", [(net, ["frontend"])], service="web")
+    client = await lab.container("p1-client-1", [(net, [])], service="client")
+    await lab.httpd(web, 80, "hello from web")
+
+    r = await lab.run(client, BUSYBOX, "wget", "-q", "-O", "-", "http://web/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello from web"
+    for name in ("frontend", "p1-web-1"):
+        r = await lab.run(client, BUSYBOX, "nslookup", name, str(net.gateway))
+        assert _addresses(r.stdout.decode()) == [str(web.addresses[net.key])], r.stdout
+    # the container side: eth0 with the address, default route via the gateway
+    r = await lab.run(client, "ip", "-4", "-o", "addr", "show", "eth0")
+    assert str(client.addresses[net.key]) in r.stdout.decode()
+    r = await lab.run(client, "ip", "route", "show", "default")
+    assert f"default via {net.gateway} dev eth0" in r.stdout.decode()
+    # the stack's names never reach the host's resolvers; other names do
+    r = await lab.run(client, BUSYBOX, "nslookup", "nosuchservice", str(net.gateway))
+    assert r.returncode != 0
+    r = await lab.run(client, BUSYBOX, "nslookup", "www.example.test", str(net.gateway))
+    assert "192.0.2.99" in r.stdout.decode()
+    assert "nosuchservice" not in " ".join(lab.upstream.asked)
+    assert "www.example.test" in lab.upstream.asked
+
+
+async def test_scaled_service_has_three_records(lab: Lab) -> None:
+    net = await lab.network("p2", "default")
+    replicas = [await lab.container(f"p2-web-{i}", [(net, [])], service="web") for i in (1, 2, 3)]
+    client = await lab.container("p2-client-1", [(net, [])])
+    r = await lab.run(client, BUSYBOX, "nslookup", "web", str(net.gateway))
+    got = sorted(_addresses(r.stdout.decode()))
+    assert got == sorted(str(c.addresses[net.key]) for c in replicas)
+    await lab.remove_container(replicas[1])
+    r = await lab.run(client, BUSYBOX, "nslookup", "web", str(net.gateway))
+    assert str(replicas[1].addresses[net.key]) not in r.stdout.decode()
+    assert len(_addresses(r.stdout.decode())) == 2
+
+
+async def test_published_ports_on_loopback_host_address_and_from_remote(
+        lab: Lab, host_address: IPv4Address, remote: Remote) -> None:
+    net = await lab.network("p3", "default")
+    web = await lab.container("p3-web-1", [(net, [])], service="web",
+                              publish=[ports.PortRequest("web", 80)])  # ephemeral host port
+    await lab.httpd(web, 80, "published")
+    assert web.reservation is not None
+    port = web.reservation.ports[0].host_port
+    assert port > 0  # the ephemeral port is reported
+    assert (await http_get(None, "127.0.0.1", port)).endswith(b"published")
+    assert (await http_get(None, str(host_address), port)).endswith(b"published")
+    # from another machine's point of view: a remote host routed via the host
+    r = subprocess.run(["nsenter", f"--net={remote.netns}", "ip", "route", "add",
+                        str(host_address), "via", str(remote.host_address)], check=False)
+    assert r.returncode == 0
+    assert (await http_get(remote.netns, str(host_address), port)).endswith(b"published")
+    state = await firewall.read_state(lab.table)
+    assert state is not None
+    assert [(m.host_port, m.container_port, m.owner) for m in state.mappings] == [
+        (port, 80, "p3-web-1")]
+    # unpublished: nothing answers any more
+    await firewall.unpublish(lab.table, web.mappings)
+    assert not await connects(None, "127.0.0.1", port)
+
+
+async def test_busy_port_fails_preflight_naming_this_process(lab: Lab) -> None:
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    s.listen()
+    try:
+        port = s.getsockname()[1]
+        with pytest.raises(PortBusyError) as ei:
+            ports.preflight([ports.PortRequest("web", 80, "tcp", port)])
+        assert ei.value.pid == os.getpid() and ei.value.service == "web"
+        assert f"host port {port}/tcp of service web is already in use by pid {os.getpid()}" \
+            in str(ei.value)
+    finally:
+        s.close()
+
+
+async def test_projects_are_isolated_and_two_networks_reach_both(lab: Lab) -> None:
+    a = await lab.network("pa", "default")
+    b = await lab.network("pb", "default")
+    back = await lab.network("pa", "back")
+    srv_b = await lab.container("pb-web-1", [(b, [])])
+    srv_back = await lab.container("pa-db-1", [(back, [])])
+    both = await lab.container("pa-app-1", [(a, []), (back, [])])
+    await lab.httpd(srv_b, 80, "b")
+    await lab.httpd(srv_back, 80, "db")
+    # eth0 on the first network carries the default route; eth1 on the second
+    assert [e.ifname for e in both.endpoints] == ["eth0", "eth1"]
+    assert both.endpoints[0].gateway == a.gateway and both.endpoints[1].gateway is None
+    assert await connects(both.netns, str(srv_back.addresses[back.key]), 80)
+    assert not await connects(both.netns, str(srv_b.addresses[b.key]), 80)
+    r = await lab.run(both, BUSYBOX, "ping", "-c", "1", "-W", "1", str(srv_b.addresses[b.key]))
+    assert r.returncode != 0
+    r = await lab.run(srv_b, BUSYBOX, "ping", "-c", "1", "-W", "1", str(both.addresses[a.key]))
+    assert r.returncode != 0
+    # DNS is per network: b's server does not know a's names
+    r = await lab.run(srv_b, BUSYBOX, "nslookup", "pa-db-1", str(b.gateway))
+    assert str(srv_back.addresses[back.key]) not in r.stdout.decode()
+
+
+async def test_internal_network_has_no_way_out(lab: Lab, remote: Remote) -> None:
+    www = lab.tmp / "www-remote"
+    www.mkdir()
+    (www / "index.html").write_text("remote")
+    p = subprocess.Popen(["nsenter", f"--net={remote.netns}", BUSYBOX, "httpd", "-f", "-p",
+                          "0.0.0.0:80", "-h", str(www)])
+    lab.procs.append(p)
+    with trio.fail_after(10):
+        while not await connects(remote.netns, "127.0.0.1", 80, timeout=1):
+            await trio.sleep(0.02)
+    out = await lab.network("p4", "default")
+    internal = await lab.network("p4", "private", internal=True)
+    c_out = await lab.container("p4-out-1", [(out, [])])
+    c_in = await lab.container("p4-in-1", [(internal, [])])
+    both = await lab.container("p4-both-1", [(internal, []), (out, [])])
+    # positive control: a normal network gets out (masqueraded)
+    assert (await http_get(c_out.netns, str(remote.address), 80)).endswith(b"remote")
+    # internal: no default route at all...
+    r = await lab.run(c_in, "ip", "route", "show", "default")
+    assert r.stdout.strip() == b""
+    # ...and even with one added by hand, the firewall drops it
+    r = await lab.run(c_in, "ip", "route", "add", "default", "via", str(internal.gateway))
+    assert r.returncode == 0
+    assert not await connects(c_in.netns, str(remote.address), 80)
+    # a container on an internal and a normal network: the way out is via the normal one
+    assert both.endpoints[1].gateway == out.gateway and both.endpoints[0].gateway is None
+    assert (await http_get(both.netns, str(remote.address), 80)).endswith(b"remote")
+    # internal DNS does not forward outside
+    r = await lab.run(c_in, BUSYBOX, "nslookup", "www.example.test", str(internal.gateway))
+    assert "192.0.2.99" not in r.stdout.decode()
+
+
+async def test_none_mode_namespace_has_only_lo(lab: Lab) -> None:
+    path = await netns.create_netns(lab.root, names.netns_name(lab.instance, "lonely"))
+    try:
+        r = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link"], capture_output=True,
+                           text=True, check=True)
+        lines = r.stdout.strip().splitlines()
+        assert len(lines) == 1 and ": lo:" in lines[0] and "UP" in lines[0]
+        # idempotent create, and a second "container" shares it (network_mode: service:x)
+        assert await netns.create_netns(lab.root, path.name) == path
+    finally:
+        await netns.remove_netns(path)
+    await netns.remove_netns(path)  # idempotent
+    with pytest.raises(LinkNotFoundError):
+        await links.attach(path, [links.EndpointSpec("pcbrnothere", "pcvnothere", IPv4Address(
+            "10.0.0.2"), 24, IPv4Address("10.0.0.1"))])
+
+
+def _leftovers(lab: Lab, gateways: list[IPv4Address]) -> list[str]:
+    problems = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            if link.get_attr("IFLA_IFALIAS") == lab.alias:
+                problems.append(f"link {link.get_attr('IFLA_IFNAME')}")
+    problems += [f"netns {p}" for p in netns.list_netns(lab.root)]
+    r = subprocess.run(["nft", "list", "table", "ip", lab.table], capture_output=True)
+    if r.returncode == 0:
+        problems.append(f"table {lab.table}")
+    for gw in gateways:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((str(gw), 53))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                problems.append(f"DNS listener on {gw}")
+            # EADDRNOTAVAIL: the bridge (and its address) is gone: nothing can listen
+        finally:
+            s.close()
+    return problems
+
+
+async def test_down_leaves_nothing_behind(lab: Lab) -> None:
+    net = await lab.network("p5", "default")
+    other = await lab.network("p5", "other", internal=True)
+    await lab.container("p5-web-1", [(net, []), (other, [])],
+                        publish=[ports.PortRequest("web", 80, "udp")])
+    gateways = [net.gateway, other.gateway]
+    assert _leftovers(lab, []) != []
+    for c in list(lab.containers.values()):
+        await lab.remove_container(c)
+    for n in list(lab.nets.values()):
+        await lab.remove_network(n)
+    await trio.sleep(0)  # let the cancelled DNS tasks close their sockets
+    assert _leftovers(lab, gateways) == []
+
+
+async def test_gc_after_a_crash(lab: Lab) -> None:
+    net = await lab.network("p6", "default")
+    c = await lab.container("p6-web-1", [(net, [])], publish=[ports.PortRequest("web", 80)])
+    keep = await lab.container("p6-keep-1", [(net, [])], publish=[ports.PortRequest("k", 81)])
+    # the engine "crashes": its records are lost, the host objects stay
+    net.dns_scope.cancel() if net.dns_scope else None
+    assert c.reservation is not None
+    c.reservation.close()
+    # first pass: the network and one container are still alive
+    report = await gc.collect_garbage(
+        instance=lab.instance, root=lab.root, table=lab.table,
+        live_links=[net.bridge, keep.endpoints[0].host_ifname], live_netns=[keep.netns],
+        live_owners=["p6-keep-1"])
+    assert report.links == [c.endpoints[0].host_ifname]
+    assert report.netns == [c.netns] and report.mappings == 1 and not report.table_removed
+    state = await firewall.read_state(lab.table)
+    assert state is not None and [m.owner for m in state.mappings] == ["p6-keep-1"]
+    # second pass: nothing is alive
+    report = await gc.collect_garbage(instance=lab.instance, root=lab.root, table=lab.table)
+    assert net.bridge in report.links and report.table_removed
+    assert keep.reservation is not None
+    keep.reservation.close()
+    lab.containers.clear()
+    lab.nets.clear()
+    await trio.sleep(0)
+    assert _leftovers(lab, [net.gateway]) == []
+    # running it again is harmless
+    again = await gc.collect_garbage(instance=lab.instance, root=lab.root, table=lab.table)
+    assert again.links == [] and again.netns == [] and not again.table_removed
