@@ -9,9 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.layers import UnpackResult, unpack_layer, write_layer_tar
+
 from tests.helpers.oci import (
     device,
     directory,
@@ -142,7 +142,8 @@ def test_directory_entry_over_symlink_replaces_it(tmp_path: Path, outside: Path)
         directory("d", mode=0o700),
         file("d/x", b"1"),
     ])
-    assert (dest / "d").is_dir() and not (dest / "d").is_symlink()
+    assert (dest / "d").is_dir()
+    assert not (dest / "d").is_symlink()
     assert tree(outside) == ["victim"]
 
 
@@ -176,7 +177,8 @@ def test_device_nodes_are_skipped(tmp_path: Path) -> None:
         device("dev/sda", "b", 8, 0),
         file("ok", b"1"),
     ])
-    assert not (dest / "dev/null").exists() and not (dest / "dev/sda").exists()
+    assert not (dest / "dev/null").exists()
+    assert not (dest / "dev/sda").exists()
     assert any("dev/null: device node" in s for s in result.skipped)
     assert (dest / "ok").exists()
 
@@ -237,7 +239,8 @@ def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
         file(".wh..wh.plnk/123", b""),  # aufs bookkeeping, ignored
     ])
     st = (dest / "etc/motd").lstat()
-    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
+    assert stat.S_ISCHR(st.st_mode)
+    assert st.st_rdev == os.makedev(0, 0)
     assert stat.S_ISCHR((dest / "gone-dir").lstat().st_mode)
     assert os.getxattr(dest / "data", "trusted.overlay.opaque") == b"y"
     assert (dest / "data/new").read_bytes() == b"n"
@@ -272,8 +275,10 @@ def test_dir_to_tar_roundtrip_with_whiteouts_and_hardlinks(tmp_path: Path) -> No
         "data", "data/.wh..wh..opq", "data/new", "data/new-link", "dangling", "etc", "etc/.wh.motd",
     }
     assert members["etc/.wh.motd"].isreg()
-    assert members["data/new-link"].islnk() and members["data/new-link"].linkname == "data/new"
-    assert members["dangling"].issym() and members["dangling"].linkname == "/nowhere"
+    assert members["data/new-link"].islnk()
+    assert members["data/new-link"].linkname == "data/new"
+    assert members["dangling"].issym()
+    assert members["dangling"].linkname == "/nowhere"
     assert not any("overlay" in k for k in members["data"].pax_headers)
 
     dest = tmp_path / "again"

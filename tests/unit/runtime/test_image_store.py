@@ -11,10 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
 from pycompose.runtime.images import ImageStore
 from pycompose.runtime.images.config import empty_config
+
 from tests.helpers.images import make_rootfs_tar
 from tests.helpers.oci import (
     busybox_layer,
@@ -76,7 +76,8 @@ def test_import_rootfs(store: ImageStore, rootfs_tar: Path, tmp_path: Path,
     assert (layer / "bin/busybox").is_file()
     assert os.readlink(layer / "bin/sh") == "/bin/busybox"
     assert img.size > 500_000
-    assert img.created is not None and img.config.history[-1].comment == f"Imported from {src.name}"
+    assert img.created is not None
+    assert img.config.history[-1].comment == f"Imported from {src.name}"
     # the id is the sha256 of the stored config, as in Docker
     blob = store.root / "blobs/sha256" / img.id.split(":")[1]
     assert "sha256:" + __import__("hashlib").sha256(blob.read_bytes()).hexdigest() == img.id
@@ -131,7 +132,8 @@ def test_load_formats(store: ImageStore, busybox_rootfs: Path, tmp_path: Path,
     one = store.get("bb:1")
     two = store.get("example.com/team/app:2")
     assert one.config.config.labels == {"a": "b"}
-    assert two.config.config.entrypoint == ("/bin/sh", "-c") and two.config.config.cmd is None
+    assert two.config.config.entrypoint == ("/bin/sh", "-c")
+    assert two.config.config.cmd is None
     assert two.config.config.stop_signal == "SIGINT"
     assert two.layer_dirs[0] == one.layer_dirs[0]  # the shared base is unpacked once
     assert (two.layer_dirs[1] / "hello.txt").read_bytes() == b"hi\n"
@@ -263,7 +265,8 @@ def test_hostile_layer_in_archive_leaves_nothing(store: ImageStore, tmp_path: Pa
     evil = make_layer(tar_bytes([file("../../escape", b"x")]))
     with pytest.raises(ImageError, match="escapes the layer"):
         store.load(write_docker_save(tmp_path / "s.tar", [image([evil], tags=["evil"])]))
-    assert store.list() == [] and os.listdir(store.root / "layers") == []
+    assert store.list() == []
+    assert os.listdir(store.root / "layers") == []
     assert not (tmp_path / "escape").exists()
 
 
@@ -387,7 +390,8 @@ def test_prune_dangling_and_all(store: ImageStore, tmp_path: Path) -> None:
     result = store.prune(all=True, in_use=lambda i: i == keep.id)
     assert result.deleted == ()
     result = store.prune(all=True)
-    assert result.deleted == (keep.id,) and result.untagged == ("keep:latest",)
+    assert result.deleted == (keep.id,)
+    assert result.untagged == ("keep:latest",)
     assert snapshot(store.root) == ["blobs", "blobs/sha256", "images", "layers",
                                     "repositories.json", "tmp"]
 
@@ -402,7 +406,8 @@ def test_prune_removes_stale_staging_but_not_live(store: ImageStore, tmp_path: P
     with store._staging() as live:  # a concurrent import in progress
         store.prune()
         assert live.is_dir()
-        assert not stale.exists() and not orphan.exists()
+        assert not stale.exists()
+        assert not orphan.exists()
         assert not (store.root / "tmp" / "deadbeef.lock").exists()
     assert os.listdir(store.root / "tmp") == []
 
