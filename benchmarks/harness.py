@@ -96,6 +96,9 @@ class Figure:
     baseline: str | None = None  # ratios are printed as tool / baseline
     target: Target | None = None
     higher_is_better: bool = False
+    # Run once per tool before timing: None when the tool did the work right,
+    # else why not (a fast but wrong answer must not count).
+    verify: Callable[[Context, str], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,11 @@ def run_figure(
             ctx.state["_availability"][tool_name] = reason
         if reason is not None:
             result.skipped[tool_name] = reason
+            continue
+        problem = figure.verify(ctx, tool_name) if figure.verify else None
+        if problem is not None:
+            result.failed[tool_name] = f"wrong result: {problem}"
+            log(f"  {figure.name} / {tool_name}: FAILED: wrong result: {problem}")
             continue
         try:
             for _ in range(ctx.warmups):

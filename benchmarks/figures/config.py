@@ -10,6 +10,7 @@ from benchmarks.figures.composegen import write_large_project, write_small_proje
 from benchmarks.harness import Context, Figure, Group, Target, Tool, program, timed_run
 
 PROJECT = "bench"
+LARGE_SERVICES = 300
 
 
 def _pycompose_available(ctx: Context) -> str | None:
@@ -37,7 +38,7 @@ TOOLS = [
 
 
 def setup(ctx: Context) -> None:
-    ctx.state["config_large"] = write_large_project(ctx.workdir / "large")
+    ctx.state["config_large"] = write_large_project(ctx.workdir / "large", LARGE_SERVICES)
     ctx.state["config_small"] = write_small_project(ctx.workdir / "small")
 
 
@@ -52,6 +53,25 @@ def _config_q(tool: str, key: str) -> Callable[[Context], float]:
     return measure
 
 
+def _lists_services(key: str, expected: int) -> Callable[[Context, str], str | None]:
+    """Check that ``config --services`` of the tool lists every generated service."""
+
+    def verify(ctx: Context, tool: str) -> str | None:
+        file: Path = ctx.state[key]
+        exe = program(tool)
+        assert exe is not None
+        argv = [exe, "-p", PROJECT, "-f", str(file), "config", "--services"]
+        proc = subprocess.run(
+            argv, cwd=file.parent, env=ctx.env, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            return f"config --services exited {proc.returncode}: {proc.stderr.strip()[-200:]}"
+        count = len(proc.stdout.split())
+        return None if count == expected else f"lists {count} services, expected {expected}"
+
+    return verify
+
+
 GROUP = Group(
     name="config",
     tools=TOOLS,
@@ -64,6 +84,7 @@ GROUP = Group(
             measures={t: _config_q(t, "config_large") for t in ("pycompose", "docker-compose")},
             baseline="docker-compose",
             target=Target("pycompose", ratio=0.5),
+            verify=_lists_services("config_large", LARGE_SERVICES),
         ),
         Figure(
             name="config_small_s",
@@ -72,6 +93,7 @@ GROUP = Group(
             measures={t: _config_q(t, "config_small") for t in ("pycompose", "docker-compose")},
             baseline="docker-compose",
             target=Target("pycompose", value=0.10),
+            verify=_lists_services("config_small", 3),
         ),
     ],
 )
