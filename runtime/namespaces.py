@@ -14,7 +14,10 @@ paths would be the container's.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import struct
 
 from pycompose.runtime import syscalls
 
@@ -57,10 +60,6 @@ def join(fds: list[tuple[int, int]]) -> None:
 
 def bring_loopback_up() -> None:
     """``ip link set lo up`` in a fresh netns, with one ioctl (no netlink library in the child)."""
-    import fcntl
-    import socket
-    import struct
-
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)

@@ -4,7 +4,8 @@ Runs in the spawn child before pivot_root, with the container's root still a
 plain directory: the files are opened through :func:`rootfs.secure_join`, so a
 symlinked ``/etc/passwd`` resolves inside the container root, never on the host.
 Rules are Docker's: ``uid[:gid]`` numbers need no entry; names must exist;
-the user's supplementary groups are the groups listing it; a numeric uid
+the user's supplementary groups are the groups listing it, unless a
+group is given explicitly; a numeric uid
 with no entry runs with gid 0 unless a gid is given.
 """
 
@@ -58,7 +59,7 @@ def resolve_user(rootfs: str, user: str, group_add: tuple[str, ...] = ()) -> Res
     if gspec:
         gid = _group_id(groups, gspec)
     supplementary: list[int] = []
-    if uname:
+    if uname and not gspec:  # an explicit group replaces the user's own groups (runc)
         for row in groups:
             if len(row) >= 4 and uname in row[3].split(","):
                 supplementary.append(int(row[2]))

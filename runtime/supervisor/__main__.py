@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import logging
 import os
 import sys
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         os.write(ready_w, b"ok")
         os.close(ready_w)
     logging.info("supervisor %d serving %s", os.getpid(), root)
+    # Objects alive now live as long as the process: keep the collector off
+    # them, so forked children do not copy their pages by touching them.
+    gc.freeze()
     sup.serve()
     return 0
 

@@ -109,6 +109,7 @@ class Ctr:
     stoppers: list[Reply] = field(default_factory=list)
     stop_timer: int | None = None
     starting: tuple[Reply, int, bytearray] | None = None  #: (reply, sync fd, data)
+    spawn_failed: bool = False  #: the current child failed before exec
     remove_after_exit: list[tuple[Reply, bool]] = field(default_factory=list)
     process_user: str = ""
     process_env: tuple[str, ...] = ()
@@ -636,6 +637,7 @@ class Supervisor:
                              step=err.get("step", ""), path=err.get("path", ""))
             # The child exits 127 and is reaped by _reap; state stays as before the start.
             st.pid_start_time = None
+            ctr.spawn_failed = True
             self._fail(to, exc)
             return
         was_started = bool(st.started_at)
@@ -676,15 +678,18 @@ class Supervisor:
 
     def _on_child_exit(self, ctr: Ctr, status: int) -> None:
         del self.by_pid[ctr.rec.state.pid or 0]
-        failed_start = False
         if ctr.starting is not None:
-            failed_start = bool(self._peek_sync_failed(ctr))
             self._finish_start(ctr)
         self._drain_logs(ctr)
         code, sig = _decode_status(status)
-        if failed_start:
-            st = ctr.rec.state
-            st.pid = None
+        if ctr.spawn_failed:
+            ctr.spawn_failed = False
+            ctr.rec.state.pid = None
+            self._save(ctr)
+            for to, volumes in ctr.remove_after_exit:
+                self._remove(ctr, volumes)
+                self._reply(to, None)
+            ctr.remove_after_exit = []
             return
         oom = False
         if ctr.cgroup is not None:
@@ -692,15 +697,6 @@ class Supervisor:
                 oom = ctr.cgroup.oom_killed(ctr.rec.state.oom_count)
         self._record_exit(ctr, ExitStatus(code=code, signal=sig, oom_killed=oom,
                                           exited_at=rfc3339_nano()))
-
-    @staticmethod
-    def _peek_sync_failed(ctr: Ctr) -> bytes:
-        assert ctr.starting is not None
-        _to, fd, data = ctr.starting
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(fd, 65536):
-                data += chunk
-        return bytes(data)
 
     def _on_adopted_exit(self, ctr: Ctr) -> None:
         self.sel.unregister(ctr.pidfd)

@@ -36,6 +36,8 @@ the init's namespaces instead of unshare), 5, 8-11.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import signal
@@ -153,6 +155,7 @@ def _report(sync_w: int, step: str, exc: BaseException) -> None:
 
 def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
     """Child side of a container start; never returns."""
+    gc.disable()  # a collection would touch (and copy) every page of the parent's heap
     step = _Step()
     try:
         step("cgroup")
@@ -216,6 +219,7 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
 def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
              stdio: tuple[int, int, int]) -> None:
     """Child side of an exec: join the container, then as for init; never returns."""
+    gc.disable()
     step = _Step()
     try:
         step("cgroup")
@@ -279,7 +283,7 @@ def _finish(step: _Step, working_dir: str, argv: list[str], env: list[str],
         exe, argv = INIT_PATH, [INIT_PATH, "-g", "--", *argv]
 
     step("privileges")
-    os.setgroups(list(user.groups[1:]) if len(user.groups) > 1 else [])
+    os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     if security.no_new_privileges:
@@ -290,22 +294,20 @@ def _finish(step: _Step, working_dir: str, argv: list[str], env: list[str],
             os.dup2(fd, i, inheritable=True)
         else:
             os.set_inheritable(fd, True)
-    for sig in range(1, signal.NSIG):
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
+    # Handlers reset themselves at exec; ignored signals do not: Python ignores
+    # SIGPIPE and SIGXFSZ, and the program must not inherit that.
+    for sig in _IGNORED_BY_PYTHON:
+        signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     _close_range_cloexec(3)
     os.execve(exe, argv, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
 
 
-def _close_range_cloexec(first: int) -> None:
-    import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(_SYS_close_range, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) == 0:
+
+def _close_range_cloexec(first: int) -> None:
+    if _libc.syscall(_SYS_close_range, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) == 0:
         return
     os.closerange(first, 65536)  # old kernels; the sync pipe is lost too, which is fine

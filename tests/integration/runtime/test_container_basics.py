@@ -1,0 +1,159 @@
+"""Real containers from a busybox rootfs: isolation, identity, filesystem, users."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from pycompose.runtime.client import Runtime
+from pycompose.runtime.errors import ContainerStateError, SpawnError
+from pycompose.runtime.logs import read_logs
+from pycompose.runtime.spec import Mount, MountType, Ulimit
+
+from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+
+async def run(rt: Runtime, s: object) -> tuple[int | None, str]:
+    """Create, start and wait; return the exit code and stdout+stderr text."""
+    info = await rt.create(s)  # type: ignore[arg-type]
+    await rt.start(info.id)
+    status = await rt.wait(info.id)
+    out = "".join(e.text for e in read_logs(rt.log_path(info.id)))
+    return status.code, out
+
+
+async def test_pid1_and_no_host_processes(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c",
+                                       "echo self=$$; ls /proc | grep -c '^[0-9]'"))
+    assert code == 0
+    lines = out.split()
+    assert lines[0] == "self=1"
+    # sh (PID 1) and ls, and the grep: nothing from the host.
+    assert int(lines[1]) <= 3
+
+
+async def test_hostname_domainname_and_etc_files(rt: Runtime, busybox_rootfs: Path) -> None:
+    from pycompose.runtime.spec import EtcFile
+
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(
+            busybox_rootfs, "sh", "-c",
+            "hostname; cat /proc/sys/kernel/domainname; cat /etc/hostname; cat /etc/hosts; "
+            "cat /etc/resolv.conf; echo $HOSTNAME",
+            hostname="web-1", domainname="example.test",
+            etc_hosts=EtcFile(content="10.1.2.3 db\n"),
+            resolv_conf=EtcFile(content="nameserver 10.1.2.1\n")))
+    assert code == 0
+    assert out.split("\n")[:7] == ["web-1", "example.test", "web-1", "10.1.2.3 db",
+                                   "nameserver 10.1.2.1", "web-1", ""]
+
+
+async def test_exit_code_and_missing_binary(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        code, _ = await run(rt, spec(busybox_rootfs, "sh", "-c", "exit 42"))
+        assert code == 42
+        info = await rt.create(spec(busybox_rootfs, "no-such-program"))
+        with pytest.raises(SpawnError) as err:
+            await rt.start(info.id)
+        assert 'exec: "no-such-program": executable file not found in $PATH' in str(err.value)
+        assert err.value.step == "exec"
+        # Nothing half-made: the container is still just created, and can be removed.
+        again = await rt.inspect(info.id)
+        assert again.status.value == "created"
+        await rt.remove(info.id)
+
+
+async def test_cannot_mount_and_proc_sys_read_only(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(
+            busybox_rootfs, "sh", "-c",
+            "echo 1 > /proc/sys/kernel/shm_rmid_forced && echo wrote-sysctl; "
+            "touch /sys/x 2>/dev/null || echo sys-ro"))
+    assert code == 0
+    assert "sys-ro" in out
+
+
+async def test_read_only_rootfs(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(
+            busybox_rootfs, "sh", "-c",
+            "touch /x 2>&1 || echo refused; touch /tmp/ok 2>&1 && echo tmpfs-ok",
+            read_only=True, mounts=(Mount(MountType.TMPFS, "/tmp"),)))
+    assert code == 0
+    assert "refused" in out and "Read-only file system" in out
+    assert "tmpfs-ok" in out
+
+
+async def test_user_numeric_and_named(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(busybox_rootfs, "id", user="1000:1000"))
+        assert code == 0
+        assert out.strip() == "uid=1000(app) gid=1000(app) groups=1000(app)"
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "id; echo $HOME",
+                                       user="app", group_add=("daemon",)))
+        assert code == 0
+        assert out.split("\n")[0] == "uid=1000(app) gid=1000(app) groups=1(daemon),1000(app),2000(extra)"
+        assert out.split("\n")[1] == "/home/app"
+        info = await rt.create(spec(busybox_rootfs, "true", user="nosuchuser"))
+        with pytest.raises(SpawnError, match="unable to find user nosuchuser"):
+            await rt.start(info.id)
+
+
+async def test_env_workdir_and_image_config_merge(rt: Runtime, busybox_rootfs: Path) -> None:
+    from pycompose.runtime.spec import ImageDefaults
+
+    image = ImageDefaults(entrypoint=("sh", "-c"), cmd=("echo image-cmd",),
+                          env=("A=image", "B=image"), working_dir="/srv/app")
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(busybox_rootfs, image=image))
+        assert (code, out) == (0, "image-cmd\n")
+        code, out = await run(rt, spec(busybox_rootfs, 'echo "$A $B $PWD"', image=image,
+                                       env={"B": "spec"}))
+        assert (code, out) == (0, "image spec /srv/app\n")
+        # Overriding the entrypoint drops the image's cmd, as Docker does.
+        code, out = await run(rt, spec(busybox_rootfs, image=image, entrypoint=("pwd",),
+                                       working_dir="/tmp"))
+        assert (code, out) == (0, "/tmp\n")
+
+
+async def test_ulimits_clamped_with_warning(rt: Runtime, busybox_rootfs: Path) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with trio.fail_after(TEST_TIMEOUT):
+        s = spec(busybox_rootfs, "sh", "-c", "ulimit -n; ulimit -Hn",
+                 ulimits=(Ulimit("nofile", 1024, hard * 10 if hard > 0 else 1 << 30),))
+        info = await rt.create(s)
+        if hard != resource.RLIM_INFINITY:
+            assert any("clamped" in w for w in info.warnings)
+        await rt.start(info.id)
+        assert (await rt.wait(info.id)).code == 0
+        out = "".join(e.text for e in read_logs(rt.log_path(info.id))).split()
+        assert out[0] == "1024"
+        if hard != resource.RLIM_INFINITY:
+            assert out[1] == str(hard)
+
+
+async def test_start_twice_refused_and_restart(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        info = await rt.create(spec(busybox_rootfs, "sh", "-c", "echo run; sleep 30"))
+        await rt.start(info.id)
+        with pytest.raises(ContainerStateError):
+            await rt.start(info.id)
+        with pytest.raises(ContainerStateError):
+            await rt.remove(info.id)
+        status = await rt.stop(info.id, timeout=0.2)
+        assert status.signal == 9 and status.code == 137
+        again = await rt.start(info.id)
+        assert again.restart_count == 1
+        await rt.kill(info.id)
+        assert (await rt.wait(info.id)).code == 137
+        assert "".join(e.text for e in read_logs(rt.log_path(info.id))) == "run\nrun\n"
+        await rt.remove(info.id)
+        assert not os.path.exists(rt.log_path(info.id))
