@@ -21,6 +21,7 @@ how a ``links`` alias is seen only by the container that declares it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -349,7 +350,7 @@ async def _serve_udp(records: Records, sock: trio.socket.SocketType, ups: _Upstr
                      nursery: trio.Nursery) -> None:
     inflight = 0  # forwarded queries waiting for upstream; bounded, excess gets SERVFAIL
 
-    async def forward(packet: bytes, addr: object) -> None:
+    async def forward(packet: bytes, addr: tuple[str, int]) -> None:
         nonlocal inflight
         try:
             reply = await _forward_udp(packet, ups, _client_ip(addr)) or _servfail(packet)
@@ -376,10 +377,8 @@ async def _serve_udp(records: Records, sock: trio.socket.SocketType, ups: _Upstr
                 nursery.start_soon(forward, packet, addr)
                 continue
         if reply:
-            try:
+            with contextlib.suppress(OSError):
                 await sock.sendto(reply, addr)
-            except OSError:
-                pass
 
 
 async def _serve_tcp(records: Records, listener: trio.SocketListener, ups: _Upstreams) -> None:
@@ -404,4 +403,4 @@ async def _serve_tcp(records: Records, listener: trio.SocketListener, ups: _Upst
             except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return
 
-    await trio.serve_listeners(conn, [listener])  # type: ignore[arg-type]
+    await trio.serve_listeners(conn, [listener])

@@ -240,6 +240,11 @@ def _elems(objs: Iterable[dict[str, object]], kind: str, name: str) -> list[obje
     return []
 
 
+def _named(obj: dict[str, object], kind: str) -> str | None:
+    body = obj.get(kind)
+    return str(body.get("name")) if isinstance(body, dict) else None
+
+
 def _unwrap(v: object) -> tuple[object, str]:
     """Element key -> (value, comment)."""
     if isinstance(v, dict) and "elem" in v:
@@ -266,7 +271,7 @@ def _mappings(objs: list[dict[str, object]]) -> list[PortMapping]:
                 else:
                     host_ip, hport = None, key
                 out.append(PortMapping(
-                    protocol=proto,  # type: ignore[arg-type]
+                    protocol="tcp" if proto == "tcp" else "udp",
                     host_port=int(hport), container_ip=IPv4Address(caddr),
                     container_port=int(cport), host_ip=host_ip, owner=comment))
     return out
@@ -277,8 +282,7 @@ def _state(table: str) -> FirewallState | None:
     if objs is None:
         return None
     bridges = frozenset(str(_unwrap(e)[0]) for e in _elems(objs, "set", "bridges"))
-    was_off = any(isinstance(o.get("set"), dict) and o["set"].get("name") == "ip_forward_was_off"  # type: ignore[union-attr]
-                  for o in objs)
+    was_off = any(_named(o, "set") == "ip_forward_was_off" for o in objs)
     return FirewallState(table=table, bridges=bridges, mappings=tuple(_mappings(objs)),
                          ip_forward_was_off=was_off)
 
@@ -338,7 +342,7 @@ def _teardown_network(table: str, bridge: str, subnet: IPv4Network | None) -> bo
     bridges = {str(_unwrap(e)[0]) for e in _elems(objs, "set", "bridges")}
     if bridge in bridges:
         lines.append(f"delete element {T} bridges {{ {br} }}")
-    chains = {o["chain"]["name"] for o in objs if isinstance(o.get("chain"), dict)}  # type: ignore[index]
+    chains = {_named(o, "chain") for o in objs}
     for ch in (f"from_{_chain_suffix(bridge)}", f"to_{_chain_suffix(bridge)}"):
         if ch in chains:
             lines.append(f"delete chain {T} {ch}")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
-from .errors import IPAMError, LinkError, PoolExhaustedError, SubnetOverlapError
+from .errors import IPAMError, PoolExhaustedError, SubnetOverlapError
 
 __all__ = [
     "DEFAULT_POOLS",

@@ -252,10 +252,10 @@ def preflight(
     fixed = [r for r in requests if r.host_port is not None]
     seen: list[PortRequest] = []
     for r in fixed:
-        for s in seen:
-            if s.protocol == r.protocol and s.host_port == r.host_port and _ip_overlap(
-                    s.host_ip, r.host_ip):
-                who = (f"services {s.service} and {r.service}" if s.service != r.service
+        for prev in seen:
+            if prev.protocol == r.protocol and prev.host_port == r.host_port and _ip_overlap(
+                    prev.host_ip, r.host_ip):
+                who = (f"services {prev.service} and {r.service}" if prev.service != r.service
                        else f"service {r.service} twice")
                 raise PortConflictError(f"host port {r.label()} is asked for by {who}")
         seen.append(r)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.network import (
     bridge,
     dns,
@@ -190,14 +189,17 @@ class Lab:
         return ["nsenter", f"--net={c.netns}", "unshare", "-m", "--propagation", "private",
                 "sh", "-c", script, "sh", *argv]
 
-    async def run(self, c: LabContainer, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[bytes]:
-        with trio.fail_after(timeout):
+    async def run(self, c: LabContainer, *argv: str) -> subprocess.CompletedProcess[bytes]:
+        with trio.fail_after(20):
             return await trio.run_process(self._argv(c, argv), capture_stdout=True,
                                           capture_stderr=True, check=False)
 
     def spawn(self, c: LabContainer, *argv: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(self._argv(c, argv), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        return self.spawn_argv(self._argv(c, argv))
+
+    def spawn_argv(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start a process of the test's own; the finaliser ends it by its PID."""
+        p = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(p)
         return p
 
@@ -206,10 +208,7 @@ class Lab:
         www.mkdir()
         (www / "index.html").write_text(body)
         self.spawn(c, BUSYBOX, "httpd", "-f", "-p", f"0.0.0.0:{port}", "-h", str(www))
-        # wait until it listens (an external process: bounded retries)
-        with trio.fail_after(10):
-            while not await connects(c.netns, "127.0.0.1", port, timeout=1):
-                await trio.sleep(0.02)
+        await wait_listening(c.netns, port)
 
     async def cleanup(self) -> None:
         for p in self.procs:
@@ -243,9 +242,19 @@ def _connect(path: Path | None, ip: str, port: int, timeout: float) -> bool:
         s.close()
 
 
-async def connects(path: Path | None, ip: str, port: int, *, timeout: float = 2) -> bool:
+async def connects(path: Path | None, ip: str, port: int, *, wait_s: float = 2) -> bool:
     """Does a TCP connect from the namespace (or the host) to ip:port succeed?"""
-    return await trio.to_thread.run_sync(_connect, path, ip, port, timeout)
+    return await trio.to_thread.run_sync(_connect, path, ip, port, wait_s)
+
+
+async def wait_listening(path: Path | None, port: int) -> None:
+    """Wait until a process we started (busybox httpd) listens on 127.0.0.1:port there.
+
+    It is an external program with no readiness signal, hence bounded retries.
+    """
+    with trio.fail_after(10):
+        while not await connects(path, "127.0.0.1", port, wait_s=1):  # noqa: ASYNC110
+            await trio.sleep(0.02)
 
 
 def _http_get(path: Path | None, ip: str, port: int) -> bytes:

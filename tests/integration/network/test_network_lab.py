@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from pyroute2 import IPRoute
-
+import trio.lowlevel
 from pycompose.network import firewall, gc, links, names, netns, ports
 from pycompose.network.errors import LinkNotFoundError, PortBusyError
+from pyroute2 import IPRoute
 
-from .conftest import BUSYBOX, Lab, connects, http_get
+from .conftest import BUSYBOX, Lab, connects, http_get, wait_listening
 
 pytestmark = pytest.mark.root
 
@@ -139,8 +139,8 @@ async def test_published_ports_on_loopback_host_address_and_from_remote(
     assert (await http_get(None, "127.0.0.1", port)).endswith(b"published")
     assert (await http_get(None, str(host_address), port)).endswith(b"published")
     # from another machine's point of view: a remote host routed via the host
-    r = subprocess.run(["nsenter", f"--net={remote.netns}", "ip", "route", "add",
-                        str(host_address), "via", str(remote.host_address)], check=False)
+    r = await trio.run_process(["nsenter", f"--net={remote.netns}", "ip", "route", "add",
+                                str(host_address), "via", str(remote.host_address)], check=False)
     assert r.returncode == 0
     assert (await http_get(remote.netns, str(host_address), port)).endswith(b"published")
     state = await firewall.read_state(lab.table)
@@ -160,7 +160,8 @@ async def test_busy_port_fails_preflight_naming_this_process(lab: Lab) -> None:
         port = s.getsockname()[1]
         with pytest.raises(PortBusyError) as ei:
             ports.preflight([ports.PortRequest("web", 80, "tcp", port)])
-        assert ei.value.pid == os.getpid() and ei.value.service == "web"
+        assert ei.value.pid == os.getpid()
+        assert ei.value.service == "web"
         assert f"host port {port}/tcp of service web is already in use by pid {os.getpid()}" \
             in str(ei.value)
     finally:
@@ -178,7 +179,8 @@ async def test_projects_are_isolated_and_two_networks_reach_both(lab: Lab) -> No
     await lab.httpd(srv_back, 80, "db")
     # eth0 on the first network carries the default route; eth1 on the second
     assert [e.ifname for e in both.endpoints] == ["eth0", "eth1"]
-    assert both.endpoints[0].gateway == a.gateway and both.endpoints[1].gateway is None
+    assert both.endpoints[0].gateway == a.gateway
+    assert both.endpoints[1].gateway is None
     assert await connects(both.netns, str(srv_back.addresses[back.key]), 80)
     assert not await connects(both.netns, str(srv_b.addresses[b.key]), 80)
     r = await lab.run(both, BUSYBOX, "ping", "-c", "1", "-W", "1", str(srv_b.addresses[b.key]))
@@ -194,12 +196,9 @@ async def test_internal_network_has_no_way_out(lab: Lab, remote: Remote) -> None
     www = lab.tmp / "www-remote"
     www.mkdir()
     (www / "index.html").write_text("remote")
-    p = subprocess.Popen(["nsenter", f"--net={remote.netns}", BUSYBOX, "httpd", "-f", "-p",
-                          "0.0.0.0:80", "-h", str(www)])
-    lab.procs.append(p)
-    with trio.fail_after(10):
-        while not await connects(remote.netns, "127.0.0.1", 80, timeout=1):
-            await trio.sleep(0.02)
+    lab.spawn_argv(["nsenter", f"--net={remote.netns}", BUSYBOX, "httpd", "-f", "-p",
+                    "0.0.0.0:80", "-h", str(www)])
+    await wait_listening(remote.netns, 80)
     out = await lab.network("p4", "default")
     internal = await lab.network("p4", "private", internal=True)
     c_out = await lab.container("p4-out-1", [(out, [])])
@@ -215,7 +214,8 @@ async def test_internal_network_has_no_way_out(lab: Lab, remote: Remote) -> None
     assert r.returncode == 0
     assert not await connects(c_in.netns, str(remote.address), 80)
     # a container on an internal and a normal network: the way out is via the normal one
-    assert both.endpoints[1].gateway == out.gateway and both.endpoints[0].gateway is None
+    assert both.endpoints[1].gateway == out.gateway
+    assert both.endpoints[0].gateway is None
     assert (await http_get(both.netns, str(remote.address), 80)).endswith(b"remote")
     # internal DNS does not forward outside
     r = await lab.run(c_in, BUSYBOX, "nslookup", "www.example.test", str(internal.gateway))
@@ -225,10 +225,12 @@ async def test_internal_network_has_no_way_out(lab: Lab, remote: Remote) -> None
 async def test_none_mode_namespace_has_only_lo(lab: Lab) -> None:
     path = await netns.create_netns(lab.root, names.netns_name(lab.instance, "lonely"))
     try:
-        r = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link"], capture_output=True,
-                           text=True, check=True)
-        lines = r.stdout.strip().splitlines()
-        assert len(lines) == 1 and ": lo:" in lines[0] and "UP" in lines[0]
+        r = await trio.run_process(["nsenter", f"--net={path}", "ip", "-o", "link"],
+                                   capture_stdout=True)
+        lines = r.stdout.decode().strip().splitlines()
+        assert len(lines) == 1
+        assert ": lo:" in lines[0]
+        assert "UP" in lines[0]
         # idempotent create, and a second "container" shares it (network_mode: service:x)
         assert await netns.create_netns(lab.root, path.name) == path
     finally:
@@ -273,7 +275,7 @@ async def test_down_leaves_nothing_behind(lab: Lab) -> None:
         await lab.remove_container(c)
     for n in list(lab.nets.values()):
         await lab.remove_network(n)
-    await trio.sleep(0)  # let the cancelled DNS tasks close their sockets
+    await trio.lowlevel.checkpoint()  # let the cancelled DNS tasks close their sockets
     assert _leftovers(lab, gateways) == []
 
 
@@ -291,18 +293,24 @@ async def test_gc_after_a_crash(lab: Lab) -> None:
         live_links=[net.bridge, keep.endpoints[0].host_ifname], live_netns=[keep.netns],
         live_owners=["p6-keep-1"])
     assert report.links == [c.endpoints[0].host_ifname]
-    assert report.netns == [c.netns] and report.mappings == 1 and not report.table_removed
+    assert report.netns == [c.netns]
+    assert report.mappings == 1
+    assert not report.table_removed
     state = await firewall.read_state(lab.table)
-    assert state is not None and [m.owner for m in state.mappings] == ["p6-keep-1"]
+    assert state is not None
+    assert [m.owner for m in state.mappings] == ["p6-keep-1"]
     # second pass: nothing is alive
     report = await gc.collect_garbage(instance=lab.instance, root=lab.root, table=lab.table)
-    assert net.bridge in report.links and report.table_removed
+    assert net.bridge in report.links
+    assert report.table_removed
     assert keep.reservation is not None
     keep.reservation.close()
     lab.containers.clear()
     lab.nets.clear()
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     assert _leftovers(lab, [net.gateway]) == []
     # running it again is harmless
     again = await gc.collect_garbage(instance=lab.instance, root=lab.root, table=lab.table)
-    assert again.links == [] and again.netns == [] and not again.table_removed
+    assert again.links == []
+    assert again.netns == []
+    assert not again.table_removed

@@ -6,14 +6,12 @@ Rules: loopback only, port 0, a fail_after ceiling on every exchange.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
 from ipaddress import IPv4Address as A
 from ipaddress import IPv4Network as N
 from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.network import dns
 from pycompose.network import dnswire as w
 from pycompose.network.errors import DNSError
@@ -49,8 +47,8 @@ async def ask(addr: tuple[str, int], name: str, qtype: int = w.TYPE_A) -> w.Mess
 
 
 @pytest.fixture
-async def served(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
-        tuple[dns.Records, tuple[str, int], FakeUpstream]]:
+async def served(nursery: trio.Nursery, tmp_path: Path) -> tuple[
+        dns.Records, tuple[str, int], FakeUpstream]:
     up = FakeUpstream()
     await nursery.start(up.serve)
     conf = tmp_path / "resolv.conf"
@@ -58,7 +56,7 @@ async def served(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
     records = dns.Records(search=["corp.test"], local_subnets=[N("172.30.0.0/16")])
     addr = await nursery.start(lambda task_status: dns.serve_dns(
         records, LOOP, port=0, resolv_conf=conf, upstream_port=up.port, task_status=task_status))
-    yield records, addr, up
+    return records, addr, up
 
 
 def addrs(m: w.Message) -> list[object]:
@@ -71,9 +69,11 @@ async def test_names_scaled_round_robin_and_removal(served: tuple[dns.Records, t
     for i in range(3):
         records.add(f"c{i}", [f"p-web-{i + 1}", "web"], A(f"172.30.0.{i + 2}"))
     first = await ask(addr, "web")
-    assert first.rcode == 0 and len(first.answers) == 3
+    assert first.rcode == 0
+    assert len(first.answers) == 3
     second = await ask(addr, "web")
-    assert set(addrs(first)) == set(addrs(second)) and addrs(first) != addrs(second)
+    assert set(addrs(first)) == set(addrs(second))
+    assert addrs(first) != addrs(second)
     assert addrs(await ask(addr, "p-web-2")) == [A("172.30.0.3")]
     assert addrs(await ask(addr, "web.corp.test"))  # search suffix stripped
     assert (await ask(addr, "web", w.TYPE_AAAA)).answers == ()  # NODATA, not NXDOMAIN

@@ -8,7 +8,6 @@ from ipaddress import IPv4Network as N
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from pycompose.network import ipam, names
 from pycompose.network.errors import IPAMError, PoolExhaustedError, SubnetOverlapError
 
@@ -16,11 +15,13 @@ from pycompose.network.errors import IPAMError, PoolExhaustedError, SubnetOverla
 def test_link_names_are_short_prefixed_stable_and_distinct_per_instance() -> None:
     a = names.bridge_name("i1", "proj", "default")
     assert a == names.bridge_name("i1", "proj", "default")
-    assert a.startswith("pcbr") and len(a) == 15
+    assert a.startswith("pcbr")
+    assert len(a) == 15
     assert a != names.bridge_name("i2", "proj", "default")
     assert a != names.bridge_name("i1", "proj", "back")
     v = names.veth_name("i1", "c1", "default")
-    assert v.startswith("pcv") and len(v) == 15
+    assert v.startswith("pcv")
+    assert len(v) == 15
     assert v != names.veth_name("i1", "c1", "other")
     assert names.check_link_name(a) == a
     with pytest.raises(ValueError, match="invalid interface name"):
@@ -30,7 +31,8 @@ def test_link_names_are_short_prefixed_stable_and_distinct_per_instance() -> Non
 def test_default_pool_is_dockers_and_skips_host_and_taken_subnets() -> None:
     s = ipam.IPAMState()
     s, sub = ipam.allocate_subnet(s, "p_default")
-    assert sub.subnet == N("172.17.0.0/16") and sub.gateway == A("172.17.0.1")
+    assert sub.subnet == N("172.17.0.0/16")
+    assert sub.gateway == A("172.17.0.1")
     host = [ipam.HostNet(N("172.18.5.0/24"), "eth9", "route")]
     s, sub2 = ipam.allocate_subnet(s, "p_back", avoid=host)
     assert sub2.subnet == N("172.19.0.0/16")
@@ -48,7 +50,8 @@ def test_pool_exhausted_and_overlap_errors_name_the_network() -> None:
     s, _ = ipam.allocate_subnet(s, "b", pools=pools)
     with pytest.raises(PoolExhaustedError, match="network c: no free subnet"):
         ipam.allocate_subnet(s, "c", pools=pools)
-    with pytest.raises(SubnetOverlapError, match=r"network d: subnet 10.0.0.0/16 overlaps network a"):
+    with pytest.raises(SubnetOverlapError,
+                       match=r"network d: subnet 10.0.0.0/16 overlaps network a"):
         ipam.allocate_subnet(s, "d", ipam.SubnetRequest(subnet="10.0.0.0/16"))
     host = [ipam.HostNet(N("192.0.2.0/24"), "eth0", "address")]
     with pytest.raises(SubnetOverlapError, match="address 192.0.2.0/24 on eth0"):
@@ -58,7 +61,8 @@ def test_pool_exhausted_and_overlap_errors_name_the_network() -> None:
 def test_explicit_subnet_gateway_ip_range_and_bad_values() -> None:
     req = ipam.SubnetRequest(subnet="10.5.0.0/24", gateway="10.5.0.254", ip_range="10.5.0.128/25")
     s, sub = ipam.allocate_subnet(ipam.IPAMState(), "n", req)
-    assert sub.gateway == A("10.5.0.254") and sub.ip_range == N("10.5.0.128/25")
+    assert sub.gateway == A("10.5.0.254")
+    assert sub.ip_range == N("10.5.0.128/25")
     s, a1 = ipam.allocate_address(s, "n", "c1")
     assert a1 == A("10.5.0.129")
     for bad, msg in [

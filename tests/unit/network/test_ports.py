@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address as A
 
 import pytest
-
 from pycompose.network import ports
 from pycompose.network.errors import PortBusyError, PortConflictError, PortError
 
@@ -39,9 +38,12 @@ def test_preflight_names_the_holding_pid_and_command(held_tcp: int) -> None:
     with pytest.raises(PortBusyError) as ei:
         ports.preflight([ports.PortRequest("web", 80, "tcp", held_tcp)])
     err = ei.value
-    assert err.pid == os.getpid() and err.port == held_tcp and err.service == "web"
+    assert err.pid == os.getpid()
+    assert err.port == held_tcp
+    assert err.service == "web"
     assert f"host port {held_tcp}/tcp of service web" in str(err)
-    assert f"pid {os.getpid()}" in str(err) and "python" in str(err)
+    assert f"pid {os.getpid()}" in str(err)
+    assert "python" in str(err)
     # bound to 127.0.0.1 only: another host address does not conflict
     ports.preflight([ports.PortRequest("web", 80, "tcp", held_tcp, A("127.0.0.2"))])
     # same port over udp does not conflict either
@@ -65,7 +67,8 @@ def test_reserve_holds_ports_and_picks_ephemeral(held_tcp: int) -> None:
         got = [p.host_port for p in res.ports]
         assert all(p > 1024 for p in got)
         s = socket.socket()
-        with pytest.raises(OSError):  # held: nobody else can bind it
+        # held: nobody else can bind it
+        with pytest.raises(OSError, match="Address already in use"):
             s.bind(("0.0.0.0", got[0]))
         s.close()
         with pytest.raises(PortBusyError, match=f"{got[0]}/tcp of service x"):
