@@ -57,6 +57,9 @@ def to_plain(obj: Any) -> Any:
                 out[outer] = {inner: to_plain(value)}
                 continue
             out[f.name] = to_plain(value)
+        if cls == "Deploy" and ("limits" in out or "reservations" in out):
+            resources = {k: out.pop(k) for k in ("limits", "reservations") if k in out}
+            out["resources"] = resources
         out.update(folded)
         return out
     if isinstance(obj, dict):
