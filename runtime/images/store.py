@@ -30,6 +30,7 @@ import builtins
 import contextlib
 import ctypes
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, ParamSpec, TypeVar, cast
 
 from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
 from pycompose.runtime.images.archive import ImageSource, LayerSource, open_archive
@@ -157,6 +158,24 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, onexc=retry)
     else:
         shutil.rmtree(path, onerror=lambda func, failed, info: retry(func, failed, info[1]))
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _map_os_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Public methods raise ``ImageError`` with the path, never a raw ``OSError``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise ImageError(f"image store: {where}{exc.strerror or exc}") from exc
+
+    return wrapper
 
 
 class ImageStore:
@@ -350,6 +369,7 @@ class ImageStore:
             raise ImageConflictError(f"{asked}: ambiguous id prefix ({len(matches)} images match)")
         return matches[0]
 
+    @_map_os_errors
     def get(self, ref_or_id: str) -> Image:
         """The image named ``ref_or_id`` (``busybox``, ``busybox:1.36``), or with that id/prefix."""
         with self._locked(exclusive=False):
@@ -357,6 +377,7 @@ class ImageStore:
             image_id, _ = self._resolve(ref_or_id, names)
             return self._read_image(image_id, names)
 
+    @_map_os_errors
     def list(self) -> list[Image]:
         """All images, newest first."""
         with self._locked(exclusive=False):
@@ -364,6 +385,7 @@ class ImageStore:
             images = [self._read_image(i, names) for i in self._image_ids()]
         return sorted(images, key=lambda im: (im.created or im.added, im.id), reverse=True)
 
+    @_map_os_errors
     def layer_dirs(self, image: Image | str) -> tuple[Path, ...]:
         """The layer directories of ``image`` (an ``Image`` or a name/id), bottom → top."""
         return (self.get(image) if isinstance(image, str) else image).layer_dirs
@@ -487,6 +509,7 @@ class ImageStore:
 
     # --- public write API ----------------------------------------------------------------------
 
+    @_map_os_errors
     def load(self, archive: Path) -> builtins.list[Image]:
         """Load every image of a ``docker save`` archive, OCI layout or OCI archive.
 
@@ -496,6 +519,7 @@ class ImageStore:
         with open_archive(archive) as sources:
             return self._import(sources)
 
+    @_map_os_errors
     def import_rootfs(
         self, tar_path: Path, ref: str | None, *, changes: Sequence[str] = (),
         message: str = "", architecture: str | None = None,
@@ -529,6 +553,7 @@ class ImageStore:
                     self._write_names(names)
                 return self._read_image(image_id, names)
 
+    @_map_os_errors
     def add_layer_from_dir(self, diff_dir: Path) -> Layer:
         """Turn a directory diff (an overlay upper dir, with overlay whiteouts) into a layer.
 
@@ -553,6 +578,7 @@ class ImageStore:
                 self._commit_layers({diff_id: _Staged(diff_id, staging / "0")}, [diff_id])
                 return self._read_layer(diff_id, "(new layer)")
 
+    @_map_os_errors
     def create_image(self, config: ImageConfig, ref: str | None = None) -> Image:
         """Store ``config`` as an image (its layers must be in the store) and name it ``ref``."""
         name = normalize_name(ref) if ref else None
@@ -567,6 +593,7 @@ class ImageStore:
                 self._write_names(names)
             return self._read_image(image_id, names)
 
+    @_map_os_errors
     def commit(
         self, diff_dir: Path, *, parent: Image | None, ref: str | None = None,
         changes: Sequence[str] = (), comment: str = "", author: str = "", created_by: str = "",
@@ -581,6 +608,7 @@ class ImageStore:
         )
         return self.create_image(config, ref)
 
+    @_map_os_errors
     def tag(self, source: str, target: str) -> Image:
         """Give the image ``source`` (name or id) the name ``target`` (moved if taken)."""
         name = normalize_name(target)
@@ -591,6 +619,7 @@ class ImageStore:
             self._write_names(names)
             return self._read_image(image_id, names)
 
+    @_map_os_errors
     def remove(
         self, ref: str, *, force: bool = False, in_use: InUse | None = None
     ) -> builtins.list[str]:
@@ -667,6 +696,7 @@ class ImageStore:
         _fsync_dir(self._layers)
         return reclaimed
 
+    @_map_os_errors
     def prune(self, *, all: bool = False, in_use: InUse | None = None) -> PruneResult:
         """Remove untagged images (``all``: every image no container uses), unused layers and
         blobs, and staging left by dead processes."""

@@ -1,0 +1,267 @@
+"""``pycompose image``: import, load, ls, inspect, rm, prune, tag.
+
+These work on the image store under ``$PYCOMPOSE_ROOT/images`` directly (the
+engine will call the same ``ImageStore`` methods). Output follows ``docker
+image``: a rich table on a terminal, aligned plain text otherwise, one JSON
+object per line with ``--format json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pycompose.runtime.images import Image, ImageStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("import", help="Create an image from a root filesystem tarball")
+    p.add_argument("file", metavar="FILE", help="tar archive (plain, gzip, zstd, bzip2, xz)")
+    p.add_argument("name", nargs="?", metavar="NAME[:TAG]", help="name for the image")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help='Dockerfile instruction to apply, e.g. \'CMD ["sh"]\' (repeatable)')
+    p.add_argument("-m", "--message", default="", help="commit message for the image")
+
+    p = sub.add_parser("load", help="Load images from a docker save archive or an OCI layout")
+    p.add_argument("-i", "--input", required=True, metavar="FILE",
+                   help="docker save tar, OCI archive tar, or OCI layout directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="Print nothing on success")
+
+    for name in ("ls", "list"):
+        p = sub.add_parser(name, help="List images")
+        p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
+                       help="only images with this name")
+        p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+        p.add_argument("--no-trunc", action="store_true", help="Show full image IDs")
+        p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("inspect", help="Show detailed information on images (JSON)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+    for name in ("rm", "remove"):
+        p = sub.add_parser(name, help="Remove images")
+        p.add_argument("images", nargs="+", metavar="IMAGE")
+        p.add_argument("-f", "--force", action="store_true",
+                       help="Remove an image with several names, or untag one in use")
+
+    p = sub.add_parser("prune", help="Remove unused images")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Remove all images not used by a container, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not ask for confirmation")
+
+    p = sub.add_parser("tag", help="Create a name TARGET that refers to SOURCE")
+    p.add_argument("source", metavar="SOURCE[:TAG]")
+    p.add_argument("target", metavar="TARGET[:TAG]")
+
+
+def open_store() -> ImageStore:
+    from pycompose.paths import host_paths
+    from pycompose.runtime.images import ImageStore
+
+    return ImageStore(host_paths().root / "images")
+
+
+def run(args: argparse.Namespace) -> int:
+    store = open_store()
+    command = {"list": "ls", "remove": "rm"}.get(args.image_command, args.image_command)
+    handler = {
+        "import": _import, "load": _load, "ls": _ls, "inspect": _inspect, "rm": _rm,
+        "prune": _prune, "tag": _tag,
+    }[command]
+    return handler(store, args)
+
+
+def _import(store: ImageStore, args: argparse.Namespace) -> int:
+    image = store.import_rootfs(Path(args.file), args.name, changes=args.change,
+                                message=args.message)
+    print(image.id)
+    return 0
+
+
+def _load(store: ImageStore, args: argparse.Namespace) -> int:
+    images = store.load(Path(args.input))
+    if not args.quiet:
+        for image in images:
+            if image.repo_tags:
+                for name in image.repo_tags:
+                    print(f"Loaded image: {name}")
+            else:
+                print(f"Loaded image ID: {image.id}")
+    return 0
+
+
+def _rows(images: Sequence[Image], reference: str | None) -> list[tuple[str, str, Image]]:
+    from pycompose.runtime.images import parse_reference
+
+    want = parse_reference(reference) if reference else None
+    rows = []
+    for image in images:
+        refs = [parse_reference(n) for n in image.names]
+        if want is not None:
+            explicit_tag = ":" in reference.rsplit("/", 1)[-1] if reference else False
+            refs = [r for r in refs if r.repository == want.repository
+                    and (not explicit_tag or r.tag == want.tag)]
+            if not refs:
+                continue
+        if not refs:
+            rows.append(("<none>", "<none>", image))
+        for ref in refs:
+            rows.append((ref.familiar_repository, ref.tag or "<none>", image))
+    return rows
+
+
+def _ls(store: ImageStore, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    rows = _rows(store.list(), args.reference)
+    if args.quiet:
+        seen: set[str] = set()
+        for _, _, image in rows:
+            shown = image.id if args.no_trunc else image.short_id
+            if shown not in seen:
+                seen.add(shown)
+                print(shown)
+        return 0
+    records = []
+    for repo, tag, image in rows:
+        created = image.created or image.added
+        records.append({
+            "Repository": repo,
+            "Tag": tag,
+            "ID": image.id if args.no_trunc else image.short_id,
+            "CreatedAt": created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+            "CreatedSince": human_since(created, now),
+            "Size": human_size(image.size),
+        })
+    if args.format == "json":
+        for record in records:
+            print(json.dumps(record))
+        return 0
+    header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
+    cells = [(r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]) for r in records]
+    _table(header, cells)
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if console.is_terminal:
+        from rich import box
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for title in header:
+            table.add_column(title, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        line = "   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        sys.stdout.write(line.rstrip() + "\n")
+
+
+def _inspect(store: ImageStore, args: argparse.Namespace) -> int:
+    from pycompose.runtime.errors import ImageError
+    from pycompose.runtime.images.inspect import inspect_image
+
+    found: list[dict[str, Any]] = []
+    errors: list[Exception] = []
+    for ref in args.images:
+        try:
+            found.append(inspect_image(store.get(ref)))
+        except ImageError as exc:
+            errors.append(exc)
+    print(json.dumps(found, indent=4))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ExceptionGroup("image inspect", errors)
+    return 0
+
+
+def _rm(store: ImageStore, args: argparse.Namespace) -> int:
+    from pycompose.runtime.errors import ImageError
+
+    errors: list[Exception] = []
+    for ref in args.images:
+        try:
+            for line in store.remove(ref, force=args.force):
+                print(line)
+        except ImageError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ExceptionGroup("image rm", errors)
+    return 0
+
+
+def _prune(store: ImageStore, args: argparse.Namespace) -> int:
+    if not args.force:
+        what = ("all images without at least one container associated to them" if args.all
+                else "all dangling images")
+        print(f"WARNING! This will remove {what}.")
+        sys.stdout.write("Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    result = store.prune(all=args.all)
+    if result.deleted or result.untagged:
+        print("Deleted Images:")
+        for name in result.untagged:
+            print(f"untagged: {name}")
+        for image_id in result.deleted:
+            print(f"deleted: {image_id}")
+        print()
+    print(f"Total reclaimed space: {human_size(result.reclaimed)}")
+    return 0
+
+
+def _tag(store: ImageStore, args: argparse.Namespace) -> int:
+    store.tag(args.source, args.target)
+    return 0
+
+
+def human_size(size: int) -> str:
+    """Decimal units with three significant digits, as Docker prints sizes (``4.26MB``)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_since(when: datetime, now: datetime) -> str:
+    """``2 hours ago``, ``About a minute ago``: Docker's relative times."""
+    seconds = max(0.0, (now - when).total_seconds())
+    if seconds < 1:
+        return "Less than a second ago"
+    if seconds < 60:
+        return f"{int(seconds)} seconds ago"
+    minutes = seconds / 60
+    if round(minutes) == 1:
+        return "About a minute ago"
+    if minutes < 60:
+        return f"{int(minutes)} minutes ago"
+    hours = minutes / 60
+    if round(hours) == 1:
+        return "About an hour ago"
+    if hours < 48:
+        return f"{int(hours)} hours ago"
+    days = hours / 24
+    if days < 14:
+        return f"{int(days)} days ago"
+    if days < 60:
+        return f"{int(days / 7)} weeks ago"
+    if days < 365 * 2:
+        return f"{int(days / 30)} months ago"
+    return f"{int(days / 365)} years ago"

@@ -1,0 +1,111 @@
+"""``pycompose image ...`` against a temporary state root."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pycompose.cli.commands.image import human_since, human_size
+from pycompose.cli.main import main
+from tests.helpers.images import make_rootfs_tar
+from tests.helpers.oci import busybox_two_layers, write_oci_archive
+
+
+@pytest.fixture
+def rootfs_tar(busybox_rootfs: Path, tmp_path: Path) -> Path:
+    return make_rootfs_tar(busybox_rootfs, tmp_path / "rootfs.tar")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["image", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_import_ls_inspect_tag_rm(state_root: Path, rootfs_tar: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "import", "-c", 'CMD ["sh"]', "-m", "hello", str(rootfs_tar),
+                       "bb:1")
+    assert code == 0
+    image_id = out.strip()
+    assert image_id.startswith("sha256:")
+    assert (state_root / "images/blobs/sha256" / image_id[7:]).is_file()
+
+    assert run(capsys, "tag", "bb:1", "localhost:5000/bb")[0] == 0
+    code, out, _ = run(capsys, "ls")
+    lines = out.splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert sorted(line.split()[:3] for line in lines[1:]) == [
+        ["bb", "1", image_id[7:19]], ["localhost:5000/bb", "latest", image_id[7:19]]]
+
+    code, out, _ = run(capsys, "ls", "--format", "json", "bb")
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert record["Repository"] == "bb"
+    assert record["Tag"] == "1"
+    assert record["Size"].endswith("MB")
+    assert run(capsys, "ls", "-q")[1] == image_id[7:19] + "\n"
+    assert run(capsys, "ls", "-q", "--no-trunc", "bb:2")[1] == ""
+
+    code, out, _ = run(capsys, "inspect", "bb:1")
+    (doc,) = json.loads(out)
+    assert doc["Id"] == image_id
+    assert doc["Config"]["Cmd"] == ["sh"]
+    assert doc["Comment"] == "hello"
+    assert sorted(doc["RepoTags"]) == ["bb:1", "localhost:5000/bb:latest"]
+    assert len(doc["RootFS"]["Layers"]) == 1
+
+    code, out, err = run(capsys, "rm", "bb:1", "nothere")
+    assert code == 1
+    assert out == "Untagged: bb:1\n"
+    assert "No such image: nothere" in err
+    code, out, _ = run(capsys, "rm", "localhost:5000/bb")
+    assert out == f"Untagged: localhost:5000/bb:latest\nDeleted: {image_id}\n"
+    assert run(capsys, "ls", "-q")[1] == ""
+
+
+def test_load_and_prune(state_root: Path, busybox_rootfs: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = write_oci_archive(tmp_path / "bb2.tar", [busybox_two_layers(busybox_rootfs)])
+    code, out, _ = run(capsys, "load", "-i", str(archive))
+    assert (code, out) == (0, "Loaded image: bb2:latest\n")
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, out, _ = run(capsys, "prune", "-a")
+    assert "Are you sure" in out
+    assert run(capsys, "ls", "-q")[1] != ""  # declined: nothing removed
+
+    code, out, _ = run(capsys, "prune", "-a", "-f")
+    assert "untagged: bb2:latest" in out
+    assert "Total reclaimed space: 1.98MB" in out
+    assert run(capsys, "ls", "-q")[1] == ""
+    assert list((state_root / "images/layers").iterdir()) == []
+
+
+def test_errors_are_one_line(state_root: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"not a tar" * 100)
+    code, _, err = run(capsys, "load", "-i", str(junk))
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "not a tar archive" in err
+    assert "Traceback" not in err
+    code, _, err = run(capsys, "import", str(junk), "Bad:Name")
+    assert code == 1
+    assert "invalid reference format" in err
+
+
+def test_human_formats() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    assert human_size(0) == "0B"
+    assert human_size(1982531) == "1.98MB"
+    assert human_size(1234) == "1.23kB"
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert human_since(now - timedelta(hours=3), now) == "3 hours ago"
+    assert human_since(now - timedelta(days=400), now) == "13 months ago"
+    assert human_since(now - timedelta(days=800), now) == "2 years ago"
