@@ -291,10 +291,10 @@ def _str(doc: Mapping[str, Any], key: str, source: str) -> str:
     return value
 
 
-def _str_list(value: object, where: str) -> tuple[str, ...] | None:
+def _str_list(value: object, where: str, *, lenient: bool = False) -> tuple[str, ...] | None:
     if value is None:
         return None
-    if isinstance(value, str):  # some old images store Cmd/Entrypoint as one string
+    if lenient and isinstance(value, str):  # some old images store Cmd/Entrypoint as one string
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ImageError(f"{where}: expected a list of strings, got {value!r}")
@@ -345,8 +345,8 @@ def _container_config(value: object, where: str) -> ContainerConfig:
             raise ImageError(f"{where}.{key}: expected a string, got {value.get(key)!r}")
     return ContainerConfig(
         env=_str_list(value.get("Env"), f"{where}.Env") or (),
-        cmd=_str_list(value.get("Cmd"), f"{where}.Cmd"),
-        entrypoint=_str_list(value.get("Entrypoint"), f"{where}.Entrypoint"),
+        cmd=_str_list(value.get("Cmd"), f"{where}.Cmd", lenient=True),
+        entrypoint=_str_list(value.get("Entrypoint"), f"{where}.Entrypoint", lenient=True),
         working_dir=value.get("WorkingDir") or "",
         user=value.get("User") or "",
         exposed_ports=_key_set(value.get("ExposedPorts"), f"{where}.ExposedPorts"),
