@@ -337,8 +337,9 @@ class Scheduler:
             for e in failures:
                 report.details.update(e.details)
             tracker.fail(condition, reason)
-            if condition == READY or report.error is None:
-                report.error = reason
+            if report.error == reason:
+                return  # already reported (another condition on the same container)
+            report.error = reason
             self.emit(ProgressEvent(resource=name, status="Error", service=name,
                                     kind="service", text=reason,
                                     details={"condition": condition, **report.details}))

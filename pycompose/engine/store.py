@@ -430,6 +430,13 @@ class Store:
             (container_id,)).fetchall())
         return {r[0]: r[1] for r in rows}
 
+    async def volume_users(self, volume: str) -> list[str]:
+        """Names of the containers that mount ``volume``."""
+        rows = await self.run(lambda conn: conn.execute(
+            "SELECT c.name FROM container_volumes cv JOIN containers c ON c.id = cv.container_id "
+            "WHERE cv.volume = ? ORDER BY c.name", (volume,)).fetchall())
+        return [r[0] for r in rows]
+
     # ---- networks and volumes
 
     async def put_network(self, record: NetworkRecord) -> None:

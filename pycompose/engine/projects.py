@@ -1,0 +1,500 @@
+"""Projects and containers over HTTP: ``up``/``down``/``start``/``stop`` as streamed jobs,
+Docker-shaped container endpoints, logs merged in time order.
+
+A convergence job runs in the engine's own nursery, not in the request: a
+client that goes away (Ctrl-C on ``up -d``) stops receiving progress, but the
+job finishes, so state is never left half-converged by a closed socket. Jobs on
+one project are serialised by the project's lock; different projects run in
+parallel.
+
+Stream messages (NDJSON), in order: ``{"type": "plan", ...}``, any number of
+``{"type": "progress", ...}``, then exactly one ``{"type": "result", ...}``
+(``ok``, per-service reports, errors) — or a single ``{"type": "error"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from pycompose.compose.backend import ProgressEvent
+from pycompose.compose.errors import ComposeError
+from pycompose.compose.model import FrozenDict, Project
+from pycompose.compose.plan import (
+    Action,
+    DownOptions,
+    Operation,
+    Plan,
+    UpOptions,
+    plan_down,
+    plan_up,
+    topological_order,
+)
+from pycompose.compose.scheduler import RunResult, Scheduler
+from pycompose.engine.backend import EngineBackend, EngineBackendError, ImageResolver
+from pycompose.engine.codec import decode_project, encode_project
+from pycompose.engine.containers import ContainerStateConflict, Containers, NoSuchContainer
+from pycompose.engine.daemon import Engine
+from pycompose.engine.http import HTTPError, Request, Response, Router, Send, StreamResponse
+from pycompose.engine.specs import network_warning
+from pycompose.engine.store import ProjectRecord
+from pycompose.runtime import errors as rterrors
+from pycompose.runtime.spec import ExecSpec
+
+log = logging.getLogger("pycompose.engine.projects")
+
+Job = Callable[[Callable[[dict[str, Any]], None]], Awaitable[dict[str, Any]]]
+
+
+def _progress(e: ProgressEvent) -> dict[str, Any]:
+    return {"type": "progress", "resource": e.resource, "status": e.status, "text": e.text,
+            "service": e.service, "kind": e.kind, "details": dict(e.details),
+            "time": time.time()}
+
+
+def _result(result: RunResult, **extra: Any) -> dict[str, Any]:
+    return {"type": "result", "ok": result.ok, "errors": result.errors,
+            "services": [r.to_json() for r in sorted(result.services.values(),
+                                                      key=lambda r: r.name)], **extra}
+
+
+class ProjectManager:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.containers: Containers | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ start-up
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        from pycompose.runtime.client import open_runtime  # noqa: PLC0415
+
+        paths = self.engine.paths
+        async with open_runtime(paths.root, paths.instance) as rt, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.containers = Containers(self.engine.store, self.engine.bus, rt,
+                                         ImageResolver(paths.root))
+            await nursery.start(self.containers.run)
+            task_status.started()
+
+    def _c(self) -> Containers:
+        if self.containers is None:
+            raise HTTPError(503, "the engine is still starting")
+        return self.containers
+
+    def _backend(self) -> EngineBackend:
+        return EngineBackend(self._c(), self.engine.store, self.engine.paths.root)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _stream_job(self, project_name: str, job: Job) -> StreamResponse:
+        """Run ``job`` in the engine's nursery under the project lock; stream its messages."""
+        send_ch, recv_ch = trio.open_memory_channel[dict[str, Any]](math.inf)
+
+        def emit(msg: dict[str, Any]) -> None:
+            try:
+                send_ch.send_nowait(msg)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client left; the job goes on
+
+        async def runner() -> None:
+            with send_ch:
+                try:
+                    async with self.engine.project_lock(project_name):
+                        emit(await job(emit))
+                except (ComposeError, EngineBackendError, rterrors.ContainerRuntimeError,
+                        HTTPError) as exc:
+                    emit({"type": "error", "message": str(exc)})
+                except Exception as exc:
+                    log.exception("job on project %s failed", project_name)
+                    emit({"type": "error",
+                          "message": f"internal error: {type(exc).__name__}: {exc}"})
+
+        assert self._nursery is not None
+        self._nursery.start_soon(runner)
+
+        async def produce(send: Send) -> None:
+            with recv_ch:
+                async for msg in recv_ch:
+                    await send(msg)
+
+        return StreamResponse(produce)
+
+    async def _preflight_images(self, project: Project, plan: Plan) -> list[str]:
+        """Every image a create needs must exist before anything starts."""
+        c = self._c()
+        errors = []
+        needed = sorted({op.service for op in plan.operations()
+                         if op.action is Action.CREATE and op.service})
+        for name in needed:
+            svc = project.services[name]
+            if not svc.image:
+                errors.append(f"service {name}: no image (build: is not supported by the "
+                              "engine yet)")
+                continue
+            try:
+                await c.resolve_image(svc.image)
+            except rterrors.ImageError as exc:
+                errors.append(f"service {name}: {exc}")
+        return errors
+
+    async def _save_project(self, project: Project, status: str) -> None:
+        await self.engine.store.put_project(ProjectRecord(
+            name=project.name, working_dir=project.working_dir,
+            config_files=list(project.compose_files), model=encode_project(project),
+            status=status))
+
+    async def _stored_project(self, name: str) -> Project | None:
+        rec = await self.engine.store.get_project(name)
+        return decode_project(rec.model) if rec is not None else None
+
+    # ------------------------------------------------------------------ up / down
+
+    async def up(self, req: Request) -> StreamResponse:
+        body = req.json() or {}
+        project = decode_project(body["project"])
+        if project.name != req.params["name"]:
+            raise HTTPError(400, f"project name {project.name!r} does not match the URL")
+        o = body.get("options") or {}
+        options = UpOptions(
+            services=tuple(o.get("services") or ()), no_deps=bool(o.get("no_deps")),
+            force_recreate=bool(o.get("force_recreate")),
+            no_recreate=bool(o.get("no_recreate")),
+            remove_orphans=bool(o.get("remove_orphans")), no_start=bool(o.get("no_start")),
+            scale={k: int(v) for k, v in (o.get("scale") or {}).items()})
+        wait = bool(o.get("wait"))
+        wait_timeout = o.get("wait_timeout")
+        stop_timeout = o.get("timeout")
+        parallel = o.get("parallel")
+        dry_run = bool(o.get("dry_run"))
+
+        async def job(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            backend = self._backend()
+            observed = await backend.observe(project)
+            plan = plan_up(project, observed, options)
+            warnings = list(plan.warnings)
+            warnings += [w for s in plan.order
+                         if (w := network_warning(project.services[s])) is not None]
+            emit({"type": "plan", "text": str(plan), "changes": plan.changes,
+                  "warnings": warnings})
+            if dry_run:
+                return {"type": "result", "ok": True, "dry_run": True, "services": [],
+                        "errors": []}
+            missing = await self._preflight_images(project, plan)
+            if missing:
+                return {"type": "result", "ok": False, "services": [],
+                        "errors": missing + ["nothing was started"]}
+            await self._save_project(project, "converging")
+            scheduler = Scheduler(backend, project, plan,
+                                  emit=lambda e: emit(_progress(e)), wait=wait,
+                                  parallel=parallel if parallel and parallel > 0 else None,
+                                  stop_timeout=stop_timeout)
+            timed_out = False
+            if wait and wait_timeout:
+                with trio.move_on_after(float(wait_timeout)) as scope:
+                    result = await scheduler.run()
+                timed_out = scope.cancelled_caught
+                if timed_out:
+                    result = RunResult(scheduler.reports, scheduler.errors + [
+                        f"timed out after {wait_timeout}s waiting for services to be ready"])
+                    for r in result.services.values():
+                        if r.status == "pending":
+                            r.status, r.error = "failed", "not ready when --wait-timeout expired"
+            else:
+                result = await scheduler.run()
+            await self.engine.store.set_project_status(project.name,
+                                                       "running" if result.ok else "failed")
+            return _result(result, changes=plan.changes, timed_out=timed_out)
+
+        return self._stream_job(project.name, job)
+
+    async def down(self, req: Request) -> StreamResponse:
+        name = req.params["name"]
+        body = req.json() or {}
+        o = body.get("options") or {}
+        sent = decode_project(body["project"]) if body.get("project") else None
+        options = DownOptions(volumes=bool(o.get("volumes")),
+                              remove_orphans=bool(o.get("remove_orphans")),
+                              services=tuple(o.get("services") or ()))
+
+        async def job(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            project = sent or await self._stored_project(name)
+            backend = self._backend()
+            shell = project or Project(name=name, working_dir="/")
+            observed = await backend.observe(shell)
+            plan = plan_down(project, name, observed, options)
+            emit({"type": "plan", "text": str(plan), "changes": plan.changes,
+                  "warnings": list(plan.warnings)})
+            if o.get("dry_run"):
+                return {"type": "result", "ok": True, "dry_run": True, "services": [],
+                        "errors": []}
+            result = await Scheduler(backend, shell, plan, emit=lambda e: emit(_progress(e)),
+                                     stop_timeout=o.get("timeout"),
+                                     remove_volumes=options.volumes).run()
+            if not options.services and not self._c().of_project(name):
+                await self.engine.store.delete_project(name)
+            return _result(result)
+
+        return self._stream_job(name, job)
+
+    async def _lifecycle(self, req: Request, verb: str) -> StreamResponse:
+        """``start``/``stop``/``restart`` of services: the same scheduler, with plans of
+        single verbs (stop goes over the reversed graph)."""
+        name = req.params["name"]
+        body = req.json() or {}
+        services = set(body.get("services") or ())
+        timeout = body.get("timeout")
+
+        async def job(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            project = await self._stored_project(name) or Project(name=name, working_dir="/")
+            unknown = services - {r.service for r in self._c().of_project(name)} - set(
+                project.services)
+            if unknown:
+                raise HTTPError(404, f"no such service: {', '.join(sorted(unknown))}")
+            recs = [r for r in self._c().of_project(name, oneoff=False)
+                    if not services or r.service in services]
+            backend = self._backend()
+            order = topological_order(project) if project.services else ()
+            result: RunResult | None = None
+            phases = {"stop": ("stop",), "start": ("start",), "restart": ("stop", "start")}
+            for phase in phases[verb]:
+                chains: dict[str, list[tuple[Operation, ...]]] = {}
+                for r in recs:
+                    running = r.state in ("running", "paused", "restarting")
+                    if phase == "stop" and running:
+                        op = Operation(action=Action.STOP, subject=r.name, cause=verb,
+                                       service=r.service, number=r.number, container_id=r.id)
+                    elif phase == "start" and (not running or verb == "restart"):
+                        op = Operation(action=Action.START, subject=r.name, cause=verb,
+                                       service=r.service, number=r.number, container_id=r.id)
+                    else:
+                        continue
+                    chains.setdefault(r.service, []).append((op,))
+                plan = Plan(project=name, order=tuple(order),
+                            services=FrozenDict({k: tuple(v) for k, v in chains.items()}),
+                            reverse=phase == "stop")
+                result = await Scheduler(backend, project, plan,
+                                         emit=lambda e: emit(_progress(e)),
+                                         stop_timeout=timeout).run()
+                if not result.ok:
+                    break
+            assert result is not None
+            return _result(result)
+
+        return self._stream_job(name, job)
+
+    # ------------------------------------------------------------------ logs
+
+    async def project_logs(self, req: Request) -> StreamResponse:
+        name = req.params["name"]
+        services = {s for s in (req.arg("services") or "").split(",") if s}
+        recs = [r for r in self._c().of_project(name)
+                if (not services or r.service in services) and not r.oneoff]
+        unknown = services - {r.service for r in self._c().of_project(name)}
+        if unknown:
+            raise HTTPError(404, f"no such service: {', '.join(sorted(unknown))}")
+        return self._logs(recs, req)
+
+    async def container_logs(self, req: Request) -> StreamResponse:
+        return self._logs([self._get(req.params["id"])], req)
+
+    def _logs(self, recs: list[Any], req: Request) -> StreamResponse:
+        from pycompose.runtime.logs import follow, read_logs  # noqa: PLC0415
+
+        c = self._c()
+        tail_arg = req.arg("tail", "all")
+        tail = None if tail_arg in (None, "all", "") else int(tail_arg)
+        since, until = req.arg("since") or None, req.arg("until") or None
+        stdout, stderr = req.flag("stdout", True), req.flag("stderr", True)
+        following = req.flag("follow")
+
+        def entry(rec: Any, e: Any) -> dict[str, Any] | None:
+            if (e.stream == "stdout" and not stdout) or (e.stream == "stderr" and not stderr):
+                return None
+            return {"container": rec.name, "service": rec.service, "stream": e.stream,
+                    "time": e.time, "log": e.text}
+
+        async def produce(send: Send) -> None:
+            def read_all() -> list[tuple[int, int, dict[str, Any]]]:
+                rows = []
+                for i, rec in enumerate(recs):
+                    for e in read_logs(c.rt.log_path(rec.id), tail=tail, since=since,
+                                       until=until):
+                        item = entry(rec, e)
+                        if item is not None:
+                            rows.append((e.time_ns, i, item))
+                return rows
+
+            if not following:
+                rows = await trio.to_thread.run_sync(read_all)
+                for _, _, item in sorted(rows, key=lambda r: (r[0], r[1])):
+                    await send(item)
+                return
+            # Follow: the backlog merged in time order, then lines as they come.
+            rows = await trio.to_thread.run_sync(read_all)
+            for _, _, item in sorted(rows, key=lambda r: (r[0], r[1])):
+                await send(item)
+
+            async def pump(rec: Any) -> None:
+                # Only entries after the backlog: the follower starts at the end of the file.
+                async for e in follow(c.rt.log_path(rec.id), tail=0):
+                    item = entry(rec, e)
+                    if item is not None:
+                        await send(item)
+
+            async with trio.open_nursery() as nursery:
+                for rec in recs:
+                    nursery.start_soon(pump, rec)
+
+        return StreamResponse(produce)
+
+    # ------------------------------------------------------------------ containers
+
+    def _get(self, ref: str) -> Any:
+        try:
+            return self._c().get(ref)
+        except NoSuchContainer as exc:
+            raise HTTPError(404, str(exc)) from None
+
+    async def _verb(self, req: Request, fn: Callable[..., Awaitable[Any]], *args: Any) -> Response:
+        rec = self._get(req.params["id"])
+        try:
+            await fn(rec.id, *args)
+        except ContainerStateConflict as exc:
+            raise HTTPError(409, str(exc)) from None
+        except rterrors.ContainerRuntimeError as exc:
+            raise HTTPError(500, str(exc)) from None
+        return Response(None, status=204)
+
+    async def exec_(self, req: Request) -> StreamResponse:
+        rec = self._get(req.params["id"])
+        body = req.json() or {}
+        cmd = body.get("Cmd") or []
+        if not cmd:
+            raise HTTPError(400, "exec needs a command (Cmd)")
+        if rec.state != "running":
+            raise HTTPError(409, f"container {rec.name} is not running ({rec.state})")
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in body.get("Env") or [])
+        spec = ExecSpec(argv=tuple(cmd), env=env, user=body.get("User") or None,
+                        working_dir=body.get("WorkingDir") or None,
+                        privileged=bool(body.get("Privileged")))
+        c = self._c()
+
+        async def produce(send: Send) -> None:
+            try:
+                proc = await c.rt.exec(rec.id, spec)
+            except rterrors.ContainerRuntimeError as exc:
+                await send({"error": str(exc), "exit_code": 126})
+                return
+            try:
+                if body.get("Detach"):
+                    await send({"exec_id": proc.exec_id, "pid": proc.pid})
+                    return
+                lock = trio.Lock()
+
+                async def pump(stream: Any, name: str) -> None:
+                    while chunk := await stream.receive_some(65536):
+                        async with lock:
+                            await send({"stream": name,
+                                        "data": chunk.decode(errors="replace")})
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(pump, proc.stdout, "stdout")
+                    nursery.start_soon(pump, proc.stderr, "stderr")
+                await send({"exit_code": await proc.wait()})
+            finally:
+                if not body.get("Detach"):
+                    with trio.CancelScope(shield=True):
+                        if proc.status is None:
+                            try:
+                                await proc.kill()
+                            except rterrors.ContainerRuntimeError:
+                                pass
+                await proc.aclose()
+
+        return StreamResponse(produce)
+
+    async def top(self, req: Request) -> Response:
+        rec = self._get(req.params["id"])
+        try:
+            procs = await self._c().rt.top(rec.id)
+        except rterrors.ContainerRuntimeError as exc:
+            raise HTTPError(409, str(exc)) from None
+        return Response({"Titles": ["UID", "PID", "PPID", "CMD"],
+                         "Processes": [[p.user, str(p.pid), str(p.ppid), p.command]
+                                       for p in procs]})
+
+    async def wait(self, req: Request) -> Response:
+        rec = self._get(req.params["id"])
+        code = await self._c().wait_exit(rec.id)
+        return Response({"StatusCode": code})
+
+    # ------------------------------------------------------------------ routes
+
+    def add_routes(self, r: Router) -> None:
+        def c() -> Containers:
+            return self._c()
+
+        async def start(req: Request) -> Response:
+            return await self._verb(req, c().start)
+
+        async def stop(req: Request) -> Response:
+            return await self._verb(req, c().stop, _float(req.arg("t")))
+
+        async def restart(req: Request) -> Response:
+            return await self._verb(req, c().restart, _float(req.arg("t")))
+
+        async def kill(req: Request) -> Response:
+            return await self._verb(req, c().kill, req.arg("signal") or "SIGKILL")
+
+        async def pause(req: Request) -> Response:
+            return await self._verb(req, c().pause)
+
+        async def unpause(req: Request) -> Response:
+            return await self._verb(req, c().unpause)
+
+        async def remove(req: Request) -> Response:
+            rec = self._get(req.params["id"])
+            backend = self._backend()
+            if rec.state in ("running", "paused", "restarting") and not req.flag("force"):
+                raise HTTPError(409, f"cannot remove container {rec.name}: it is {rec.state}; "
+                                "stop it first or use --force")
+            await backend.remove_container(rec.id, volumes=req.flag("v"))
+            return Response(None, status=204)
+
+        async def lifecycle_start(req: Request) -> StreamResponse:
+            return await self._lifecycle(req, "start")
+
+        async def lifecycle_stop(req: Request) -> StreamResponse:
+            return await self._lifecycle(req, "stop")
+
+        async def lifecycle_restart(req: Request) -> StreamResponse:
+            return await self._lifecycle(req, "restart")
+
+        r.add("POST", "/projects/{name}/up", self.up)
+        r.add("POST", "/projects/{name}/down", self.down)
+        r.add("POST", "/projects/{name}/start", lifecycle_start)
+        r.add("POST", "/projects/{name}/stop", lifecycle_stop)
+        r.add("POST", "/projects/{name}/restart", lifecycle_restart)
+        r.add("GET", "/projects/{name}/logs", self.project_logs)
+        r.add("POST", "/containers/{id}/start", start)
+        r.add("POST", "/containers/{id}/stop", stop)
+        r.add("POST", "/containers/{id}/restart", restart)
+        r.add("POST", "/containers/{id}/kill", kill)
+        r.add("POST", "/containers/{id}/pause", pause)
+        r.add("POST", "/containers/{id}/unpause", unpause)
+        r.add("DELETE", "/containers/{id}", remove)
+        r.add("GET", "/containers/{id}/logs", self.container_logs)
+        r.add("GET", "/containers/{id}/top", self.top)
+        r.add("POST", "/containers/{id}/exec", self.exec_)
+        r.add("POST", "/containers/{id}/wait", self.wait)
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
