@@ -370,8 +370,7 @@ def _delete_table(table: str) -> None:
 
 
 def _publish(table: str, mappings: Sequence[PortMapping]) -> None:
-    if _table_objects(table) is None:
-        raise FirewallError(f"table ip {table} does not exist: set up a network first")
+    # no listing first: reading the table back costs more than the change itself
     lines = []
     for m in mappings:
         _check_mapping(m)
@@ -379,8 +378,15 @@ def _publish(table: str, mappings: Sequence[PortMapping]) -> None:
         comment = f' comment "{m.owner}"' if m.owner else ""
         lines.append(f"add element ip {table} {mapname} "
                      f"{{ {key}{comment} : {m.container_ip} . {m.container_port} }}")
-    if lines:
+    if not lines:
+        return
+    try:
         _nft.run("\n".join(lines))
+    except FirewallError as e:
+        if "No such file or directory" in str(e) and _table_objects(table) is None:
+            raise FirewallError(f"table ip {table} does not exist: set up a network first") \
+                from None
+        raise
 
 
 def _unpublish(table: str, mappings: Sequence[PortMapping]) -> None:

@@ -1,7 +1,8 @@
 """Garbage collection: remove this instance's host objects whose owner is gone.
 
-Safe at every engine start: it only touches links stamped with this
-instance's alias (:func:`names.link_alias`), namespace files under this
+Safe at every engine start: it only touches bridges stamped with this
+instance's alias (:func:`names.link_alias`) and the veths enslaved to them,
+namespace files under this
 state root, and this instance's nftables table; the caller says what is
 alive (from its records), everything else of ours goes.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from . import firewall
 from ._netlink import map_netlink_errors, run_netlink
-from .names import LINK_PREFIX, link_alias
+from .names import LINK_PREFIX, VETH_PREFIX, link_alias
 from .netns import _remove, list_netns
 
 __all__ = ["GCReport", "collect_garbage", "instance_links"]
@@ -33,19 +34,28 @@ class GCReport:
 def _instance_links(alias: str) -> list[tuple[str, bool]]:
     from pyroute2 import IPRoute
 
-    out = []
+    bridges: dict[int, str] = {}
+    ports: list[tuple[str, int | None]] = []
     with map_netlink_errors("list links"), IPRoute() as ipr:
         for link in ipr.get_links():
             name = link.get_attr("IFLA_IFNAME") or ""
-            if name.startswith(LINK_PREFIX) and link.get_attr("IFLA_IFALIAS") == alias:
-                info = link.get_attr("IFLA_LINKINFO")
-                kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-                out.append((name, kind == "bridge"))
-    return out
+            if not name.startswith(LINK_PREFIX):
+                continue
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if kind == "bridge" and link.get_attr("IFLA_IFALIAS") == alias:
+                bridges[link["index"]] = name
+            elif kind == "veth" and name.startswith(VETH_PREFIX):
+                ports.append((name, link.get_attr("IFLA_MASTER")))
+    # a veth is ours when it is a port of one of our bridges; one that never got
+    # that far goes away with its namespace (the kernel destroys both ends)
+    return [(n, False) for n, master in ports if master in bridges] + [
+        (n, True) for n in bridges.values()]
 
 
 async def instance_links(instance: str) -> list[tuple[str, bool]]:
-    """(name, is_bridge) of every link on the host stamped as ``instance``'s."""
+    """(name, is_bridge) of ``instance``'s links: its bridges (stamped with
+    :func:`names.link_alias`) and the veths enslaved to them."""
     alias = link_alias(instance)
     return await run_netlink(lambda: _instance_links(alias))
 

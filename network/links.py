@@ -35,7 +35,7 @@ class EndpointSpec:
     internal: bool = False
     mac: str | None = None
     mtu: int | None = None
-    alias: str = ""  # names.link_alias(instance), set on the host side for gc
+    bridge_index: int | None = None  # Bridge.index if known: saves a lookup
 
 
 @dataclass(frozen=True)
@@ -84,16 +84,19 @@ def _attach(
                     try:
                         for i, ep in enumerate(endpoints):
                             ifname = f"eth{first_index + i}"
-                            try:
-                                br_index = ipr.link("get", ifname=ep.bridge)[0]["index"]
-                            except NetlinkError as e:
-                                if e.code in (errno.ENODEV, errno.ENOENT):
-                                    raise LinkNotFoundError(
-                                        f"attach {netns}: bridge {ep.bridge} does not exist"
-                                    ) from None
-                                raise
+                            br_index = ep.bridge_index
+                            if br_index is None:
+                                try:
+                                    br_index = ipr.link("get", ifname=ep.bridge)[0]["index"]
+                                except NetlinkError as e:
+                                    if e.code in (errno.ENODEV, errno.ENOENT):
+                                        raise LinkNotFoundError(
+                                            f"attach {netns}: bridge {ep.bridge} does not exist"
+                                        ) from None
+                                    raise
                             peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": nsfd}
-                            kw: dict[str, object] = {}
+                            # host side enslaved and up in the same request
+                            kw: dict[str, object] = {"master": br_index, "state": "up"}
                             if ep.mtu:
                                 kw["mtu"] = peer["mtu"] = ep.mtu
                             if ep.mac:
@@ -101,16 +104,16 @@ def _attach(
                             try:
                                 ipr.link("add", ifname=ep.host_ifname, kind="veth", peer=peer, **kw)
                             except NetlinkError as e:
+                                if e.code == errno.ENODEV and ep.bridge_index is not None:
+                                    raise LinkNotFoundError(
+                                        f"attach {netns}: bridge {ep.bridge} "
+                                        f"(index {br_index}) does not exist") from None
                                 if e.code != errno.EEXIST:
                                     raise
                                 # a leftover of an interrupted attach: replace it
                                 _delete_links(ipr, [ep.host_ifname])
                                 ipr.link("add", ifname=ep.host_ifname, kind="veth", peer=peer, **kw)
                             created.append(ep.host_ifname)
-                            up: dict[str, object] = {"master": br_index, "state": "up"}
-                            if ep.alias:
-                                up["ifalias"] = ep.alias
-                            ipr.link("set", ifname=ep.host_ifname, **up)
                             link = nsipr.link("get", ifname=ifname)[0]
                             idx = link["index"]
                             nsipr.addr("add", index=idx, address=str(ep.address),

@@ -11,13 +11,15 @@ exactly such a namespace (only ``lo``, up).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import socket
+import struct
 from pathlib import Path
 
 from ._netlink import (
     bind_mount,
     ensure_host_ns,
-    map_netlink_errors,
     run_netlink,
     setns,
     umount_detach,
@@ -40,6 +42,19 @@ def is_netns(path: Path | str) -> bool:
         return False
 
 
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _lo_up() -> None:
+    """``ip link set lo up`` in this thread's namespace: one ioctl, no netlink socket
+    (opening an IPRoute costs ~1 ms, most of a namespace's creation)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = bytearray(struct.pack("16sH14x", b"lo", 0))
+        fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req)
+        flags = struct.unpack_from("H", req, 16)[0] | IFF_UP
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags))
+
+
 def _create(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_netns(path):
@@ -55,10 +70,7 @@ def _create(path: Path) -> Path:
             unshare_net()
             try:
                 bind_mount("/proc/thread-self/ns/net", str(path))
-                from pyroute2 import IPRoute
-
-                with map_netlink_errors(f"bring lo up in {path}"), IPRoute() as ipr:
-                    ipr.link("set", index=1, state="up")
+                _lo_up()
             finally:
                 setns(home)
         except OSError as e:

@@ -7,4 +7,5 @@ of DESIGN.md ("Performance harness"), so that JSON files stay comparable.
 
 GROUPS: tuple[str, ...] = (
     "config",  # config_parse_s, config_small_s
+    "network",  # net_setup_ms, dns_qps
 )

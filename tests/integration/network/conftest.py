@@ -89,6 +89,8 @@ class Lab:
         self.root, self.nursery, self.tmp = root, nursery, tmp
         self.state = ipam.IPAMState()
         self.nets: dict[str, LabNet] = {}
+        self.seen_networks: set[str] = set()  # every network/veth ever made, for leak checks
+        self.seen_veths: set[str] = set()
         self.containers: dict[str, LabContainer] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.upstream = FakeUpstream()
@@ -110,6 +112,7 @@ class Lab:
         net = LabNet(key, br, sub.subnet, sub.gateway, internal,
                      dns.Records(local_subnets=[sub.subnet]))
         self.nets[key] = net
+        self.seen_networks.add(key)
 
         async def run_dns(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
             with trio.CancelScope() as scope:
@@ -146,7 +149,8 @@ class Lab:
             specs.append(links.EndpointSpec(
                 bridge=net.bridge, host_ifname=names.veth_name(self.instance, name, net.key),
                 address=addr, prefixlen=net.subnet.prefixlen, gateway=net.gateway,
-                internal=net.internal, alias=self.alias))
+                internal=net.internal))
+        self.seen_veths |= {s.host_ifname for s in specs}
         eps = await links.attach(path, specs)
         for net, aliases in nets:
             net.records.add(name, [name, *([service] if service else []), *aliases],

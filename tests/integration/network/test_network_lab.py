@@ -243,10 +243,13 @@ async def test_none_mode_namespace_has_only_lo(lab: Lab) -> None:
 
 def _leftovers(lab: Lab, gateways: list[IPv4Address]) -> list[str]:
     problems = []
+    ours = {names.bridge_name(lab.instance, *k.split("_", 1)) for k in lab.seen_networks}
+    ours |= lab.seen_veths
     with IPRoute() as ipr:
         for link in ipr.get_links():
-            if link.get_attr("IFLA_IFALIAS") == lab.alias:
-                problems.append(f"link {link.get_attr('IFLA_IFNAME')}")
+            name = link.get_attr("IFLA_IFNAME")
+            if link.get_attr("IFLA_IFALIAS") == lab.alias or name in ours:
+                problems.append(f"link {name}")
     problems += [f"netns {p}" for p in netns.list_netns(lab.root)]
     r = subprocess.run(["nft", "list", "table", "ip", lab.table], capture_output=True)
     if r.returncode == 0:
