@@ -9,14 +9,72 @@ from __future__ import annotations
 
 import errno
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from ._netlink import map_netlink_errors, run_netlink
-from .errors import LinkError, LinkExistsError, LinkNotFoundError
+from .errors import LinkError, LinkExistsError, LinkNotFoundError, NetworkError
 from .names import check_link_name
 
-__all__ = ["Bridge", "BridgeSpec", "create_bridge", "delete_bridge", "find_bridge"]
+__all__ = [
+    "Bridge",
+    "BridgeOptions",
+    "BridgeSpec",
+    "bridge_options",
+    "create_bridge",
+    "delete_bridge",
+    "find_bridge",
+    "require_bridge",
+]
+
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+
+
+@dataclass(frozen=True)
+class BridgeOptions:
+    """What a network's ``driver``/``driver_opts``/``enable_ipv6`` ask of its bridge."""
+
+    name: str | None = None
+    mtu: int | None = None
+
+
+def bridge_options(
+    network: str,
+    driver: str | None = None,
+    driver_opts: Mapping[str, str] | None = None,
+    enable_ipv6: bool = False,
+) -> BridgeOptions:
+    """Check a network's driver settings; return the bridge name/MTU they set.
+
+    Raises :class:`NetworkError` for another driver, unknown or bad options
+    and ``enable_ipv6`` (not supported yet).
+    """
+    if driver not in (None, "", "bridge"):
+        raise NetworkError(f"network {network}: driver {driver!r} is not supported "
+                           "(only 'bridge')")
+    if enable_ipv6:
+        raise NetworkError(f"network {network}: enable_ipv6 is not supported yet")
+    name = mtu = None
+    for key, value in sorted((driver_opts or {}).items()):
+        if key == OPT_BRIDGE_NAME:
+            try:
+                name = check_link_name(str(value))
+            except ValueError as e:
+                raise NetworkError(f"network {network}: driver_opts.{key}: {e}") from None
+        elif key == OPT_MTU:
+            try:
+                mtu = int(value)
+            except ValueError:
+                mtu = -1
+            if not 68 <= mtu <= 65535:
+                raise NetworkError(f"network {network}: driver_opts.{key}: invalid MTU "
+                                   f"{value!r} (68-65535)")
+        else:
+            raise NetworkError(f"network {network}: driver_opts.{key} is not supported "
+                               f"(known: {OPT_BRIDGE_NAME}, {OPT_MTU})")
+    return BridgeOptions(name=name, mtu=mtu)
 
 
 @dataclass(frozen=True)
@@ -133,6 +191,15 @@ async def create_bridge(spec: BridgeSpec) -> Bridge:
 async def find_bridge(name: str) -> Bridge | None:
     """The bridge called ``name``, or None (``external: true`` networks check this)."""
     return await run_netlink(lambda: _find(name))
+
+
+async def require_bridge(name: str, network: str) -> Bridge:
+    """The bridge of an ``external: true`` network; a clear error if it is not there."""
+    found = await find_bridge(name)
+    if found is None:
+        raise LinkNotFoundError(f"external network {network}: bridge {name} does not exist "
+                                "(create it first, or drop external: true)")
+    return found
 
 
 async def delete_bridge(name: str) -> None:

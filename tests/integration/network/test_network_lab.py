@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
-from pycompose.network import firewall, gc, links, names, netns, ports
+from pycompose.network import bridge, firewall, gc, links, names, netns, ports
 from pycompose.network.errors import LinkNotFoundError, PortBusyError
 from pyroute2 import IPRoute
 
@@ -143,6 +143,14 @@ async def test_published_ports_on_loopback_host_address_and_from_remote(
                                 str(host_address), "via", str(remote.host_address)], check=False)
     assert r.returncode == 0
     assert (await http_get(remote.netns, str(host_address), port)).endswith(b"published")
+    # from a container of the same network (hairpin) and of another project: a
+    # published port is public, reachable through the host's address
+    peer = await lab.container("p3-peer-1", [(net, [])])
+    assert (await http_get(peer.netns, str(host_address), port)).endswith(b"published")
+    other_net = await lab.network("p3other", "default")
+    stranger = await lab.container("p3other-x-1", [(other_net, [])])
+    assert (await http_get(stranger.netns, str(host_address), port)).endswith(b"published")
+    assert not await connects(stranger.netns, str(web.addresses[net.key]), 80)
     state = await firewall.read_state(lab.table)
     assert state is not None
     assert [(m.host_port, m.container_port, m.owner) for m in state.mappings] == [
@@ -236,6 +244,8 @@ async def test_none_mode_namespace_has_only_lo(lab: Lab) -> None:
     finally:
         await netns.remove_netns(path)
     await netns.remove_netns(path)  # idempotent
+    with pytest.raises(LinkNotFoundError, match="external network ext: bridge pcbrnothere"):
+        await bridge.require_bridge("pcbrnothere", "ext")
     with pytest.raises(LinkNotFoundError):
         await links.attach(path, [links.EndpointSpec("pcbrnothere", "pcvnothere", IPv4Address(
             "10.0.0.2"), 24, IPv4Address("10.0.0.1"))])

@@ -117,3 +117,22 @@ def test_check_overlap_preflight() -> None:
     ipam.check_overlap({"a": N("10.9.0.0/24")}, [N("10.8.0.0/24")])
     with pytest.raises(SubnetOverlapError, match="network a: subnet 10.9.0.0/24 overlaps route"):
         ipam.check_overlap({"a": N("10.9.0.0/24")}, [ipam.HostNet(N("10.9.0.0/16"), "x", "route")])
+
+
+def test_bridge_options_from_driver_settings() -> None:
+    from pycompose.network.bridge import BridgeOptions, bridge_options
+    from pycompose.network.errors import NetworkError
+
+    assert bridge_options("n") == BridgeOptions()
+    opts = {"com.docker.network.bridge.name": "pcbrmine", "com.docker.network.driver.mtu": "1400"}
+    assert bridge_options("n", "bridge", opts) == BridgeOptions("pcbrmine", 1400)
+    for args, msg in [
+        (("n", "overlay"), "driver 'overlay' is not supported"),
+        (("n", None, None, True), "enable_ipv6 is not supported yet"),
+        (("n", None, {"com.docker.network.driver.mtu": "9"}), "invalid MTU"),
+        (("n", None, {"com.docker.network.bridge.name": "much-too-long-name"}),
+         "invalid interface"),
+        (("n", None, {"foo": "1"}), "driver_opts.foo is not supported"),
+    ]:
+        with pytest.raises(NetworkError, match=msg):
+            bridge_options(*args)  # type: ignore[arg-type]
