@@ -140,7 +140,8 @@ def _ptr_address(name: str) -> IPv4Address | None:
         return None
 
 
-def answer_locally(records: Records, q: w.Query, client: IPv4Address | None) -> bytes | None:
+def answer_locally(records: Records, q: w.Query, client: IPv4Address | None,
+                   max_size: int = 65535) -> bytes | None:
     """The response for ``q`` if the table decides it, else None (forward)."""
     if q.opcode != 0:
         return w.build_response(q, w.RCODE_NOTIMP)
@@ -162,7 +163,8 @@ def answer_locally(records: Records, q: w.Query, client: IPv4Address | None) -> 
     if not addrs:
         return w.build_response(q, w.RCODE_NXDOMAIN)
     if q.qtype in (w.TYPE_A, w.TYPE_ANY):
-        return w.build_response(q, answers=[(w.TYPE_A, TTL, a.packed) for a in addrs])
+        return w.build_response(q, answers=[(w.TYPE_A, TTL, a.packed) for a in addrs],
+                                max_size=max_size)
     return w.build_response(q)  # known name, no record of that type: NODATA
 
 
@@ -271,7 +273,8 @@ def _servfail(packet: bytes) -> bytes | None:
         return None
 
 
-def _handle(records: Records, packet: bytes, client: IPv4Address | None) -> bytes | None:
+def _handle(records: Records, packet: bytes, client: IPv4Address | None,
+            udp: bool = True) -> bytes | None:
     """Local answer, an error answer, or None = forward the packet as it is."""
     try:
         q = w.parse_query(packet)
@@ -281,7 +284,7 @@ def _handle(records: Records, packet: bytes, client: IPv4Address | None) -> byte
             if not flags & w.FLAG_QR:
                 return struct.pack("!HHHHHH", qid, w.FLAG_QR | w.RCODE_FORMERR, 0, 0, 0, 0)
         return None if len(packet) >= 12 else b""
-    return answer_locally(records, q, client)
+    return answer_locally(records, q, client, q.udp_size if udp else 65535)
 
 
 def _client_ip(addr: object) -> IPv4Address | None:
@@ -391,7 +394,7 @@ async def _serve_tcp(records: Records, listener: trio.SocketListener, ups: _Upst
                         packet = await _read_framed(stream)
                     if idle.cancelled_caught:
                         return
-                    reply = _handle(records, packet, client)
+                    reply = _handle(records, packet, client, udp=False)
                     if reply is None:
                         reply = await _forward_udp(packet, ups, client)
                         if reply is None or _truncated(reply):

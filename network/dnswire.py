@@ -61,6 +61,7 @@ class Query:
     qtype: int
     qclass: int
     question: bytes  # the raw question section, echoed in the answer
+    udp_size: int = 512  # the client's EDNS payload size (512 without EDNS)
 
     @property
     def opcode(self) -> int:
@@ -126,7 +127,13 @@ def parse_query(data: bytes) -> Query:
     if off + 4 > len(data):
         raise WireError("truncated question")
     qtype, qclass = struct.unpack_from("!HH", data, off)
-    return Query(qid, flags, name.lower(), qtype, qclass, data[12: off + 4])
+    udp_size = 512
+    if _ar and off + 4 + 11 <= len(data) and data[off + 4] == 0:
+        # an OPT pseudo-record (root name, type 41): its class is the payload size
+        otype, osize = struct.unpack_from("!HH", data, off + 5)
+        if otype == TYPE_OPT:
+            udp_size = max(512, min(osize, 65535))
+    return Query(qid, flags, name.lower(), qtype, qclass, data[12: off + 4], udp_size)
 
 
 def build_response(
@@ -135,19 +142,29 @@ def build_response(
     answers: list[tuple[int, int, bytes]] | None = None,
     *,
     authoritative: bool = True,
+    max_size: int = 65535,
 ) -> bytes:
-    """A response echoing the question; ``answers`` are (type, ttl, rdata) for the query name."""
+    """A response echoing the question; ``answers`` are (type, ttl, rdata) for the query name.
+
+    Answers that do not fit in ``max_size`` bytes are left out and TC is set
+    (the client then asks again over TCP).
+    """
     answers = answers or []
     flags = FLAG_QR | FLAG_RA | (query.flags & FLAG_RD) | (query.opcode << 11) | rcode
     if authoritative:
         flags |= FLAG_AA
-    out = [_HEADER.pack(query.id, flags, 1 if query.question else 0, len(answers), 0, 0),
-           query.question]
+    size = 12 + len(query.question)
+    records = []
     for rtype, ttl, rdata in answers:
         # 0xC00C: a pointer to the question name at offset 12
-        out.append(struct.pack("!HHHIH", 0xC00C, rtype, CLASS_IN, ttl, len(rdata)))
-        out.append(rdata)
-    return b"".join(out)
+        rr = struct.pack("!HHHIH", 0xC00C, rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        if size + len(rr) > max_size:
+            flags |= FLAG_TC
+            break
+        size += len(rr)
+        records.append(rr)
+    header = _HEADER.pack(query.id, flags, 1 if query.question else 0, len(records), 0, 0)
+    return b"".join([header, query.question, *records])
 
 
 def build_query(name: str, qtype: int = TYPE_A, qid: int = 0, *, rd: bool = True) -> bytes:

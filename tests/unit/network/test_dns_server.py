@@ -139,3 +139,33 @@ async def test_bind_failure_is_a_dns_error(nursery: trio.Nursery) -> None:
         records, LOOP, port=0, resolv_conf=None, task_status=task_status))
     with pytest.raises(DNSError, match="in use"):
         await dns.serve_dns(records, LOOP, port=addr[1], resolv_conf=None)
+
+
+async def test_big_answers_truncate_over_udp_and_fit_over_tcp(
+        served: tuple[dns.Records, tuple[str, int], FakeUpstream]) -> None:
+    records, addr, _ = served
+    for i in range(60):  # 60 replicas: 16 bytes each, more than 512 bytes
+        records.add(f"c{i}", ["big"], A(f"172.30.1.{i + 2}"))
+    m = await ask(addr, "big")
+    assert m.flags & w.FLAG_TC
+    assert 0 < len(m.answers) < 60
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(*addr)
+        async with stream:
+            q = w.build_query("big", w.TYPE_A, 5)
+            await stream.send_all(struct.pack("!H", len(q)) + q)
+            n = struct.unpack("!H", await stream.receive_some(2))[0]
+            data = b""
+            while len(data) < n:
+                data += await stream.receive_some(n - len(data))
+    full = w.parse_message(data)
+    assert len(full.answers) == 60
+    assert not full.flags & w.FLAG_TC
+
+
+def test_edns_payload_size_is_read() -> None:
+    q = w.build_query("x", w.TYPE_A, 1)
+    q = q[:11] + b"\x01" + q[12:]  # ARCOUNT = 1
+    q += b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    assert w.parse_query(q).udp_size == 1232
+    assert w.parse_query(w.build_query("x")).udp_size == 512
