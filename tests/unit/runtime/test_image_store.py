@@ -487,3 +487,62 @@ def test_layer_dirs_are_complete_before_named(store: ImageStore, rootfs_tar: Pat
     meta = json.loads((img.layer_dirs[0].parent / "layer.json").read_bytes())
     assert meta["diff_id"] == img.config.diff_ids[0]
     assert meta["size"] == img.size
+
+
+# --- crashes -----------------------------------------------------------------------------
+
+_CRASHER = """
+import os, signal, sys
+from pathlib import Path
+from pycompose.runtime.images import store as s
+
+def stop_here():
+    print("ready", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # the parent SIGKILLs us here
+
+point = sys.argv[3]
+if point == "unpacked":
+    original = s.unpack_layer
+    def unpack_layer(*args, **kwargs):
+        result = original(*args, **kwargs)
+        stop_here()
+        return result
+    s.unpack_layer = unpack_layer
+else:  # layers moved into place, image record not written yet
+    original = s.ImageStore._commit_image
+    def _commit_image(self, *args, **kwargs):
+        stop_here()
+        return original(self, *args, **kwargs)
+    s.ImageStore._commit_image = _commit_image
+s.ImageStore(Path(sys.argv[1])).load(Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("point", ["unpacked", "committing"])
+def test_killed_import_leaves_no_visible_half_state(store: ImageStore, tmp_path: Path,
+                                                    point: str) -> None:
+    keep = store.load(write_docker_save(tmp_path / "keep.tar",
+                                        [image([small_layer("keep")], tags=["keep"])]))
+    new = image([small_layer("a"), small_layer("b")], tags=["new"])
+    archive = write_docker_save(tmp_path / "new.tar", [new])
+    with subprocess.Popen([sys.executable, "-c", _CRASHER, str(store.root), str(archive),
+                           point], stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+        finally:
+            child.kill()
+    # what readers see: the old state only
+    assert [i.id for i in store.list()] == [keep[0].id]
+    with pytest.raises(ImageNotFoundError):
+        store.get("new")
+    assert os.listdir(store.root / "tmp")  # the dead import's staging is still there
+    # killed after its layers were moved into place: they exist, unreferenced
+    assert len(os.listdir(store.root / "layers")) == (3 if point == "committing" else 1)
+    # the next import works, reusing whatever was complete, and sweeps the leftovers
+    (loaded,) = store.load(archive)
+    assert loaded.id == new.id
+    assert store.get("new").id == new.id
+    assert os.listdir(store.root / "tmp") == []
+    assert len(os.listdir(store.root / "layers")) == 3
+    assert store.prune().deleted == ()
