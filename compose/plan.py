@@ -291,10 +291,12 @@ def plan_up(project: Project, observed: Observed, options: UpOptions | None = No
         if options.remove_orphans:
             subject = c.name
             if c.running:
-                cleanup.append(Operation(action=Action.STOP, subject=subject, service=c.service,
+                cleanup.append(Operation(action=Action.STOP, subject=subject, name=c.name,
+                                         service=c.service,
                                          number=c.number, container_id=c.id,
                                          cause="orphan: service not in the project"))
-            cleanup.append(Operation(action=Action.REMOVE, subject=subject, service=c.service,
+            cleanup.append(Operation(action=Action.REMOVE, subject=subject, name=c.name,
+                                     service=c.service,
                                      number=c.number, container_id=c.id,
                                      cause="orphan: service not in the project"))
         else:
@@ -321,11 +323,12 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
     for number in range(1, replicas + 1):
         subject = f"{service.name}-{number}"
         name = container_name(project.name, service, number)
-        base = dict(service=service.name, number=number, subject=subject)
         current = by_number.get(number)
+        base = dict(service=service.name, number=number, subject=subject,
+                    name=current.name if current is not None else name)
         if current is None:
             cause = f"scale up to {replicas}" if existing else "missing"
-            ops = [Operation(action=Action.CREATE, cause=cause, name=name, **base)]
+            ops = [Operation(action=Action.CREATE, cause=cause, **base)]
             if not options.no_start:
                 ops.append(Operation(action=Action.START, cause=cause, **base))
             chains.append(tuple(ops))
@@ -345,8 +348,8 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
                                      container_id=current.id, **base))
             ops.append(Operation(action=Action.REMOVE, cause=reason, container_id=current.id,
                                  **base))
-            ops.append(Operation(action=Action.CREATE, cause=reason, name=name,
-                                 inherit_from=current.id, **base))
+            ops.append(Operation(action=Action.CREATE, cause=reason,
+                                 inherit_from=current.id, **{**base, "name": name}))
             if not options.no_start:
                 ops.append(Operation(action=Action.START, cause=reason, **base))
             chains.append(tuple(ops))
@@ -365,7 +368,7 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
                                      **base),))
     for c in sorted(extras, key=lambda c: -c.number):
         base = dict(service=service.name, number=c.number, subject=f"{service.name}-{c.number}",
-                    container_id=c.id)
+                    container_id=c.id, name=c.name)
         cause = f"scale down to {replicas}"
         ops = []
         if c.running:
@@ -418,7 +421,8 @@ def plan_down(project: Project | None, project_name: str, observed: Observed,
                             "to remove it")
             continue
         cause = "orphan: service not in the project" if orphan else "down"
-        base = dict(service=c.service, number=c.number, subject=c.name, container_id=c.id)
+        base = dict(service=c.service, number=c.number, subject=c.name, container_id=c.id,
+                    name=c.name)
         ops = []
         if c.running:
             ops.append(Operation(action=Action.STOP, cause=cause, **base))
@@ -430,14 +434,16 @@ def plan_down(project: Project | None, project_name: str, observed: Observed,
             if net is not None and net.external:
                 continue
             cleanup.append(Operation(action=Action.REMOVE_NETWORK, subject=f"network {key}",
-                                     cause="down", key=key))
+                                     cause="down", key=key,
+                                     name=net.name if net else f"{project_name}_{key}"))
         if options.volumes:
             for key in sorted(observed.volumes):
                 vol = project.volumes.get(key) if project else None
                 if vol is not None and vol.external:
                     continue
                 cleanup.append(Operation(action=Action.REMOVE_VOLUME, subject=f"volume {key}",
-                                         cause="down -v", key=key))
+                                         cause="down -v", key=key,
+                                         name=vol.name if vol else f"{project_name}_{key}"))
     return Plan(project=project_name, order=tuple(order),
                 services=FrozenDict({k: tuple(v) for k, v in services.items()}),
                 cleanup=tuple(cleanup), warnings=tuple(warnings), reverse=True)

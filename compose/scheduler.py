@@ -163,11 +163,24 @@ class Scheduler:
         return ordered + sorted(set(self.plan.services) - set(ordered))
 
     def _deps(self, name: str) -> dict[str, Dependency]:
-        service = self.project.services.get(name)
-        if service is None:
-            return {}
-        return {d: spec for d, spec in service_dependencies(self.project, service).items()
-                if d in self.plan.services}
+        """Dependencies that are part of this plan. Going down (``reverse``), a service not
+        in the plan is looked through, so that ordering still holds across it."""
+        out: dict[str, Dependency] = {}
+        seen = {name}
+        todo = [name]
+        while todo:
+            service = self.project.services.get(todo.pop())
+            if service is None:
+                continue
+            for d, spec in service_dependencies(self.project, service).items():
+                if d in seen:
+                    continue
+                seen.add(d)
+                if d in self.plan.services:
+                    out.setdefault(d, spec)
+                elif self.plan.reverse:
+                    todo.append(d)
+        return out
 
     def _needed_conditions(self, name: str) -> set[str]:
         needed = set()
@@ -194,9 +207,10 @@ class Scheduler:
 
     async def _apply(self, op: Operation, cid: str | None) -> str | None:
         """Do one operation; returns the id of the container the chain now acts on."""
-        b, subject = self.backend, op.subject
+        b = self.backend
         kind = "network" if op.action in (Action.CREATE_NETWORK, Action.REMOVE_NETWORK) else \
             "volume" if op.action in (Action.CREATE_VOLUME, Action.REMOVE_VOLUME) else "container"
+        subject = op.name or op.key or op.subject
 
         def ev(status: str, text: str = "") -> None:
             self.emit(ProgressEvent(resource=subject, status=status, text=text,

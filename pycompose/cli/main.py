@@ -19,6 +19,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "Parse, resolve and render the compose file in canonical format"),
     "graph": ("graph", "Show the service dependency graph (tree, dot or mermaid)"),
     "engine": ("engine", "Run the pycompose engine daemon in the foreground"),
+    "up": ("up", "Create and start containers"),
+    "down": ("down", "Stop and remove containers, networks"),
+    "ps": ("ps", "List containers"),
+    "logs": ("logs", "View output from containers"),
+    "exec": ("exec", "Execute a command in a running container"),
+    "start": ("start", "Start services"),
+    "stop": ("stop", "Stop services"),
+    "restart": ("restart", "Restart service containers"),
+    "kill": ("kill", "Force stop service containers"),
+    "rm": ("rm", "Removes stopped service containers"),
+    "pause": ("pause", "Pause services"),
+    "unpause": ("unpause", "Unpause services"),
+    "top": ("top", "Display the running processes"),
+    "ls": ("ls", "List running compose projects"),
+    "events": ("events", "Receive real time events from containers"),
+    "wait": ("wait", "Block until containers of all (or specified) services stop"),
 }
 
 # Global options that take a value, so that the command can be found in argv

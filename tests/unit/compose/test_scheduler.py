@@ -152,3 +152,18 @@ async def test_down_stops_dependents_first(autojump_clock: trio.testing.MockCloc
     assert t("remove", "p-web-1") <= t("stop", "p-db-1")
     assert backend.containers == {}
     assert backend.networks == set()
+
+
+async def test_down_orders_across_services_without_containers(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """web -> migrate (one-shot, already removed) -> db: web still goes before db."""
+    backend = MemoryBackend()
+    p = proj(svc("db"), svc("migrate", db="service_started"),
+             svc("web", migrate="service_started"))
+    await up(backend, p)
+    migrate = next(c for c in backend.containers.values() if c.service == "migrate")
+    await backend.remove_container(migrate.id)
+    plan = plan_down(p, "p", await backend.observe(p), DownOptions())
+    assert "migrate" not in plan.services
+    await Scheduler(backend, p, plan).run()
+    assert backend.time_of("remove", "p-web-1") <= backend.time_of("stop", "p-db-1")

@@ -1,0 +1,49 @@
+"""``pycompose exec``: run a command in a running service container; its exit code is ours.
+
+Output is streamed; stdin and a TTY are not passed through yet (``-T`` behaviour)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", metavar="SERVICE")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    parser.add_argument("-d", "--detach", action="store_true", help="Run in the background")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VAL")
+    parser.add_argument("-u", "--user", help="Run as this user")
+    parser.add_argument("-w", "--workdir", help="Working directory inside the container")
+    parser.add_argument("--index", type=int, default=1, help="Index of the container")
+    parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true",
+                        help="Disable pseudo-TTY allocation (the only mode for now)")
+    parser.add_argument("--privileged", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pycompose.cli import engine_client as ec
+    from pycompose.errors import UsageError
+
+    if not args.cmd:
+        raise UsageError("exec needs a command: pycompose exec SERVICE COMMAND [ARGS...]")
+    project = ec.try_load(args)
+    name = project.name if project is not None else ec.project_name(args)
+    if project is not None:
+        ec.check_services(project, [args.service])
+    c = ec.client()
+    ctr = ec.service_container(c, name, args.service, args.index)
+    body = {"Cmd": args.cmd, "Env": args.env, "User": args.user,
+            "WorkingDir": args.workdir, "Detach": args.detach, "Privileged": args.privileged}
+    code = 0
+    for msg in c.stream("POST", ec.path("containers", ctr["Id"], "exec"), body):
+        if "data" in msg:
+            out = sys.stdout if msg["stream"] == "stdout" else sys.stderr
+            out.write(msg["data"])
+            out.flush()
+        elif "error" in msg:
+            print(f"error: {ctr['Name']}: {msg['error']}", file=sys.stderr)
+            code = int(msg.get("exit_code", 126))
+        elif "exit_code" in msg:
+            code = int(msg["exit_code"])
+    return code

@@ -1,0 +1,108 @@
+"""``pycompose logs``: the logs of the project's services, merged in timestamp order."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+COLORS = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    parser.add_argument("-n", "--tail", default="all", metavar="N",
+                        help="Number of lines from the end of each container's log")
+    parser.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+    parser.add_argument("--since", metavar="TIME", help="Only after TIME (RFC 3339 or epoch)")
+    parser.add_argument("--until", metavar="TIME", help="Only before TIME")
+    parser.add_argument("--no-color", action="store_true", help="Monochrome output")
+    parser.add_argument("--no-log-prefix", action="store_true", help="No container prefix")
+    parser.add_argument("--index", type=int, help="(accepted for compatibility)")
+
+
+class Printer:
+    """``name  | line`` with one colour per container, names aligned."""
+
+    def __init__(self, names: list[str], *, color: bool, prefix: bool, timestamps: bool
+                 ) -> None:
+        self.width = max((len(n) for n in names), default=0)
+        self.color = color
+        self.prefix = prefix
+        self.timestamps = timestamps
+        self._colors: dict[str, str] = {}
+
+    def line(self, entry: dict[str, Any]) -> None:
+        text = entry["log"]
+        if not text.endswith("\n"):
+            text += "\n"
+        if self.timestamps:
+            text = f"{entry['time']} {text}"
+        if self.prefix:
+            name = entry["container"]
+            code = self._colors.setdefault(name, COLORS[len(self._colors) % len(COLORS)])
+            head = f"{name:<{self.width}} | "
+            if self.color:
+                head = f"\x1b[{code}m{head}\x1b[0m"
+            text = head + text
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _printer(c: Any, project: str, args: argparse.Namespace) -> Printer:
+    from pycompose.cli import engine_client as ec
+
+    names = [i["Name"] for i in ec.containers(c, project, services=args.services)]
+    color = sys.stdout.isatty() and not args.no_color and args.ansi != "never" \
+        or args.ansi == "always"
+    return Printer(names, color=color, prefix=not args.no_log_prefix,
+                   timestamps=args.timestamps)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pycompose.cli import engine_client as ec
+
+    project = ec.try_load(args)
+    name = project.name if project is not None else ec.project_name(args)
+    if project is not None:
+        ec.check_services(project, args.services)
+    c = ec.client()
+    printer = _printer(c, name, args)
+    query = {"follow": args.follow, "tail": args.tail, "timestamps": args.timestamps,
+             "since": args.since, "until": args.until,
+             "services": ",".join(args.services) or None}
+    try:
+        for entry in c.stream("GET", ec.path("projects", name, "logs"), query=query):
+            printer.line(entry)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def follow_until_interrupted(c: Any, project: str, args: argparse.Namespace) -> int:
+    """Attached ``up``: follow the logs; Ctrl-C stops the project (a second one leaves)."""
+    from pycompose.cli import engine_client as ec
+    from pycompose.cli.render.progress import choose_mode, render_stream
+
+    args.services = list(getattr(args, "services", []) or [])
+    args.no_color = getattr(args, "no_color", False)
+    args.no_log_prefix = getattr(args, "no_log_prefix", False)
+    args.timestamps = getattr(args, "timestamps", False)
+    printer = _printer(c, project, args)
+    print("Attaching to " + ", ".join(
+        i["Name"] for i in ec.containers(c, project, services=args.services)),
+        file=sys.stderr)
+    try:
+        for entry in c.stream("GET", ec.path("projects", project, "logs"),
+                              query={"follow": True, "tail": "all",
+                                     "services": ",".join(args.services) or None}):
+            printer.line(entry)
+    except KeyboardInterrupt:
+        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
+        c.close()
+        return render_stream(
+            ec.stream(c, "POST", ec.path("projects", project, "stop"),
+                      {"services": args.services, "timeout": getattr(args, "timeout", None)}),
+            choose_mode(args.progress), command="stop", ansi=args.ansi, project=project)
+    return 0

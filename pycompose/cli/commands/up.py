@@ -1,0 +1,92 @@
+"""``pycompose up``: converge the project (create, recreate, start), then follow logs
+unless ``-d``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="Detached mode: converge, then return")
+    parser.add_argument("--wait", action="store_true",
+                        help="Wait for services to be running/healthy (implies -d)")
+    parser.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+                        help="Maximum time to wait for the project to be ready")
+    parser.add_argument("--force-recreate", action="store_true",
+                        help="Recreate containers even if nothing changed")
+    parser.add_argument("--no-recreate", action="store_true",
+                        help="Never recreate existing containers")
+    parser.add_argument("--no-deps", action="store_true", help="Don't start linked services")
+    parser.add_argument("--no-start", action="store_true", help="Create, don't start")
+    parser.add_argument("--remove-orphans", action="store_true",
+                        help="Remove containers of services not in the compose file")
+    parser.add_argument("--scale", action="append", default=[], metavar="SERVICE=NUM",
+                        help="Scale SERVICE to NUM containers (repeatable)")
+    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+                        help="Shutdown timeout for containers being replaced or stopped")
+    parser.add_argument("--dry-run", dest="up_dry_run", action="store_true",
+                        help="Print the plan (one line per operation, with its cause) and "
+                        "change nothing")
+    parser.add_argument("--no-log-prefix", action="store_true")
+    parser.add_argument("--no-color", action="store_true")
+    parser.add_argument("--timestamps", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pycompose.cli import engine_client as ec
+    from pycompose.cli.render.progress import choose_mode, render_stream
+    from pycompose.errors import UsageError
+
+    if args.force_recreate and args.no_recreate:
+        raise UsageError("--force-recreate and --no-recreate are incompatible")
+    scale = {}
+    for item in args.scale:
+        name, sep, num = item.partition("=")
+        if not sep or not num.isdigit():
+            raise UsageError(f"--scale {item!r}: use SERVICE=NUM")
+        scale[name] = int(num)
+    project = ec.load(args)
+    ec.check_services(project, [*args.services, *scale])
+    options = {
+        "services": args.services, "no_deps": args.no_deps,
+        "force_recreate": args.force_recreate, "no_recreate": args.no_recreate,
+        "remove_orphans": args.remove_orphans, "no_start": args.no_start, "scale": scale,
+        "wait": args.wait, "wait_timeout": args.wait_timeout, "timeout": args.timeout,
+        "dry_run": args.dry_run or args.up_dry_run, "parallel": args.parallel,
+    }
+    c = ec.client()
+    mode = choose_mode(args.progress)
+    if options["dry_run"]:
+        return _dry_run(c, project, options, mode)
+    code = render_stream(
+        ec.stream(c, "POST", ec.path("projects", project.name, "up"),
+                  {"project": ec.encode(project), "options": options}),
+        mode, command="up", ansi=args.ansi, project=project.name)
+    if code != 0 or args.detach or args.wait or args.no_start:
+        return code
+    from pycompose.cli.commands.logs import follow_until_interrupted
+
+    return follow_until_interrupted(c, project.name, args)
+
+
+def _dry_run(c: object, project: object, options: dict[str, object], mode: str) -> int:
+    import json
+
+    from pycompose.cli import engine_client as ec
+
+    assert hasattr(project, "name")
+    code = 0
+    for msg in ec.stream(c, "POST", ec.path("projects", project.name, "up"),  # type: ignore[arg-type]
+                         {"project": ec.encode(project), "options": options}):  # type: ignore[arg-type]
+        if mode == "json":
+            print(json.dumps(msg))
+        elif msg["type"] == "plan":
+            print(msg["text"] or "nothing to do")
+            for w in msg.get("warnings") or ():
+                print(f"warning: {w}")
+        elif msg["type"] == "error":
+            print(f"error: {msg['message']}")
+            code = 1
+    return code

@@ -1,0 +1,102 @@
+"""What every lifecycle command needs: the engine client, the project, its containers.
+
+Commands stay ~10-line adapters: load (or name) the project, call the engine,
+hand the stream to :mod:`pycompose.cli.render`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pycompose.client import EngineClient, connect, q
+from pycompose.errors import UsageError
+
+if TYPE_CHECKING:
+    from pycompose.compose.model import Project
+
+LABEL_PROJECT = "com.docker.compose.project"
+
+
+def client() -> EngineClient:
+    return connect()
+
+
+def load(args: argparse.Namespace) -> Project:
+    from pycompose.cli.project import load_project
+
+    return load_project(args)
+
+
+def project_name(args: argparse.Namespace) -> str:
+    """``-p`` if given, else the name of the project the compose files describe."""
+    if getattr(args, "project_name", None):
+        from pycompose.compose.loader import normalize_project_name
+
+        return str(normalize_project_name(args.project_name))
+    return load(args).name
+
+
+def try_load(args: argparse.Namespace) -> Project | None:
+    """The project from the compose files, or ``None`` when there are none (``-p`` only)."""
+    from pycompose.compose.errors import ProjectNotFoundError
+
+    try:
+        return load(args)
+    except ProjectNotFoundError:
+        if getattr(args, "project_name", None):
+            return None
+        raise
+
+
+def encode(project: Project) -> dict[str, Any]:
+    from pycompose.engine.codec import encode_project
+
+    return encode_project(project)
+
+
+def containers(c: EngineClient, project: str, *, all: bool = True,
+               services: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The project's containers (Docker's ``/containers/json`` shape), service order."""
+    items = c.get("/containers/json", all=all,
+                  filters={"label": [f"{LABEL_PROJECT}={project}"]})
+    if services:
+        items = [i for i in items if i["Service"] in services]
+    return sorted(items, key=lambda i: (i["Service"], i["Number"], i["Name"]))
+
+
+def check_services(project: Project | None, services: Sequence[str],
+                   known: Sequence[str] = ()) -> None:
+    names = set(project.services) if project is not None else set(known)
+    unknown = [s for s in services if s not in names]
+    if unknown:
+        raise UsageError(f"no such service: {', '.join(unknown)}"
+                         + (f" (services: {', '.join(sorted(names))})" if names else ""))
+
+
+def service_container(c: EngineClient, project: str, service: str, index: int = 1
+                      ) -> dict[str, Any]:
+    items = [i for i in containers(c, project, services=[service]) if not i["Labels"].get(
+        "com.docker.compose.oneoff") == "True"]
+    if not items:
+        raise UsageError(f"service {service!r} has no container in project {project!r}; "
+                         f"start it with `pycompose up -d {service}`")
+    for i in items:
+        if i["Number"] == index:
+            return i
+    raise UsageError(f"service {service!r} has no container number {index}")
+
+
+def stream(c: EngineClient, method: str, path: str, body: Any = None,
+           **query: Any) -> Iterator[dict[str, Any]]:
+    yield from c.stream(method, path, body, query=query or None)
+
+
+def path(*parts: str) -> str:
+    return "/" + "/".join(q(p) for p in parts)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
