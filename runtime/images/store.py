@@ -656,12 +656,10 @@ class ImageStore:
             if own:
                 self._write_names(names)
             if not used:
-                out += self._delete_images([image_id], names, trash)
+                out += self._delete_images([image_id], trash)
             return out
 
-    def _delete_images(
-        self, ids: Sequence[str], names: dict[str, str], trash: Path
-    ) -> builtins.list[str]:
+    def _delete_images(self, ids: Sequence[str], trash: Path) -> builtins.list[str]:
         """Delete image records, configs and now-unused layers (exclusive lock held)."""
         out = []
         for image_id in ids:
@@ -676,11 +674,11 @@ class ImageStore:
         remaining = self._image_ids()
         used_layers: set[str] = set()
         for image_id in remaining:
-            with contextlib.suppress(ImageError, OSError):
-                config = ImageConfig.from_json(
-                    (self._blobs / hex_of(image_id)).read_bytes(), source=image_id
-                )
-                used_layers.update(hex_of(d) for d in config.diff_ids)
+            # An unreadable config raises: guessing would delete layers an image needs.
+            config = ImageConfig.from_json(
+                (self._blobs / hex_of(image_id)).read_bytes(), source=f"image {image_id}"
+            )
+            used_layers.update(hex_of(d) for d in config.diff_ids)
         reclaimed = 0
         for entry in sorted(os.listdir(self._layers)):
             if entry in used_layers:
