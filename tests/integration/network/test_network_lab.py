@@ -327,3 +327,43 @@ async def test_gc_after_a_crash(lab: Lab) -> None:
     assert again.links == []
     assert again.netns == []
     assert not again.table_removed
+
+
+async def test_shared_namespace_like_network_mode_service(lab: Lab) -> None:
+    net = await lab.network("p7", "default")
+    target = await lab.container("p7-db-1", [(net, [])])
+    await lab.httpd(target, 8081, "shared")
+    # a second container joining with network_mode: service:db gets the same path
+    sidecar = target
+    assert await connects(sidecar.netns, "127.0.0.1", 8081)
+    r = await lab.run(sidecar, BUSYBOX, "wget", "-q", "-O", "-", "http://127.0.0.1:8081/")
+    assert r.stdout == b"shared"
+
+
+def _threads_outside_host_ns() -> list[str]:
+    home = os.stat("/proc/self/ns/net")
+    bad = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            st = os.stat(f"/proc/self/task/{task}/ns/net")
+        except FileNotFoundError:
+            continue
+        if (st.st_dev, st.st_ino) != (home.st_dev, home.st_ino):
+            bad.append(task)
+    return bad
+
+
+async def test_concurrent_setup_leaves_every_thread_in_the_host_namespace(lab: Lab) -> None:
+    net = await lab.network("p8", "default")
+    async with trio.open_nursery() as nursery:
+        for i in range(12):
+            nursery.start_soon(lab.container, f"p8-w-{i}", [(net, [])])
+    assert len(lab.containers) == 12
+    assert _threads_outside_host_ns() == []
+    addrs = {str(c.addresses[net.key]) for c in lab.containers.values()}
+    assert len(addrs) == 12
+    first = lab.containers["p8-w-0"]
+    for c in list(lab.containers.values())[1:4]:
+        r = await lab.run(first, BUSYBOX, "ping", "-c", "1", "-W", "2",
+                          str(c.addresses[net.key]))
+        assert r.returncode == 0, r.stdout
