@@ -367,3 +367,80 @@ async def test_concurrent_setup_leaves_every_thread_in_the_host_namespace(lab: L
         r = await lab.run(first, BUSYBOX, "ping", "-c", "1", "-W", "2",
                           str(c.addresses[net.key]))
         assert r.returncode == 0, r.stdout
+
+
+async def test_udp_host_ip_binding_port_range_static_mac(
+        lab: Lab, host_address: IPv4Address) -> None:
+    from .conftest import ns_socket
+
+    net = await lab.network("p9", "default")
+    # a static address and MAC, as ipv4_address / mac_address ask
+    path = await netns.create_netns(lab.root, names.netns_name(lab.instance, "p9-static"))
+    lab.seen_veths.add(names.veth_name(lab.instance, "p9-static", net.key))
+    static = net.subnet.network_address + 200
+    eps = await links.attach(path, [links.EndpointSpec(
+        net.bridge, names.veth_name(lab.instance, "p9-static", net.key), static,
+        net.subnet.prefixlen, net.gateway, mac="02:42:ac:11:00:c8")])
+    try:
+        assert eps[0].mac == "02:42:ac:11:00:c8"
+        r = await trio.run_process(["nsenter", f"--net={path}", "ip", "-o", "addr", "show",
+                                    "eth0"], capture_stdout=True)
+        assert f"{static}/{net.subnet.prefixlen}" in r.stdout.decode()
+    finally:
+        await links.detach([eps[0].host_ifname])
+        await netns.remove_netns(path)
+
+    # UDP, bound to 127.0.0.1 only, a two-port range mapped one to one
+    c = await lab.container("p9-udp-1", [(net, [])], publish=ports.expand_ports(
+        "udp", "5000-5001", None, "udp", "127.0.0.1"))
+    assert c.reservation is not None
+    got = [p.host_port for p in c.reservation.ports]
+    sockets = [ns_socket(c.netns, socket.SOCK_DGRAM) for _ in (0, 1)]
+    try:
+        for i, s in enumerate(sockets):
+            s.bind(("0.0.0.0", 5000 + i))
+
+        def echo_once(s: socket.socket) -> None:
+            data, addr = s.recvfrom(100)
+            s.sendto(b"echo " + data, addr)
+
+        def ask(ip: str, port: int) -> bytes | None:
+            q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            q.settimeout(2)
+            try:
+                q.sendto(b"hi", (ip, port))
+                return q.recv(100)
+            except OSError:
+                return None
+            finally:
+                q.close()
+
+        for i, s in enumerate(sockets):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, echo_once, s)
+                assert await trio.to_thread.run_sync(ask, "127.0.0.1", got[i]) == b"echo hi"
+        # bound to 127.0.0.1: the host's other addresses do not forward it
+        sockets[0].settimeout(1)
+
+        def receives(s: socket.socket) -> bytes | None:
+            try:
+                return s.recvfrom(100)[0]
+            except OSError:
+                return None
+
+        async with trio.open_nursery() as nursery:
+            seen: list[bytes | None] = []
+
+            async def listen() -> None:
+                seen.append(await trio.to_thread.run_sync(receives, sockets[0]))
+
+            nursery.start_soon(listen)
+            assert await trio.to_thread.run_sync(ask, str(host_address), got[0]) is None
+        assert seen == [None]
+        # ...while 127.0.0.1 still does (the listener above was really listening)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, echo_once, sockets[0])
+            assert await trio.to_thread.run_sync(ask, "127.0.0.1", got[0]) == b"echo hi"
+    finally:
+        for s in sockets:
+            s.close()
