@@ -190,7 +190,7 @@ def _table_objects(table: str) -> list[dict[str, object]] | None:
 
 
 def _ensure_table(table: str) -> None:
-    if _table_objects(table) is not None:
+    if table in _pycompose_tables():  # names only: listing the table would list every port
         return
     script = _base_script(table)
     if _read_file(IP_FORWARD) == "0":
@@ -390,6 +390,19 @@ def _publish(table: str, mappings: Sequence[PortMapping]) -> None:
 
 
 def _unpublish(table: str, mappings: Sequence[PortMapping]) -> None:
+    if not mappings:
+        return
+    # the common case in one transaction without reading the table; if some entry
+    # is already gone (the transaction fails as a whole), delete only what is there
+    lines = []
+    for m in mappings:
+        mapname, key = _mapping_key(m)
+        lines.append(f"delete element ip {table} {mapname} {{ {key} }}")
+    try:
+        _nft.run("\n".join(lines))
+        return
+    except FirewallError:
+        pass
     objs = _table_objects(table)
     if objs is None:
         return
