@@ -5,6 +5,7 @@ Public API (the container runtime, the engine and the builder build on it)::
     store = ImageStore(root)                      # root: <PYCOMPOSE_ROOT>/images
     store.import_rootfs(tar, "app:1", changes=["CMD [\\"sh\\"]"]) -> Image
     store.load(archive) -> list[Image]            # docker save / OCI layout / OCI archive
+    store.add_images([ImageSource(...)])          # verified streams from anywhere (a registry)
     store.get("busybox") -> Image                 # name, full id, or id prefix
     store.list() / tag(src, dst) / remove(ref, force=, in_use=) / prune(all=, in_use=)
     store.add_layer_from_dir(upper) -> Layer      # overlay upper dir → layer
@@ -20,6 +21,7 @@ Modules: ``store`` (the store), ``layers`` (safe unpack, whiteouts, dir → tar)
 
 from __future__ import annotations
 
+from pycompose.runtime.images.archive import ImageSource, LayerSource
 from pycompose.runtime.images.config import (
     ContainerConfig,
     Healthcheck,
@@ -31,5 +33,5 @@ from pycompose.runtime.images.store import Image, ImageStore, Layer, PruneResult
 
 __all__ = [
     "ContainerConfig", "Healthcheck", "HistoryEntry", "Image", "ImageConfig", "ImageStore",
-    "Layer", "PruneResult", "Reference", "parse_reference",
+    "ImageSource", "Layer", "LayerSource", "PruneResult", "Reference", "parse_reference",
 ]

@@ -484,7 +484,17 @@ class ImageStore:
             all_names[name] = image_id
         return image_id
 
-    def _import(self, sources: Sequence[ImageSource]) -> builtins.list[Image]:
+    @_map_os_errors
+    def add_images(self, sources: Sequence[ImageSource]) -> builtins.list[Image]:
+        """Add images whose config and layer streams come from anywhere (an archive, a
+        registry): every layer is verified against its digest and diff-id while it is
+        unpacked, and nothing is added unless all of them verify.
+        """
+        for source in sources:
+            if tuple(layer.diff_id for layer in source.layers) != source.config.diff_ids:
+                raise ImageError(
+                    f"image {source.id}: the layers given do not match the config's diff_ids"
+                )
         if not sources:
             return []
         force: frozenset[str] = frozenset()
@@ -517,7 +527,7 @@ class ImageStore:
         """
         archive = Path(archive)
         with open_archive(archive) as sources:
-            return self._import(sources)
+            return self.add_images(sources)
 
     @_map_os_errors
     def import_rootfs(

@@ -546,3 +546,13 @@ def test_killed_import_leaves_no_visible_half_state(store: ImageStore, tmp_path:
     assert os.listdir(store.root / "tmp") == []
     assert len(os.listdir(store.root / "layers")) == 3
     assert store.prune().deleted == ()
+
+
+def test_add_images_checks_layers_against_config(store: ImageStore) -> None:
+    from pycompose.runtime.images import ImageSource
+
+    config = empty_config().derive(diff_ids=["sha256:" + "ab" * 32])
+    source = ImageSource(config_bytes=config.to_json(), config=config, layers=(), names=())
+    with pytest.raises(ImageError, match="do not match the config's diff_ids"):
+        store.add_images([source])
+    assert store.list() == []
