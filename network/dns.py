@@ -11,8 +11,10 @@ Answers: A records for the table's names (several per name, rotated per
 query: scaled services), an empty NOERROR for AAAA/other types of a known
 name, PTR for the table's addresses. Names that belong to the stack — a
 single label, possibly followed by one of the ``search`` domains — are
-answered here and never forwarded: unknown ones get NXDOMAIN. So do reverse
-lookups inside ``local_subnets``. Everything else is relayed, as raw bytes,
+answered here and never forwarded: unknown single labels get NXDOMAIN (a
+known name followed by a search domain is answered; an unknown one may be a
+real host of that domain and is forwarded). Reverse lookups inside
+``local_subnets`` are answered here too. Everything else is relayed, as raw bytes,
 to the nameservers of the host's resolv.conf (re-read when it changes).
 
 Records may be restricted to one client address (``visible_to``): that is
@@ -116,8 +118,10 @@ class Records:
                 if addrs:
                     k = next(self._rr) % len(addrs)
                     return addrs[k:] + addrs[:k]
-        if any("." not in c for c in self._candidates(name)):
+        if "." not in name:
             return []
+        # "x.<search domain>" is answered only when x is a stack name: otherwise it may
+        # well be a real host of that domain (intranet.corp.example), so forward it
         return None
 
     def reverse(self, address: IPv4Address) -> str | None:
