@@ -83,6 +83,12 @@ def build_router(engine: Engine) -> Router:
             return _event_matches(e, filters)
 
         async def produce(send: Send) -> None:
+            if until_s is not None and until_s <= time.time():
+                # Entirely in the past: the remembered events, then the end of the stream.
+                for event in engine.bus.history(since_ns or 0):
+                    if accept(event) and event["time"] <= until_s:
+                        await send(event)
+                return
             async with engine.bus.subscribe(accept, since_ns=since_ns) as stream:
                 with trio.move_on_at(_deadline(until_s)):
                     async for event in stream:

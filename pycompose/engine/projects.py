@@ -142,6 +142,19 @@ class ProjectManager:
                 await c.resolve_image(svc.image)
             except rterrors.ImageError as exc:
                 errors.append(f"service {name}: {exc}")
+        from pycompose.runtime.volumes import inspect_volume  # noqa: PLC0415
+
+        for key, vol in sorted(project.volumes.items()):
+            used = any(v.type == "volume" and v.source == key
+                       for n in needed for v in project.services[n].volumes)
+            if not (vol.external and used):
+                continue
+            try:
+                await trio.to_thread.run_sync(inspect_volume, str(self.engine.paths.root),
+                                              vol.name)
+            except rterrors.ContainerError:
+                errors.append(f"external volume {vol.name!r} (volumes.{key}) does not exist; "
+                              "create it first or drop `external: true`")
         return errors
 
     async def _save_project(self, project: Project, status: str) -> None:

@@ -1,0 +1,235 @@
+"""End to end: the CLI against a real engine and real containers (busybox).
+
+Services run without per-stack networks here (each in its own netns with only
+lo): the network library is not wired into the engine yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.engine.conftest import Engine, supervisor_pid, wait_gone
+
+pytestmark = pytest.mark.root
+
+STACK = """
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; touch /tmp/ready; echo db ready; exec sleep 1000"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 30s
+      start_interval: 200ms
+  migrate:
+    image: busybox
+    command: ["sh", "-c", "echo migrating; sleep 0.5; echo migrated"]
+    depends_on:
+      db: {condition: service_healthy}
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web DEBUG=$$DEBUG; exec sleep 1000"]
+    environment:
+      DEBUG: "0"
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+"""
+
+
+def events(engine: Engine, project: str) -> list[dict[str, object]]:
+    with engine.api() as api:
+        out = list(api.stream("GET", "/events", query={
+            "since": "0", "until": str(time.time()),  # the history only, then stop
+            "filters": {"label": [f"com.docker.compose.project={project}"]}}))
+    return out
+
+
+def first(evts: list[dict[str, object]], action: str, service: str) -> int:
+    for e in evts:
+        attrs = e["Actor"]["Attributes"]  # type: ignore[index]
+        if e["Action"] == action and attrs["com.docker.compose.service"] == service:
+            return int(e["timeNano"])  # type: ignore[arg-type]
+    raise AssertionError(f"no {action} event for {service}")
+
+
+def test_conditions_order_the_stack_and_second_up_changes_nothing(engine: Engine) -> None:
+    engine.compose(STACK)
+    up = engine.cli("up", "-d")
+    assert "Ready:" in up.stderr
+    evts = events(engine, "project")
+    assert first(evts, "health_status: healthy", "db") <= first(evts, "start", "migrate")
+    assert first(evts, "die", "migrate") <= first(evts, "start", "web")
+    states = {c["Service"]: c for c in engine.ps()}
+    assert states["db"]["State"] == "running" and states["db"]["Health"] == "healthy"
+    assert states["migrate"]["State"] == "exited" and states["migrate"]["ExitCode"] == 0
+    assert states["web"]["State"] == "running"
+    ids = {c["Service"]: c["ID"] for c in engine.ps()}
+
+    plan = engine.cli("up", "--dry-run").stdout
+    assert "web-1: leave running — unchanged" in plan
+    again = engine.cli("up", "-d")
+    assert "Creating" not in again.stderr and "Recreat" not in again.stderr
+    assert {c["Service"]: c["ID"] for c in engine.ps()}["web"] == ids["web"]
+
+    engine.compose(STACK.replace('DEBUG: "0"', 'DEBUG: "1"'))
+    plan = engine.cli("up", "--dry-run").stdout
+    assert "web-1: create — recreate: environment.DEBUG changed" in plan
+    assert "db-1: leave running — unchanged" in plan
+    engine.cli("up", "-d")
+    after = {c["Service"]: c["ID"] for c in engine.ps()}
+    assert after["db"] == ids["db"]
+    assert after["web"] != ids["web"]
+    logs = engine.cli("logs", "web").stdout
+    assert "web DEBUG=1" in logs
+
+
+def test_failing_dependency_blocks_only_its_dependents(engine: Engine) -> None:
+    engine.compose("""
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo cannot open data dir >&2; exit 3"]
+  web:
+    image: busybox
+    command: ["sleep", "1000"]
+    depends_on:
+      db: {condition: service_completed_successfully}
+  cache:
+    image: busybox
+    command: ["sleep", "1000"]
+""")
+    up = engine.cli("up", "-d", check=False)
+    assert up.returncode != 0
+    assert "not started: dependency db failed" in up.stderr
+    assert "exited with code 3" in up.stderr
+    states = {c["Service"]: c["State"] for c in engine.ps()}
+    assert states == {"db": "exited", "cache": "running"}
+
+
+def test_restart_on_failure_gives_up_after_three(engine: Engine) -> None:
+    engine.compose("""
+services:
+  flaky:
+    image: busybox
+    command: ["sh", "-c", "echo attempt; exit 2"]
+    restart: on-failure:3
+""")
+    engine.cli("up", "-d")
+    with engine.api() as api:
+        # Block until the engine stops restarting it: the 4th "die" event.
+        dies = 0
+        for e in api.stream("GET", "/events", query={
+                "since": "0", "filters": {"event": ["die"]}}):
+            dies += 1
+            if dies == 4:
+                break
+        c = api.get("/containers/project-flaky-1/json")
+    assert c["RestartCount"] == 3
+    assert c["State"]["Status"] == "exited"
+    assert c["State"]["ExitCode"] == 2
+    assert engine.cli("logs", "flaky").stdout.count("attempt") == 4
+
+
+def test_engine_kill_9_leaves_containers_running_and_is_adopted(engine: Engine) -> None:
+    engine.compose("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "i=0; while true; do i=$$((i+1)); echo tick $$i; sleep 0.2; done"]
+    healthcheck:
+      test: ["CMD", "true"]
+      start_interval: 200ms
+""")
+    engine.cli("up", "-d")
+    before = engine.ps()[0]
+    os.kill(engine.pid, signal.SIGKILL)
+    wait_gone(engine.pid)
+    sup = supervisor_pid(engine.root)
+    assert sup is not None and Path(f"/proc/{sup}").exists()
+    engine.start()  # as the next CLI command would
+    after = engine.ps()[0]
+    assert after["ID"] == before["ID"]
+    assert after["State"] == "running"
+    logs = engine.cli("logs", "--tail", "3", "app").stdout
+    assert "tick" in logs
+    engine.cli("stop", "-t", "1")
+    assert engine.ps()[0]["State"] == "exited"
+
+
+def test_down_v_leaves_nothing_behind(engine: Engine) -> None:
+    engine.compose("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo x > /data/x; echo y > /anon/y; exec sleep 1000"]
+    volumes: ["data:/data", "/anon"]
+volumes:
+  data: {}
+""")
+    engine.cli("up", "-d")
+    vols = sorted(p.name for p in (engine.root / "volumes").iterdir())
+    assert "project_data" in vols and len(vols) == 2
+    sup = supervisor_pid(engine.root)
+    assert sup is not None
+    kids = [int(p) for p in Path(f"/proc/{sup}/task/{sup}/children").read_text().split()]
+    assert kids
+    engine.cli("down", "-v", "-t", "1")
+    assert engine.ps() == []
+    assert list((engine.root / "volumes").iterdir()) == []
+    assert list((engine.root / "containers").iterdir()) == []
+    for pid in kids:
+        wait_gone(pid)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(engine.root) not in mounts
+    with engine.api() as api:
+        assert api.get("/projects", all=True) == []
+
+
+def test_bad_input_is_a_clear_error_and_starts_nothing(engine: Engine) -> None:
+    engine.compose("""
+services:
+  ok:
+    image: busybox
+    command: ["sleep", "1000"]
+  broken:
+    image: nosuchimage:1
+""")
+    up = engine.cli("up", "-d", check=False)
+    assert up.returncode != 0
+    assert "service broken: image 'nosuchimage:1' is not in the image store" in up.stderr
+    assert engine.ps() == []
+
+    engine.compose("services:\n  ok:\n    image: busybox\n    command: [sleep, '1000']\n")
+    unknown = engine.cli("up", "-d", "nope", check=False)
+    assert unknown.returncode != 0
+    assert "no such service: nope" in unknown.stderr
+
+    engine.compose("""
+services:
+  ok:
+    image: busybox
+    command: ["sleep", "1000"]
+    volumes: ["ext:/data"]
+volumes:
+  ext: {external: true}
+""")
+    ext = engine.cli("up", "-d", check=False)
+    assert ext.returncode != 0
+    assert "external volume 'ext' (volumes.ext) does not exist" in ext.stderr
+    assert engine.ps() == []
+
+
+def test_exec_passes_the_exit_code_and_output(engine: Engine) -> None:
+    engine.compose("services:\n  app:\n    image: busybox\n    command: [sleep, '1000']\n")
+    engine.cli("up", "-d")
+    res = engine.cli("exec", "app", "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
+    assert res.returncode == 7
+    assert res.stdout == "out\n"
+    assert "err" in res.stderr
+    assert json.loads(engine.cli("ps", "--format", "json").stdout)[0]["State"] == "running"
