@@ -705,6 +705,14 @@ class ImageStore:
         return reclaimed
 
     @_map_os_errors
+    def clean_staging(self) -> None:
+        """Remove staging and trash left by processes that died mid-write (safe any time;
+        every write does it too). Images and layers are untouched."""
+        if self.root.is_dir():
+            with self._locked(exclusive=True):
+                pass  # taking the lock sweeps tmp/
+
+    @_map_os_errors
     def prune(self, *, all: bool = False, in_use: InUse | None = None) -> PruneResult:
         """Remove untagged images (``all``: every image no container uses), unused layers and
         blobs, and staging left by dead processes."""

@@ -403,7 +403,7 @@ def test_prune_removes_stale_staging_but_not_live(store: ImageStore, tmp_path: P
     orphan = store.root / "tmp" / "orphan"  # made without a lock file: stale as well
     orphan.mkdir()
     with store._staging() as live:  # a concurrent import in progress
-        store.prune()
+        store.clean_staging()
         assert live.is_dir()
         assert not stale.exists()
         assert not orphan.exists()
