@@ -395,7 +395,7 @@ def test_prune_dangling_and_all(store: ImageStore, tmp_path: Path) -> None:
                                     "repositories.json", "tmp"]
 
 
-def test_prune_removes_stale_staging_but_not_live(store: ImageStore, tmp_path: Path) -> None:
+def test_stale_staging_is_swept_but_live_staging_kept(store: ImageStore, tmp_path: Path) -> None:
     store.load(write_docker_save(tmp_path / "s.tar", [image([small_layer("a")], tags=["a"])]))
     stale = store.root / "tmp" / "deadbeef"
     (stale / "0/diff").mkdir(parents=True)
