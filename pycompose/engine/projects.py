@@ -43,6 +43,7 @@ from pycompose.engine.daemon import Engine
 from pycompose.engine.http import HTTPError, Request, Response, Router, Send, StreamResponse
 from pycompose.engine.specs import network_warning
 from pycompose.engine.store import ProjectRecord
+from pycompose.errors import PycomposeError
 from pycompose.runtime import errors as rterrors
 from pycompose.runtime.spec import ExecSpec
 
@@ -109,7 +110,7 @@ class ProjectManager:
                     async with self.engine.project_lock(project_name):
                         emit(await job(emit))
                 except (ComposeError, EngineBackendError, rterrors.ContainerRuntimeError,
-                        HTTPError) as exc:
+                        PycomposeError, HTTPError) as exc:
                     emit({"type": "error", "message": str(exc)})
                 except Exception as exc:
                     log.exception("job on project %s failed", project_name)

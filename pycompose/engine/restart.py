@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pycompose.compose.model import Service
+from pycompose.errors import EngineError
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 60.0
 STABLE_RUN = 10.0
 
 
-class RestartPolicyError(ValueError):
-    pass
+class RestartPolicyError(EngineError):
+    """A restart policy that cannot be parsed."""
 
 
 @dataclass(frozen=True)

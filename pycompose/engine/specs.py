@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pycompose import __version__
 from pycompose.compose.model import Project, Service
+from pycompose.errors import EngineError
 from pycompose.runtime.spec import (
     ContainerSpec,
     ImageDefaults,
@@ -36,7 +37,7 @@ LABEL_VERSION = "com.docker.compose.version"
 LABEL_IMAGE = "com.docker.compose.image"
 
 
-class SpecError(ValueError):
+class SpecError(EngineError):
     """The service asks for something this engine cannot do (yet); the message says what."""
 
 
