@@ -12,6 +12,8 @@
     │   ├── ContainerStateError   the verb does not fit the state (start a running one, …)
     │   └── SupervisorError       the supervisor process cannot be started or reached
     ├── CgroupError               a cgroup could not be created, written or read
+    ├── SecurityError             bad capability, seccomp profile or security_opt, or
+    │                             one that could not be applied
     └── MountError                a mount, unmount or pivot_root failed
 
 OS-level failures are wrapped once, where they happen, with the path and the
@@ -57,6 +59,10 @@ class SpawnError(ContainerError):
 
 class CgroupError(ContainerRuntimeError):
     """A cgroup operation failed; the message names the path and the value."""
+
+
+class SecurityError(ContainerRuntimeError):
+    """A capability name, seccomp profile or ``security_opt`` is invalid or failed to apply."""
 
 
 class MountError(ContainerRuntimeError):
