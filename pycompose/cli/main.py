@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("ps", "List containers"),
     "logs": ("logs", "View output from containers"),
     "exec": ("exec", "Execute a command in a running container"),
+    "run": ("run", "Run a one-off command on a service"),
     "start": ("start", "Start services"),
     "stop": ("stop", "Stop services"),
     "restart": ("restart", "Restart service containers"),

@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from pycompose.compose.backend import ProgressEvent
+from pycompose.compose.backend import ConditionFailed, ProgressEvent
 from pycompose.compose.errors import ComposeError
 from pycompose.compose.model import FrozenDict, Project
 from pycompose.compose.plan import (
@@ -256,6 +256,109 @@ class ProjectManager:
             return _result(result)
 
         return self._stream_job(name, job)
+
+    async def run_oneoff(self, req: Request) -> StreamResponse:
+        """``run``: dependencies up (unless ``no_deps``), then a one-off container whose
+        output is streamed (``{"type": "log"}``) until it exits (``{"type": "exit"}``)."""
+        import dataclasses  # noqa: PLC0415
+        import secrets  # noqa: PLC0415
+
+        from pycompose.compose.hashing import config_hash  # noqa: PLC0415
+        from pycompose.compose.plan import service_dependencies  # noqa: PLC0415
+        from pycompose.runtime.logs import follow, read_logs  # noqa: PLC0415
+
+        body = req.json() or {}
+        project = decode_project(body["project"])
+        o = body.get("options") or {}
+        name = o.get("service")
+        if name not in project.services:
+            raise HTTPError(404, f"no such service: {name}")
+        base = project.services[name]
+        env = dict(base.environment)
+        for item in o.get("env") or ():
+            k, sep, v = item.partition("=")
+            env[k] = v if sep else None
+        service = dataclasses.replace(
+            base,
+            command=tuple(o["command"]) if o.get("command") else base.command,
+            entrypoint=tuple(o["entrypoint"]) if o.get("entrypoint") is not None
+            else base.entrypoint,
+            environment=FrozenDict(env), user=o.get("user") or base.user,
+            working_dir=o.get("workdir") or base.working_dir, restart=None,
+            ports=base.ports if o.get("service_ports") else (), container_name=None,
+            healthcheck=base.healthcheck)
+        c = self._c()
+
+        async def job(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            deps = sorted(service_dependencies(project, base))
+            if deps and not o.get("no_deps"):
+                backend = self._backend()
+                plan = plan_up(project, await backend.observe(project),
+                               UpOptions(services=tuple(deps)))
+                missing = await self._preflight_images(project, plan)
+                if missing:
+                    return {"type": "result", "ok": False, "services": [],
+                            "errors": missing + ["nothing was started"]}
+                await self._save_project(project, "converging")
+                result = await Scheduler(backend, project, plan,
+                                         emit=lambda e: emit(_progress(e))).run()
+                if not result.ok:
+                    return _result(result)
+                # The one-off itself waits for its dependencies' conditions, as a service would.
+                for dep, spec in sorted(service_dependencies(project, base).items()):
+                    for r in c.of_project(project.name, oneoff=False):
+                        if r.service != dep:
+                            continue
+                        try:
+                            if spec.condition == "service_healthy":
+                                await c.wait_healthy(r.id)
+                            elif spec.condition == "service_completed_successfully":
+                                code = await c.wait_exit(r.id)
+                                if code != 0:
+                                    raise ConditionFailed(r.name, f"exited with code {code}")
+                        except ConditionFailed as exc:
+                            if spec.required:
+                                return {"type": "result", "ok": False, "services": [],
+                                        "errors": [f"not started: dependency {dep} failed: "
+                                                   f"{exc}"]}
+            number = 1 + max((r.number for r in c.of_project(project.name, oneoff=True)
+                              if r.service == name), default=0)
+            cname = o.get("name") or f"{project.name}-{name}-run-{secrets.token_hex(6)}"
+            rec = await c.create(project, base, number, name=cname,
+                                 config_hash=config_hash(base), oneoff=True, override=service)
+            emit({"type": "progress", "resource": cname, "status": "Created",
+                  "kind": "container", "service": name, "text": "", "details": {}})
+            try:
+                await c.start(rec.id)
+            except rterrors.ContainerRuntimeError as exc:
+                if o.get("rm"):
+                    await c.remove(rec.id, force=True, volumes=True)
+                return {"type": "result", "ok": False, "services": [],
+                        "errors": [f"{cname}: {exc}"], "exit_code": 127}
+            if o.get("detach"):
+                return {"type": "result", "ok": True, "services": [], "errors": [],
+                        "container": cname}
+            path = c.rt.log_path(rec.id)
+            sent = 0
+
+            async def pump() -> None:
+                nonlocal sent
+                async for e in follow(path):
+                    emit({"type": "log", "stream": e.stream, "log": e.text})
+                    sent += 1
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump)
+                code = await c.wait_exit(rec.id)
+                nursery.cancel_scope.cancel()
+            for e in (await trio.to_thread.run_sync(lambda: read_logs(path)))[sent:]:
+                emit({"type": "log", "stream": e.stream, "log": e.text})
+            if o.get("rm"):
+                await self._backend().remove_container(rec.id, volumes=True)
+            return {"type": "result", "ok": True, "services": [], "errors": [],
+                    "container": cname, "exit_code": code}
+
+        return self._stream_job(project.name, job)
 
     async def _lifecycle(self, req: Request, verb: str) -> StreamResponse:
         """``start``/``stop``/``restart`` of services: the same scheduler, with plans of
@@ -493,6 +596,7 @@ class ProjectManager:
 
         r.add("POST", "/projects/{name}/up", self.up)
         r.add("POST", "/projects/{name}/down", self.down)
+        r.add("POST", "/projects/{name}/run", self.run_oneoff)
         r.add("POST", "/projects/{name}/start", lifecycle_start)
         r.add("POST", "/projects/{name}/stop", lifecycle_stop)
         r.add("POST", "/projects/{name}/restart", lifecycle_restart)

@@ -233,3 +233,22 @@ def test_exec_passes_the_exit_code_and_output(engine: Engine) -> None:
     assert res.stdout == "out\n"
     assert "err" in res.stderr
     assert json.loads(engine.cli("ps", "--format", "json").stdout)[0]["State"] == "running"
+
+
+def test_run_starts_dependencies_and_returns_the_exit_code(engine: Engine) -> None:
+    engine.compose("""
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "touch /tmp/ok; exec sleep 1000"]
+    healthcheck: {test: ["CMD", "test", "-f", "/tmp/ok"], start_interval: 200ms}
+  tool:
+    image: busybox
+    depends_on: {db: {condition: service_healthy}}
+""")
+    res = engine.cli("run", "--rm", "-e", "WHO=tool", "tool", "sh", "-c",
+                     "echo hello $WHO; exit 5", check=False)
+    assert res.returncode == 5
+    assert res.stdout == "hello tool\n"
+    states = {c["Service"]: (c["State"], c["Health"]) for c in engine.ps()}
+    assert states == {"db": ("running", "healthy")}  # the one-off is gone (--rm)

@@ -1,0 +1,68 @@
+"""``pycompose run``: a one-off container for a service (dependencies started first);
+its exit code is ours. Output is streamed; stdin and a TTY are not passed yet (``-T``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", metavar="SERVICE")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="Run in the background, print the container name")
+    parser.add_argument("--rm", action="store_true", help="Remove the container when it exits")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VAL")
+    parser.add_argument("--entrypoint", help="Override the entrypoint")
+    parser.add_argument("--name", help="Name of the container")
+    parser.add_argument("--no-deps", action="store_true", help="Don't start linked services")
+    parser.add_argument("-u", "--user", help="Run as this user")
+    parser.add_argument("-w", "--workdir", help="Working directory inside the container")
+    parser.add_argument("--service-ports", action="store_true",
+                        help="Publish the service's ports")
+    parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true",
+                        help="Disable pseudo-TTY allocation (the only mode for now)")
+    parser.add_argument("-v", "--volume", action="append", default=[],
+                        help="(not supported yet)")
+    parser.add_argument("-p", "--publish", action="append", default=[],
+                        help="(not supported yet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pycompose.cli import engine_client as ec
+    from pycompose.cli.render.progress import ProgressRenderer, choose_mode
+    from pycompose.errors import UsageError
+
+    if args.volume or args.publish:
+        raise UsageError("run -v/-p are not supported yet")
+    project = ec.load(args)
+    ec.check_services(project, [args.service])
+    options = {"service": args.service, "command": args.cmd or None,
+               "entrypoint": shlex.split(args.entrypoint) if args.entrypoint is not None
+               else None, "env": args.env, "name": args.name, "rm": args.rm,
+               "detach": args.detach, "no_deps": args.no_deps, "user": args.user,
+               "workdir": args.workdir, "service_ports": args.service_ports}
+    mode = choose_mode(args.progress)
+    renderer = ProgressRenderer("quiet" if mode == "json" else mode, command="run",
+                                ansi=args.ansi, project=project.name)
+    result = None
+    for msg in ec.stream(ec.client(), "POST", ec.path("projects", project.name, "run"),
+                         {"project": ec.encode(project), "options": options}):
+        if msg["type"] == "log":
+            out = sys.stdout if msg["stream"] == "stdout" else sys.stderr
+            out.write(msg["log"])
+            out.flush()
+        else:
+            renderer.handle(msg)
+            if msg["type"] == "result":
+                result = msg
+    code = renderer.close(report=False)
+    if result is None or code != 0:
+        return code or 1
+    if args.detach:
+        print(result.get("container", ""))
+        return 0
+    return int(result.get("exit_code", 0))
