@@ -20,6 +20,7 @@ Each rule sits in :data:`CANONICAL`, keyed by path pattern.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import posixpath
 import re
@@ -67,9 +68,8 @@ def _keep(like: Any, new: Any) -> Any:
 
 def resolve_path(path: str, base_dir: str, home: str | None) -> str:
     """``~`` and relative paths -> an absolute, normalised path."""
-    if path == "~" or path.startswith("~/"):
-        if home:
-            path = home + path[1:]
+    if (path == "~" or path.startswith("~/")) and home:
+        path = home + path[1:]
     if not posixpath.isabs(path):
         path = posixpath.join(base_dir, path)
     return posixpath.normpath(path)
@@ -395,6 +395,9 @@ def volumes(value: Any, path: KeyPath, ctx: Context) -> Any:
                 continue
         else:
             vol = dict(item)
+            if not vol.get("type"):
+                ctx.error((*path, i), 'missing "type"')
+                continue
             if not vol.get("target"):
                 ctx.error((*path, i), 'missing "target"')
                 continue
@@ -441,8 +444,6 @@ def build(value: Any, path: KeyPath, ctx: Context) -> Any:
         b["extra_hosts"] = extra_hosts(b["extra_hosts"], (*path, "extra_hosts"), ctx)
     if "shm_size" in b:
         b["shm_size"] = size(b["shm_size"], (*path, "shm_size"), ctx)
-    if isinstance(b.get("ssh"), dict):
-        b["ssh"] = {k: v for k, v in b["ssh"].items()}
     return _keep(value, b)
 
 
@@ -452,7 +453,7 @@ def depends_on(value: Any, path: KeyPath, ctx: Context) -> Any:
     if isinstance(value, list):
         return _keep(value, {name: {"condition": "service_started", "required": True}
                              for name in value})
-    out = {}
+    out: dict[str, Any] = {}
     for name, dep in value.items():
         if dep is RESET:
             out[name] = dep
@@ -477,8 +478,12 @@ def env_file(value: Any, path: KeyPath, ctx: Context) -> Any:
         return value
     items = [value] if isinstance(value, str) else value
     out = []
-    for item in items:
-        entry = {"path": item, "required": True} if isinstance(item, str) else dict(item)
+    for i, item in enumerate(items):
+        entry: dict[str, Any] = ({"path": item, "required": True} if isinstance(item, str)
+                                 else dict(item))
+        if not entry.get("path"):
+            ctx.error((*path, i), 'missing "path"')
+            continue
         entry.setdefault("required", True)
         if not ctx.is_raw(entry.get("path")):
             entry["path"] = resolve_path(entry["path"], ctx.base_dir, ctx.home)
@@ -490,13 +495,14 @@ def file_refs(value: Any, path: KeyPath, ctx: Context) -> Any:
     if value is RESET:
         return value
     out = []
-    for item in value:
+    for i, item in enumerate(value):
         entry = {"source": item} if isinstance(item, str) else dict(item)
+        if not entry.get("source"):
+            ctx.error((*path, i), 'missing "source"')
+            continue
         if isinstance(entry.get("mode"), str):
-            try:
+            with contextlib.suppress(ValueError):
                 entry["mode"] = int(entry["mode"], 8)
-            except ValueError:
-                pass
         elif isinstance(entry.get("mode"), float):
             entry["mode"] = int(entry["mode"])
         out.append(entry)
@@ -567,6 +573,9 @@ def extends(value: Any, path: KeyPath, ctx: Context) -> Any:
     if value is RESET:
         return value
     ext = {"service": value} if isinstance(value, str) else dict(value)
+    if not ext.get("service"):
+        ctx.error(path, 'missing "service"')
+        return RESET
     if ext.get("file") and not ctx.is_raw(ext["file"]):
         ext["file"] = resolve_path(ext["file"], ctx.base_dir, ctx.home)
     return ext
@@ -679,12 +688,16 @@ def top_network(value: Any, path: KeyPath, ctx: Context) -> Any:
 
 def include(value: Any, path: KeyPath, ctx: Context) -> Any:
     out = []
-    for item in value:
+    for i, item in enumerate(value):
         entry = {"path": item} if isinstance(item, str) else dict(item)
+        if not entry.get("path"):
+            ctx.error((*path, i), 'missing "path"')
+            continue
         paths = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
         entry["path"] = [resolve_path(p, ctx.base_dir, ctx.home) for p in paths]
         if "env_file" in entry:
-            files = entry["env_file"] if isinstance(entry["env_file"], list) else [entry["env_file"]]
+            files = entry["env_file"]
+            files = files if isinstance(files, list) else [files]
             entry["env_file"] = [resolve_path(p, ctx.base_dir, ctx.home) for p in files]
         if entry.get("project_directory"):
             entry["project_directory"] = resolve_path(entry["project_directory"], ctx.base_dir,
@@ -740,11 +753,22 @@ CANONICAL: RuleTable[Rule] = RuleTable({
 _MAX_DEPTH = max(len(p.split(".")) for p in CANONICAL)
 
 
+def _drop_resets(value: Any) -> Any:
+    """``!reset`` inside a value that a rule rewrites has nothing to reset: drop it."""
+    if isinstance(value, dict):
+        return _keep(value, {k: _drop_resets(v) for k, v in value.items() if v is not RESET})
+    if isinstance(value, list):
+        return _keep(value, [_drop_resets(v) for v in value if v is not RESET])
+    return value
+
+
 def _walk(value: Any, path: KeyPath, ctx: Context) -> Any:
     if path:
         rule = CANONICAL.find(path)
         if rule is not None:
-            return rule(value, path, ctx)
+            if value is RESET:
+                return value
+            return rule(_drop_resets(value), path, ctx)
     if not isinstance(value, dict) or len(path) >= _MAX_DEPTH:
         return value
     out = {k: (v if str(k).startswith("x-") else _walk(v, (*path, k), ctx))

@@ -69,6 +69,6 @@ def _resolve(file: str, name: str, doc: dict[str, Any], load_file: LoadFile,
     base = _resolve(base_file, base_name, base_doc, load_file, resolved, (*stack, key),
                     display)
     local = {k: v for k, v in service.items() if k != "extends"}
-    merged = merge(base, local, ("services", name))
+    merged: dict[str, Any] = merge(base, local, ("services", name))
     resolved[key] = merged
     return merged

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .build import build_project
-from .canonical import Context, canonicalize, resolve_path
+from .canonical import Context, canonicalize
 from .checks import check_project
 from .errors import (
     ComposeError,
@@ -209,6 +209,7 @@ class _Session:
         shown = self.display(path)
         docs = self.read(path)
         out: dict[str, Any] = {}
+        errors_before = len(self.errors)
         for doc in docs:
             if doc is None:
                 continue
@@ -230,7 +231,8 @@ class _Session:
             out = merge(out, canon) if out else canon
         if until >= Stage.NORMALIZE and not docs_have_content(docs) and path != STDIN:
             self.errors.append(SchemaError(shown, None, "empty compose file"))
-        if until >= Stage.NORMALIZE:
+        if until >= Stage.NORMALIZE and len(self.errors) == errors_before:
+            # include and extends rely on a well-formed document
             if out.get("include"):
                 out = self.apply_include(out, path, include_stack)
             if extends:

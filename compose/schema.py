@@ -26,6 +26,17 @@ __all__ = ["check_document", "SERVICE_KEYS", "TOP_LEVEL_KEYS"]
 Errors = list[SchemaError]
 
 
+class _Invalid:
+    """What a checker returns for a value it rejected: the containers drop it, so
+    the later stages only ever see well-formed data."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = _Invalid()
+
+
 class Checker:
     """Checks one value at ``path``; returns the (possibly cast) value."""
 
@@ -91,7 +102,7 @@ class Str(Checker):
             return value
         if not self.accepts(value):
             ctx.error(path, f"must be a string, not {_type_name(value)}")
-            return value
+            return INVALID
         value = str(value)
         if self.enum is not None and value not in self.enum:
             choices = ", ".join(f'"{e}"' for e in self.enum)
@@ -110,17 +121,18 @@ class Int(Checker):
             return value
         if isinstance(value, bool) or not isinstance(value, int | str | float):
             ctx.error(path, f"must be an integer, not {_type_name(value)}")
-            return value
+            return INVALID
         if isinstance(value, float):
             if value.is_integer():
                 return int(value)
             ctx.error(path, f"must be an integer, not {value}")
-            return value
+            return INVALID
         if isinstance(value, str):
             try:
                 return int(value.strip(), 0) if value.strip()[:2] in ("0x", "0o") else int(value)
             except ValueError:
                 ctx.error(path, f'must be an integer, not "{value}"')
+                return INVALID
         return value
 
 
@@ -135,13 +147,13 @@ class Num(Checker):
             return value
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             ctx.error(path, f"must be a number, not {_type_name(value)}")
-            return value
+            return INVALID
         if isinstance(value, str):
             try:
                 f = float(value)
             except ValueError:
                 ctx.error(path, f'must be a number, not "{value}"')
-                return value
+                return INVALID
             return int(f) if f.is_integer() and "." not in value else f
         return value
 
@@ -165,8 +177,9 @@ class Bool(Checker):
                 return True
             if low in _FALSE:
                 return False
-        ctx.error(path, f"must be a boolean, not {_type_name(value) if not isinstance(value, str) else repr(value)}")
-        return value
+        shown = repr(value) if isinstance(value, str) else _type_name(value)
+        ctx.error(path, f"must be a boolean, not {shown}")
+        return INVALID
 
 
 class Null(Checker):
@@ -178,6 +191,7 @@ class Null(Checker):
     def __call__(self, value: Any, path: KeyPath, ctx: _Ctx) -> Any:
         if value is not None and value is not RESET:
             ctx.error(path, f"must be null, not {_type_name(value)}")
+            return INVALID
         return value
 
 
@@ -201,8 +215,9 @@ class ListOf(Checker):
             return value
         if not isinstance(value, list):
             ctx.error(path, f"must be a list, not {_type_name(value)}")
-            return value
-        out = [self.item(v, (*path, i), ctx) for i, v in enumerate(value)]
+            return INVALID
+        out = [self.item(v, (*path, i), ctx) for i, v in enumerate(value) if v is not RESET]
+        out = [v for v in out if v is not INVALID]
         if self.unique:
             seen: set[str] = set()
             for i, v in enumerate(out):
@@ -230,7 +245,7 @@ class MapOf(Checker):
             return value
         if not isinstance(value, dict):
             ctx.error(path, f"must be a mapping, not {_type_name(value)}")
-            return value
+            return INVALID
         out = {}
         for k in sorted(value, key=str):
             v = value[k]
@@ -241,8 +256,10 @@ class MapOf(Checker):
                 problem = self.key_check(k)
                 if problem:
                     ctx.error((*path, k), problem)
-            out[k] = self.item(v, (*path, k), ctx)
-        return _wrap(value, value, {k: out[k] for k in (str(x) for x in value)})
+            checked = self.item(v, (*path, k), ctx)
+            if checked is not INVALID:
+                out[k] = checked
+        return _wrap(value, value, {k: out[k] for k in (str(x) for x in value) if k in out})
 
 
 class Obj(Checker):
@@ -264,21 +281,27 @@ class Obj(Checker):
             return value
         if not isinstance(value, dict):
             ctx.error(path, f"must be a mapping, not {_type_name(value)}")
-            return value
+            return INVALID
         out: dict[str, Any] = {}
         for k, v in value.items():
             key = str(k)
             checker = self.props.get(key)
+            if v is None and checker is not None and not checker.accepts(None):
+                continue  # ``key:`` with no value means the key is not set
             if checker is None:
                 if self.extensions and key.startswith("x-"):
                     out[key] = v
                     continue
                 ctx.error((*path, key), "unknown key (not allowed here)")
                 continue
-            out[key] = checker(v, (*path, key), ctx)
+            checked = checker(v, (*path, key), ctx)
+            if checked is not INVALID:
+                out[key] = checked
         for key in self.required:
-            if key not in value and not isinstance(value, OverrideMapping):
-                ctx.error(path, f'missing required key "{key}"')
+            if key not in out and not isinstance(value, OverrideMapping):
+                if key not in value:
+                    ctx.error(path, f'missing required key "{key}"')
+                return INVALID
         return _wrap(value, value, out)
 
 
@@ -299,7 +322,7 @@ class OneOf(Checker):
             if option.accepts(value):
                 return option(value, path, ctx)
         ctx.error(path, f"must be {self.name}, not {_type_name(value)}")
-        return value
+        return INVALID
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -331,11 +354,12 @@ class _EnvValue(Checker):
         if isinstance(value, int | float | str):
             return str(value)
         ctx.error(path, f"must be a string, number, boolean or null, not {_type_name(value)}")
-        return value
+        return INVALID
 
 
 LIST_OR_DICT = OneOf(
-    MapOf(_EnvValue()), ListOf(Str(), unique=False), name="a mapping or a list of KEY=VALUE strings")
+    MapOf(_EnvValue()), ListOf(Str(), unique=False),
+    name="a mapping or a list of KEY=VALUE strings")
 EXTRA_HOSTS = OneOf(MapOf(OneOf(STR, STR_LIST)), STR_LIST,
                     name="a mapping or a list of HOST:IP strings")
 STR_MAP = MapOf(OneOf(Str(), NULL, Bool()))
@@ -434,7 +458,7 @@ SERVICE_NETWORKS = OneOf(
 
 FILE_REFS = ListOf(OneOf(STR, Obj({
     "source": STR, "target": STR, "uid": STR, "gid": STR, "mode": OneOf(NUM, STR),
-}), name="a string or a mapping"))
+}, required=("source",)), name="a string or a mapping"))
 
 ENV_FILE = OneOf(STR, ListOf(OneOf(STR, Obj({
     "path": STR, "required": BOOL, "format": STR,
@@ -596,7 +620,8 @@ TOP_LEVEL_KEYS: dict[str, Checker] = {
 DOCUMENT = Obj(TOP_LEVEL_KEYS)
 
 
-def check_document(doc: Any, *, file: str | None = None) -> tuple[dict[str, Any], list[SchemaError]]:
+def check_document(doc: Any, *,
+                   file: str | None = None) -> tuple[dict[str, Any], list[SchemaError]]:
     """Check ``doc`` (one file, after interpolation); return the cast copy and every error.
 
     The errors are sorted by key path; the caller decides whether to raise.
@@ -605,6 +630,9 @@ def check_document(doc: Any, *, file: str | None = None) -> tuple[dict[str, Any]
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        return {}, [SchemaError(file, None, f"the top level must be a mapping, not {_type_name(doc)}")]
+        message = f"the top level must be a mapping, not {_type_name(doc)}"
+        return {}, [SchemaError(file, None, message)]
     out = DOCUMENT(doc, (), ctx)
+    if out is INVALID:
+        out = {}
     return out, sorted(ctx.errors, key=lambda e: (e.path or "", e.message))

@@ -73,7 +73,8 @@ def service_to_dict(service: Service) -> dict[str, Any]:
     """One service as a canonical mapping (keys sorted)."""
     plain = to_plain(service)
     if service.depends_on:
-        plain["depends_on"] = {n: to_plain(service.depends_on[n]) for n in sorted(service.depends_on)}
+        deps = service.depends_on
+        plain["depends_on"] = {n: to_plain(deps[n]) for n in sorted(deps)}
     if service.networks:
         plain["networks"] = {n: (to_plain(v) if v is not None else None)
                              for n, v in sorted(service.networks.items())}

@@ -75,7 +75,7 @@ _FLOAT = re.compile(
 )
 
 
-class ComposeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class ComposeLoader(_BaseLoader):
     """SafeLoader with the YAML 1.2 core scalars, duplicate-key errors and Compose tags."""
 
     yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
@@ -93,7 +93,7 @@ class ComposeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
                         f"(first defined on line {seen[ident]})",
                     )
                 seen[ident] = line
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_int(self, node: ScalarNode) -> int:
         text = str(self.construct_scalar(node)).replace("_", "")
@@ -104,7 +104,8 @@ class ComposeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
         if text.startswith(("0x", "0b")):
             return sign * int(text, 0)
         if len(text) > 1 and text.startswith("0"):
-            return sign * int(text, 8) if text.isdigit() and set(text) <= set("01234567") else sign * int(text)
+            octal = set(text) <= set("01234567")
+            return sign * int(text, 8) if octal else sign * int(text)
         return sign * int(text)
 
     _file: str | None = None
@@ -133,11 +134,48 @@ def _construct_override(loader: ComposeLoader, node: Node) -> Any:
         return value
     if isinstance(node, SequenceNode):
         return OverrideList(loader.construct_sequence(node, deep=True))
-    return loader.construct_scalar(node)  # a scalar always replaces anyway
+    return loader.construct_scalar(node)  # type: ignore[arg-type]  # scalars replace anyway
 
 
 ComposeLoader.add_constructor("!reset", _construct_reset)
 ComposeLoader.add_constructor("!override", _construct_override)
+
+
+MAX_NODES = 1_000_000
+MAX_DEPTH = 200
+
+
+def _check_shape(doc: Any, file: str | None) -> None:
+    """Reject recursive aliases, alias bombs and absurd nesting before any stage walks them.
+
+    One iterative pass; sizes are memoised per object, so shared (aliased)
+    nodes are counted at their expanded size without being expanded.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, int, bool]] = [(doc, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        nid = id(node)
+        if done:
+            on_path.discard(nid)
+            total = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if total > MAX_NODES:
+                raise YamlError(file, None, "the document is too large once its aliases are "
+                                f"expanded (more than {MAX_NODES} values)")
+            sizes[nid] = total
+            continue
+        if nid in sizes:
+            continue
+        if nid in on_path:
+            raise YamlError(file, None, "an alias refers to a node that contains it "
+                                        "(recursive aliases are not allowed)")
+        if depth >= MAX_DEPTH:
+            raise YamlError(file, None, f"values are nested more than {MAX_DEPTH} levels deep")
+        on_path.add(nid)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if isinstance(c, dict | list))
 
 
 def read_yaml(text: str, *, file: str | None = None) -> list[Any]:
@@ -149,8 +187,11 @@ def read_yaml(text: str, *, file: str | None = None) -> list[Any]:
     loader._file = file
     try:
         docs: list[Any] = []
-        while loader.check_data():
-            docs.append(loader.get_data())
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            doc = loader.get_data()
+            if isinstance(doc, dict | list):
+                _check_shape(doc, file)
+            docs.append(doc)
         return docs
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

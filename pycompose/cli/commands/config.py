@@ -106,7 +106,8 @@ def _lines(items: Any) -> str:
 def _render(doc: dict[str, Any], fmt: str) -> str:
     from pycompose.compose import serialize
 
-    return serialize.dump_json(doc) if fmt == "json" else serialize.dump_yaml(doc)
+    text: str = serialize.dump_json(doc) if fmt == "json" else serialize.dump_yaml(doc)
+    return text
 
 
 def _emit(args: argparse.Namespace, text: str) -> int:

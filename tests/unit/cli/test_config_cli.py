@@ -69,7 +69,8 @@ def test_yaml_output(stack: Path) -> None:
 
 def test_json_output_and_output_file(stack: Path) -> None:
     out = run(stack, "config", "--format", "json", "-o", "out.json")
-    assert out.returncode == 0 and out.stdout == ""
+    assert out.returncode == 0
+    assert out.stdout == ""
     doc = json.loads((stack / "out.json").read_text())
     assert sorted(doc["services"]) == ["db"]
 
@@ -98,7 +99,8 @@ def test_listings(stack: Path, args: list[str], lines: list[str]) -> None:
 
 def test_quiet(stack: Path) -> None:
     out = run(stack, "config", "-q")
-    assert out.returncode == 0 and out.stdout == ""
+    assert out.returncode == 0
+    assert out.stdout == ""
 
 
 def test_no_interpolate(stack: Path) -> None:
@@ -117,7 +119,8 @@ def test_hash(stack: Path) -> None:
     one = run(stack, "config", "--hash", "db")
     assert one.stdout.splitlines() == [out.stdout.splitlines()[0]]
     bad = run(stack, "config", "--hash", "nope")
-    assert bad.returncode == 1 and "no such service: nope" in bad.stderr
+    assert bad.returncode == 1
+    assert "no such service: nope" in bad.stderr
 
 
 def test_service_selection(stack: Path) -> None:
@@ -160,14 +163,16 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, text: str, message: str) -> 
     out = run(tmp_path, "config")
     assert out.returncode == 1
     assert message in out.stderr
-    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert "Traceback" not in out.stderr
+    assert out.stdout == ""
 
 
 def test_several_errors_all_printed(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text("services:\n  web: {image: a, foo: 1, bar: 2}\n")
     out = run(tmp_path, "config")
     assert out.returncode == 1
-    assert "services.web.bar" in out.stderr and "services.web.foo" in out.stderr
+    assert "services.web.bar" in out.stderr
+    assert "services.web.foo" in out.stderr
 
 
 def test_no_compose_file(tmp_path: Path) -> None:

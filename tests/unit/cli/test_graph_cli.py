@@ -32,7 +32,8 @@ def test_tree(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == "g"
     text = out.stdout
-    assert "db (service_healthy)" in text and "cache (service_started)" in text
+    assert "db (service_healthy)" in text
+    assert "cache (service_started)" in text
     assert text.index("other") < text.index("web")
 
 
@@ -47,7 +48,8 @@ def test_mermaid_selection(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text(STACK)
     out = run(tmp_path, "graph", "--format", "mermaid", "web")
     assert out.returncode == 0, out.stderr
-    assert '"other"' not in out.stdout and '["db"]' in out.stdout
+    assert '"other"' not in out.stdout
+    assert '["db"]' in out.stdout
 
 
 def test_cycle_error(tmp_path: Path) -> None:

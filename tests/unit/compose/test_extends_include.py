@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.errors import MergeError
 
 from .loader_helpers import load, load_errors, write
@@ -40,7 +39,8 @@ def test_extends_other_file_paths_relative_to_that_file(tmp_path: Path) -> None:
             command: run
     """)
     web = project.services["web"]
-    assert web.build is not None and web.build.context == str(tmp_path / "common" / "ctx")
+    assert web.build is not None
+    assert web.build.context == str(tmp_path / "common" / "ctx")
     assert web.volumes[0].source == str(tmp_path / "common" / "data")
     assert web.command == ("run",)
 

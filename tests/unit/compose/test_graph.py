@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.errors import DependencyCycleError, SchemaError
 from pycompose.compose.graph import (
     build_graph,
@@ -88,4 +87,5 @@ def test_dot_and_mermaid(tmp_path: Path) -> None:
     assert '"web" -> "cache" [label="service_started", style=dashed];' in dot
     mermaid = to_mermaid(graph)
     assert mermaid.startswith("flowchart LR\n")
-    assert '["web"]' in mermaid and "-.->|service_started|" in mermaid
+    assert '["web"]' in mermaid
+    assert "-.->|service_started|" in mermaid

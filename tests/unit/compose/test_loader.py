@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.errors import ComposeFileError, ProjectNotFoundError
 from pycompose.compose.loader import (
     LoadOptions,
@@ -107,7 +106,8 @@ def test_project_directory_option(tmp_path: Path) -> None:
                                 project_directory="elsewhere"))
     assert project.working_dir == str(tmp_path / "elsewhere")
     web = project.services["web"]
-    assert web.build is not None and web.build.context == str(tmp_path / "elsewhere" / "ctx")
+    assert web.build is not None
+    assert web.build.context == str(tmp_path / "elsewhere" / "ctx")
 
 
 def test_stop_after_stages(tmp_path: Path) -> None:
@@ -131,7 +131,8 @@ def test_loader_does_not_touch_process_state(tmp_path: Path) -> None:
     write(tmp_path, "compose.yaml", SIMPLE)
     before_env, before_cwd = dict(os.environ), os.getcwd()
     load_project(opts(tmp_path))
-    assert dict(os.environ) == before_env and os.getcwd() == before_cwd
+    assert dict(os.environ) == before_env
+    assert os.getcwd() == before_cwd
 
 
 def test_project_is_immutable(tmp_path: Path) -> None:

@@ -66,12 +66,14 @@ def test_logging_same_driver_merges_options(tmp_path: Path) -> None:
 
 def test_logging_other_driver_replaces(tmp_path: Path) -> None:
     svc = merged(tmp_path, "services: {web: {logging: {driver: local}}}")
-    assert svc.logging.driver == "local" and not svc.logging.options  # type: ignore[attr-defined]
+    assert svc.logging.driver == "local"
+    assert not svc.logging.options
 
 
 def test_reset_removes(tmp_path: Path) -> None:
     svc = merged(tmp_path, "services: {web: {ports: !reset [], labels: !reset {}}}")
-    assert svc.ports == () and dict(svc.labels) == {}  # type: ignore[attr-defined]
+    assert svc.ports == ()
+    assert dict(svc.labels) == {}
 
 
 def test_override_replaces_whole(tmp_path: Path) -> None:

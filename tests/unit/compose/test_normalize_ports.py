@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.canonical import parse_port
 from pycompose.compose.model import Port
 
@@ -44,7 +43,7 @@ def test_short_syntax(tmp_path: Path, spec: object, ports: list[Port]) -> None:
     ("5-1", 'invalid port "5-1"'),
 ])
 def test_bad_short_syntax(spec: str, message: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="invalid port") as info:
         parse_port(spec)
     assert str(info.value) == message
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.model import Build, Dependency, Healthcheck, Resources, Ulimit
 
 from .loader_helpers import load, load_errors, roundtrip
@@ -91,8 +90,10 @@ def test_stop_grace_period(tmp_path: Path) -> None:
 def test_sizes_and_cpus(tmp_path: Path) -> None:
     svc = service(tmp_path, "mem_limit: 512m\nmem_reservation: 1g\nshm_size: 64m\ncpus: 1.5\n"
                   "pids_limit: 100")
-    assert svc.mem_limit == 512 << 20 and svc.mem_reservation == 1 << 30  # type: ignore[attr-defined]
-    assert svc.shm_size == 64 << 20 and svc.cpus == 1.5  # type: ignore[attr-defined]
+    assert svc.mem_limit == 512 << 20
+    assert svc.mem_reservation == 1 << 30
+    assert svc.shm_size == 64 << 20
+    assert svc.cpus == 1.5
     assert svc.limits == Resources(cpus=1.5, memory=512 << 20, pids=100)  # type: ignore[attr-defined]
 
 
@@ -144,14 +145,17 @@ def test_build_short_and_long(tmp_path: Path) -> None:
     assert svc.build == Build(context=str(tmp_path / "app"), dockerfile="Dockerfile")
     svc = load(tmp_path, "services:\n  web:\n    build:\n      context: .\n      args: [A=1]\n"
                "      target: prod\n").services["web"]
-    assert svc.build is not None and dict(svc.build.args) == {"A": "1"}
-    assert svc.build.context == str(tmp_path) and svc.build.target == "prod"
+    assert svc.build is not None
+    assert dict(svc.build.args) == {"A": "1"}
+    assert svc.build.context == str(tmp_path)
+    assert svc.build.target == "prod"
 
 
 def test_build_git_context_kept(tmp_path: Path) -> None:
     svc = load(tmp_path, "services:\n  web:\n    build: https://github.com/a/b.git#main\n"
                ).services["web"]
-    assert svc.build is not None and svc.build.context == "https://github.com/a/b.git#main"
+    assert svc.build is not None
+    assert svc.build.context == "https://github.com/a/b.git#main"
 
 
 def test_image_or_build_required(tmp_path: Path) -> None:
@@ -182,8 +186,10 @@ def test_service_networks(tmp_path: Path) -> None:
     """)
     nets = project.services["web"].networks
     assert nets["back"] is None
-    assert nets["front"] is not None and nets["front"].aliases == ("www",)
-    assert nets["front"].ipv4_address == "10.0.0.5" and nets["front"].priority == 10
+    assert nets["front"] is not None
+    assert nets["front"].aliases == ("www",)
+    assert nets["front"].ipv4_address == "10.0.0.5"
+    assert nets["front"].priority == 10
     assert project.networks["back"].internal
     assert project.networks["front"].ipam is not None
     assert project.networks["front"].ipam.config[0].subnet == "10.0.0.0/24"
@@ -210,7 +216,8 @@ def test_secrets_and_configs(tmp_path: Path) -> None:
           cfg: {content: hello}
     """)
     web = project.services["web"]
-    assert web.secrets[0].source == "pw" and web.secrets[1].mode == 0o400
+    assert web.secrets[0].source == "pw"
+    assert web.secrets[1].mode == 0o400
     assert project.secrets["pw"].file == str(tmp_path / "s.txt")
     assert project.configs["cfg"].content == "hello"
 
@@ -262,6 +269,7 @@ def test_roundtrip_everything(tmp_path: Path) -> None:
     """, profiles=["all"])
     again = roundtrip(tmp_path, project)
     assert again.services == project.services
-    assert again.volumes == project.volumes and again.networks == project.networks
+    assert again.volumes == project.volumes
+    assert again.networks == project.networks
     assert project.services["web"].command == ("echo", "$HOME", "hi")
     assert project.services["web"].environment["COST"] == "$5"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.model import BindOptions, ServiceVolume, TmpfsOptions, VolumeOptions
 
 from .loader_helpers import load, load_errors, roundtrip
@@ -41,7 +40,9 @@ def test_home_bind_uses_home_from_environment(tmp_path: Path) -> None:
 
 def test_absolute_bind_with_propagation(tmp_path: Path) -> None:
     (vol,) = volumes(tmp_path, "/srv:/srv:ro,rshared")
-    assert vol.read_only and vol.bind is not None and vol.bind.propagation == "rshared"
+    assert vol.read_only
+    assert vol.bind is not None
+    assert vol.bind.propagation == "rshared"
 
 
 def test_nocopy(tmp_path: Path) -> None:
@@ -56,7 +57,8 @@ def test_long_syntax(tmp_path: Path) -> None:
         "{type: volume, source: data, target: /d, volume: {nocopy: true, subpath: sub}}",
         "{type: tmpfs, target: /t, tmpfs: {size: 64m, mode: 0o1777}}",
     )
-    assert bind.source == str(tmp_path / "x") and bind.bind == BindOptions(create_host_path=True)
+    assert bind.source == str(tmp_path / "x")
+    assert bind.bind == BindOptions(create_host_path=True)
     assert named.volume == VolumeOptions(nocopy=True, subpath="sub")
     assert tmpfs.tmpfs == TmpfsOptions(size=64 << 20, mode=0o1777)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pycompose.compose.schema import check_document
 
 from .loader_helpers import load, load_errors
@@ -121,9 +120,10 @@ def test_errors_of_several_files_are_all_listed(tmp_path: Path) -> None:
     errors = load_errors(tmp_path, "services:\n  web:\n    image: a\n    foo: 1\n")
     assert len(errors) == 1  # only compose.yaml is loaded by default
     (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: a\n    foo: 1\n")
-    from .loader_helpers import options
     from pycompose.compose.errors import ComposeFileErrors
     from pycompose.compose.loader import load_project
+
+    from .loader_helpers import options
     with pytest.raises(ComposeFileErrors) as info:
         load_project(options(tmp_path, "compose.yaml", "b.yaml"))
     assert [str(e) for e in info.value.errors] == [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pycompose.compose.yamlread import RESET, OverrideList, OverrideMapping, YamlError, read_yaml
 
 
@@ -58,8 +57,10 @@ def test_reset_tag() -> None:
 
 def test_override_tag_keeps_container_types() -> None:
     doc = one("a: !override [1, 2]\nb: !override {x: 1}\nc: !override s\n")
-    assert isinstance(doc["a"], OverrideList) and doc["a"] == [1, 2]  # type: ignore[index]
-    assert isinstance(doc["b"], OverrideMapping) and doc["b"] == {"x": 1}  # type: ignore[index]
+    assert isinstance(doc["a"], OverrideList)
+    assert doc["a"] == [1, 2]
+    assert isinstance(doc["b"], OverrideMapping)
+    assert doc["b"] == {"x": 1}
     assert doc["c"] == "s"  # type: ignore[index]
 
 
