@@ -22,13 +22,13 @@ LOOP = A("127.0.0.1")
 class FakeUpstream:
     """Answers every A query with 192.0.2.99 and records the names it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, ip: str = "127.0.0.1", port: int = 0) -> None:
         self.asked: list[str] = []
-        self.port = 0
+        self.ip, self.port = ip, port
 
     async def serve(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.socket.socket(type=trio.socket.SOCK_DGRAM) as s:
-            await s.bind(("127.0.0.1", 0))
+            await s.bind((self.ip, self.port))
             self.port = s.getsockname()[1]
             task_status.started(self.port)
             while True:
@@ -105,6 +105,17 @@ async def test_private_link_alias_only_for_its_client(
     records.remove("c9")
     records.add("c9", ["database"], A("172.30.0.9"), visible_to=A("172.30.0.50"))
     assert (await ask(addr, "database")).rcode == w.RCODE_NXDOMAIN
+
+
+async def test_a_container_with_its_own_dns_servers_uses_them(
+        served: tuple[dns.Records, tuple[str, int], FakeUpstream], nursery: trio.Nursery) -> None:
+    records, addr, up = served
+    own = FakeUpstream("127.0.0.2", up.port)  # same port, another loopback address
+    await nursery.start(own.serve)
+    records.client_upstreams[A("127.0.0.1")] = ["127.0.0.2"]
+    assert addrs(await ask(addr, "www.example.org")) == [A("192.0.2.99")]
+    assert own.asked == ["www.example.org"]
+    assert up.asked == []
 
 
 async def test_tcp_and_formerr(served: tuple[dns.Records, tuple[str, int], FakeUpstream]) -> None:
