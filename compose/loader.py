@@ -34,9 +34,8 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .build import build_project
 from .canonical import Context, canonicalize
 from .checks import check_project
 from .errors import (
@@ -50,11 +49,13 @@ from .errors import (
 )
 from .extends import apply_extends
 from .merge import merge, merge_documents, strip_markers
-from .model import Project
 from .profiles import apply_profiles
 from .schema import check_document
 from .support import unsupported_warnings
 from .yamlread import read_yaml
+
+if TYPE_CHECKING:
+    from .model import Project
 
 __all__ = [
     "DEFAULT_FILES",
@@ -432,6 +433,8 @@ def load_project(options: LoadOptions) -> Project:
     """
     if not options.interpolate:
         raise ValueError("load_project needs interpolation; use load_document for raw output")
+    from .build import build_project
+
     loaded = load_document(options, Stage.RESOLVE)
     disabled = loaded.disabled
     return build_project(

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pycompose.cli.project import load_options, print_warnings
-    from pycompose.compose import loader, serialize
+    from pycompose.compose import loader
 
     if args.no_interpolate:
         options = load_options(args, services=args.services, interpolate=False)
@@ -45,9 +45,16 @@ def run(args: argparse.Namespace) -> int:
                                                         if k != "name"}}
         if args.quiet:
             return 0
+        from pycompose.compose import serialize
+
         return _emit(args, _render(serialize.to_output(doc, escape_dollars=False), args.format))
 
-    project = loader.load_project(load_options(args, services=args.services))
+    options = load_options(args, services=args.services)
+    if args.quiet:
+        # Every check runs on the plain document; the typed model adds nothing here.
+        print_warnings(loader.load_document(options).warnings)
+        return 0
+    project = loader.load_project(options)
     print_warnings(project.warnings)
     if args.services:
         keep = _with_dependencies(project, args.services)
@@ -56,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
         from pycompose.compose.model import FrozenDict
         project = replace(project, services=FrozenDict(
             (n, s) for n, s in project.services.items() if n in keep))
-    if args.quiet:
-        return 0
     if args.list_services:
         return _emit(args, _lines(project.services))
     if args.list_volumes:
@@ -71,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             s.image or f"{project.name}-{s.name}" for s in project.services.values()))
     if args.hash:
         return _hashes(args, project)
+    from pycompose.compose import serialize
+
     doc = serialize.to_output(serialize.project_to_dict(project))
     return _emit(args, _render(doc, args.format))
 
