@@ -444,3 +444,20 @@ async def test_udp_host_ip_binding_port_range_static_mac(
     finally:
         for s in sockets:
             s.close()
+
+
+async def test_pool_skips_what_the_host_routes(remote: Remote) -> None:
+    from pycompose.network import ipam
+
+    host = await trio.to_thread.run_sync(ipam.host_networks)
+    mine = IPv4Network(f"{remote.host_address}/24", strict=False)
+    assert any(h.network == mine and h.kind == "route" for h in host)
+    pool = [ipam.AddressPool(IPv4Network(f"{mine.network_address}/23", strict=False), 24)]
+    _, sub = ipam.allocate_subnet(ipam.IPAMState(), "x", pools=pool, avoid=host)
+    assert not sub.subnet.overlaps(mine)
+    with pytest.raises(ipam.SubnetOverlapError, match=f"overlaps route {mine}"):
+        ipam.check_overlap({"x": mine}, host)
+    # the caller's own bridges are left out when it asks
+    names_seen = {h.ifname for h in host}
+    ignored = await trio.to_thread.run_sync(ipam.host_networks, names_seen)
+    assert ignored == []
