@@ -10,7 +10,7 @@ such patterns and looks them up with :func:`lookup`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 KeyPath = tuple[str | int, ...]
 T = TypeVar("T")
@@ -43,15 +43,19 @@ class RuleTable(Mapping[str, T]):
     """Rules keyed by path pattern; :meth:`find` returns the first match for a path.
 
     Patterns ignore list indexes, so ``services.*.ports`` matches the path of
-    the list itself; entries are found by exact length so lookups stay cheap.
+    the list itself. The patterns are kept in a trie, so a lookup costs one
+    dict probe per key (a literal key is preferred over ``*``).
     """
 
     def __init__(self, rules: Mapping[str, T]) -> None:
         self._rules = dict(rules)
-        self._by_len: dict[int, list[tuple[tuple[str, ...], T]]] = {}
+        self._trie: _Node[T] = _Node()
         for pattern, rule in self._rules.items():
-            parts = _compile(pattern)
-            self._by_len.setdefault(len(parts), []).append((parts, rule))
+            node = self._trie
+            for part in _compile(pattern):
+                node = node.children.setdefault(part, _Node())
+            if not node.has_rule:
+                node.rule, node.has_rule = rule, True
 
     def __getitem__(self, key: str) -> T:
         return self._rules[key]
@@ -63,8 +67,26 @@ class RuleTable(Mapping[str, T]):
         return len(self._rules)
 
     def find(self, path: KeyPath) -> T | None:
-        keys = tuple(p for p in path if not isinstance(p, int))
-        for parts, rule in self._by_len.get(len(keys), ()):
-            if all(pat == "*" or pat == key for pat, key in zip(parts, keys, strict=True)):
-                return rule
-        return None
+        keys = [p for p in path if not isinstance(p, int)]
+        return _match(self._trie, keys, 0)
+
+
+class _Node(Generic[T]):
+    __slots__ = ("children", "has_rule", "rule")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node[T]] = {}
+        self.rule: T | None = None
+        self.has_rule = False
+
+
+def _match(node: _Node[T], keys: list[str], i: int) -> T | None:
+    if i == len(keys):
+        return node.rule if node.has_rule else None
+    for part in (keys[i], "*"):
+        child = node.children.get(part)
+        if child is not None:
+            found = _match(child, keys, i + 1)
+            if found is not None:
+                return found
+    return None
