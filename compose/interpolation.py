@@ -27,7 +27,6 @@ Everything here is pure: the environment is an explicit mapping.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -98,6 +97,8 @@ def _format_path(parts: list[str | int]) -> str:
 
 
 def _invalid(template: str) -> _TemplateError:
+    import json  # only for this message; keeps start-up lean
+
     return _TemplateError(
         f"invalid interpolation format {json.dumps(template, ensure_ascii=False)}. "
         "You may need to escape any $ with another $."
