@@ -65,7 +65,8 @@ class ComposeFileErrors(ComposeError):
 
     def __init__(self, errors: Sequence[ComposeFileError]) -> None:
         self.errors = list(errors)
-        super().__init__("\n".join(str(e) for e in self.errors))
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        super().__init__(f"{len(self.errors)} problems found:\n{lines}")
 
 
 class ProjectNotFoundError(ComposeError):

@@ -138,11 +138,16 @@ def _check_project_name(name: str, source: str) -> str:
     return name
 
 
-def find_compose_files(start: str) -> list[str]:
+def find_compose_files(start: str, warnings: list[str] | None = None) -> list[str]:
     """The default file (and its override) in ``start`` or the nearest parent."""
+    if warnings is None:
+        warnings = []
     directory = posixpath.abspath(start)
     while True:
         found = [n for n in DEFAULT_FILES if os.path.isfile(posixpath.join(directory, n))]
+        if len(found) > 1:
+            warnings.append(f"found several compose files in {directory} "
+                            f"({', '.join(found)}); using {found[0]}")
         if found:
             files = [posixpath.join(directory, found[0])]
             for n in OVERRIDE_FILES:
@@ -297,7 +302,7 @@ def _project_env(options: LoadOptions, project_dir: str) -> dict[str, str]:
     return {**dotenv, **options.environ}
 
 
-def _resolve_files(options: LoadOptions) -> list[str]:
+def _resolve_files(options: LoadOptions, warnings: list[str]) -> list[str]:
     files = list(options.files)
     if not files:
         env_files = options.environ.get("COMPOSE_FILE")
@@ -305,14 +310,15 @@ def _resolve_files(options: LoadOptions) -> list[str]:
             sep = options.environ.get("COMPOSE_PATH_SEPARATOR", os.pathsep)
             files = [f for f in env_files.split(sep) if f]
     if not files:
-        return find_compose_files(options.working_dir)
+        return find_compose_files(options.working_dir, warnings)
     return [f if f == STDIN else posixpath.normpath(posixpath.join(options.working_dir, f))
             for f in files]
 
 
 def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedDocument:
     """Run the pipeline up to ``until`` and return the plain document."""
-    files = _resolve_files(options)
+    lookup_warnings: list[str] = []
+    files = _resolve_files(options, lookup_warnings)
     first = files[0]
     if options.project_directory:
         project_dir = posixpath.normpath(posixpath.join(options.working_dir,
@@ -321,6 +327,7 @@ def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedD
         project_dir = options.working_dir if first == STDIN else posixpath.dirname(first)
     env = _project_env(options, project_dir)
     session = _Session(options, env)
+    session.warnings.extend(lookup_warnings)
 
     docs = [session.stage_file(f, project_dir, until) for f in files]
     if session.errors:
@@ -343,19 +350,24 @@ def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedD
         enabled, disabled = apply_profiles(services, profiles, options.services)
         doc = {**doc, "services": enabled}
     if until >= Stage.RESOLVE and options.interpolate:
-        doc = _resolve(doc, disabled, session, files)
+        # Errors about a service name the last -f file that defines or changes it.
+        owners: dict[str, str] = {}
+        for path, part in zip(files, docs, strict=True):
+            for service in part.get("services") or {}:
+                owners[service] = session.display(path)
+        doc = _resolve(doc, disabled, session, owners)
     return LoadedDocument(doc=doc, name=name, working_dir=project_dir,
                           files=tuple(files), environment=env, profiles=profiles,
                           warnings=tuple(dict.fromkeys(session.warnings)), disabled=disabled)
 
 
 def _resolve(doc: dict[str, Any], disabled: dict[str, Any], session: _Session,
-             files: list[str]) -> dict[str, Any]:
+             owners: Mapping[str, str]) -> dict[str, Any]:
     services = doc.get("services") or {}
     all_services = {**services, **disabled}
 
     def file_of(service: str) -> str | None:
-        return session.display(files[0])
+        return owners.get(service)
 
     doc = _fill_defaults(doc)
     services = doc.get("services") or {}

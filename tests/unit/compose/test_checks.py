@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from pycompose.compose.checks import find_cycle
-from pycompose.compose.errors import DependencyCycleError
+from pycompose.compose.errors import DependencyCycleError, SchemaError
 
 from .loader_helpers import load, load_errors
 
@@ -80,3 +80,16 @@ def test_dependency_on_disabled_service_is_kept(tmp_path: Path) -> None:
                    "  db: {image: b, profiles: [x]}\n")
     assert "db" in project.services["web"].depends_on
     assert "db" in project.disabled_services
+
+
+def test_errors_name_the_file_that_defines_the_service(tmp_path: Path) -> None:
+    from pycompose.compose.loader import load_project
+
+    from .loader_helpers import options, write
+
+    write(tmp_path, "compose.yaml", "services:\n  web: {image: a}\n")
+    write(tmp_path, "extra.yaml", "services:\n  worker: {image: b, depends_on: [nope]}\n")
+    with pytest.raises(SchemaError) as info:
+        load_project(options(tmp_path, "compose.yaml", "extra.yaml"))
+    assert str(info.value) == ('extra.yaml: services.worker.depends_on.nope: depends on '
+                               'undefined service "nope"')

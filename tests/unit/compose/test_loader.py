@@ -143,3 +143,11 @@ def test_project_is_immutable(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         project.services["x"] = project.services["web"]  # type: ignore[index]
     hash(project.services["web"])
+
+
+def test_several_default_files_warn(tmp_path: Path) -> None:
+    write(tmp_path, "compose.yaml", SIMPLE)
+    write(tmp_path, "docker-compose.yml", "services:\n  other: {image: b}\n")
+    project = load_project(opts(tmp_path))
+    assert sorted(project.services) == ["web"]
+    assert any("found several compose files" in w for w in project.warnings)
