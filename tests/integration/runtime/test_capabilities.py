@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -20,29 +19,9 @@ from pycompose.runtime.capabilities import (
     to_mask,
 )
 
+from tests.helpers.forked import in_child
+
 pytestmark = pytest.mark.root
-
-
-def in_child(fn: Callable[[], dict[str, object]]) -> dict[str, object]:
-    """Run ``fn`` in a forked child; its JSON-able result (or error) comes back over a pipe."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        try:
-            result: dict[str, object] = fn()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        os.write(w, json.dumps(result).encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    out: dict[str, object] = json.loads(data)
-    assert "error" not in out, out["error"]
-    return out
 
 
 def _masks_after_exec() -> dict[str, int]:
