@@ -2,9 +2,8 @@
 
 Containers go through :class:`~pycompose.engine.containers.Containers` (the
 runtime), volumes through the runtime's volume directories, images through
-the image store. Networks are recorded only: until the network library is
-wired in, containers run with ``network_mode: host`` or in a namespace of
-their own with only ``lo`` (see :mod:`pycompose.engine.specs`).
+the image store, networks through :class:`~pycompose.engine.networks.Networks`
+(bridge, firewall, embedded DNS; only recorded when no ``networks`` is given).
 """
 
 from __future__ import annotations
@@ -68,7 +67,9 @@ def _plain_config(config: dict[str, Any]) -> dict[str, Any]:
 class EngineBackend:
     """One convergence run's view of the engine (a fresh one per ``up``/``down``)."""
 
-    def __init__(self, containers: Containers, store: Store, root: Path) -> None:
+    def __init__(self, containers: Containers, store: Store, root: Path,
+                 networks: Any = None) -> None:
+        self.networks = networks
         self.containers = containers
         self.store = store
         self.root = root
@@ -90,6 +91,9 @@ class EngineBackend:
     # ---- networks (recorded; see module docstring)
 
     async def create_network(self, project: Project, key: str) -> None:
+        if self.networks is not None:
+            await self.networks.ensure(project, key)
+            return
         net = project.networks.get(key)
         name = net.name if net is not None else f"{project.name}_{key}"
         await self.store.put_network(NetworkRecord(
@@ -99,6 +103,9 @@ class EngineBackend:
             config={"wired": False}))
 
     async def remove_network(self, project: Project | None, key: str) -> None:
+        if self.networks is not None and project is not None:
+            await self.networks.remove(project.name, key)
+            return
         for n in await self.store.list_networks():
             if n.key == key and (project is None or n.project == project.name):
                 await self.store.remove_network(n.name)

@@ -34,6 +34,7 @@ from pycompose.compose.plan import service_config
 from pycompose.engine import health as healthmod
 from pycompose.engine.bus import EventBus
 from pycompose.engine.health import HealthConfig, ProbeResult
+from pycompose.engine.networks import Networks, uses_networks
 from pycompose.engine.restart import RestartPolicy, next_delay
 from pycompose.engine.specs import ImageInfo, container_spec
 from pycompose.engine.store import ContainerRecord, Store
@@ -90,7 +91,8 @@ def _iso_to_epoch(text: str) -> float | None:
 
 class Containers:
     def __init__(self, store: Store, bus: EventBus, runtime: Runtime,
-                 resolve_image: Any) -> None:
+                 resolve_image: Any, networks: Networks | None = None) -> None:
+        self.networks = networks
         self.store = store
         self.bus = bus
         self.rt = runtime
@@ -130,6 +132,9 @@ class Containers:
                 state = info.status.value
                 await self._update(cid, state=state, pid=info.pid,
                                    started_at=_iso_to_epoch(info.started_at) or rec.started_at)
+                self._dns_add(cid)
+                if self.networks is not None and rec.config.get("_net"):
+                    await self.networks.readopt(cid, rec.config["_net"])
                 self._start_health(cid)
                 log.info("adopted running container %s (pid %s)", rec.name, info.pid)
             elif info.status is ContainerStatus.EXITED and rec.state in RUNNING:
@@ -170,6 +175,17 @@ class Containers:
         if event:
             self._publish(rec, event)
 
+    def _dns_add(self, cid: str) -> None:
+        rec = self.records[cid]
+        if self.networks is not None and rec.config.get("_net"):
+            self.networks.dns_add(cid, list(rec.config.get("_dns_names", [])),
+                                  rec.config["_net"])
+
+    def _dns_remove(self, cid: str) -> None:
+        rec = self.records[cid]
+        if self.networks is not None and rec.config.get("_net"):
+            self.networks.dns_remove(cid, rec.config["_net"])
+
     def _publish(self, rec: ContainerRecord, action: str, **extra: Any) -> None:
         self.bus.emit("container", action, rec.id, name=rec.name, image=rec.image,
                       **{"com.docker.compose.project": rec.project,
@@ -198,6 +214,15 @@ class Containers:
                       for t, v in sorted(anonymous.items()) if t not in covered)
         if extra:
             spec = dataclasses.replace(spec, mounts=spec.mounts + extra)
+        net: dict[str, Any] = {}
+        mode = svc.network_mode or ""
+        if self.networks is not None and uses_networks(svc):
+            att = await self.networks.attach(project, svc, cid, name)
+            net = att.to_json()
+            spec = dataclasses.replace(spec, netns=att.netns, etc_hosts=att.hosts,
+                                       resolv_conf=att.resolv)
+        elif mode.startswith(("service:", "container:")):
+            spec = dataclasses.replace(spec, netns=self._shared_netns(project, mode))
         hc = healthmod.health_config(svc, image.healthcheck)
         config = service_config(service)
         config["_health"] = hc.to_json() if hc else None
@@ -206,7 +231,17 @@ class Containers:
             spec.command if spec.command is not None else
             (image.info.defaults.cmd or () if spec.entrypoint is None else ()))
         config["_stop_grace"] = spec.stop_grace_period
-        info = await self.rt.create(spec)
+        config["_net"] = net
+        config["_dns_names"] = [name, service.name, *([svc.hostname] if svc.hostname else []),
+                                cid[:12]]
+        config["_publishers"] = net.get("ports", [])
+        try:
+            info = await self.rt.create(spec)
+        except BaseException:
+            if net and self.networks is not None:
+                with trio.CancelScope(shield=True):
+                    await self.networks.detach(cid, net)
+            raise
         rec = ContainerRecord(
             id=cid, name=name, project=project.name, service=service.name, number=number,
             config_hash=config_hash, image=svc.image, config=config,
@@ -242,6 +277,18 @@ class Containers:
             return out
 
         return await trio.to_thread.run_sync(anonymous, await self.store.container_volumes(cid))
+
+    def _shared_netns(self, project: Project, mode: str) -> str:
+        kind, _, target = mode.partition(":")
+        for rec in self.records.values():
+            if (kind == "service" and rec.project == project.name and rec.service == target
+                    and not rec.oneoff) or (kind == "container" and rec.name == target):
+                path = rec.config.get("_net", {}).get("netns")
+                if path:
+                    return str(path)
+                raise rterrors.ContainerError(
+                    f"network_mode: {mode}: {rec.name} has no network namespace of its own")
+        raise rterrors.ContainerError(f"network_mode: {mode}: no such container")
 
     async def _anonymous_mounts(self, service: Service, image: ImageInfo,
                                 inherit: Mapping[str, str]) -> dict[str, str]:
@@ -286,6 +333,7 @@ class Containers:
             changes.update(state="running", pid=info.pid, exit_code=None)
         await self._update(cid, event="start", **changes)
         if not live.exited_during_start:
+            self._dns_add(cid)
             self._start_health(cid)
 
     async def stop(self, ref: str, grace: float | None = None) -> ContainerRecord:
@@ -355,6 +403,9 @@ class Containers:
             await self.rt.remove(rec.id, force=True, volumes=volumes)
         except rterrors.ContainerNotFoundError:
             pass
+        if self.networks is not None and rec.config.get("_net"):
+            with trio.CancelScope(shield=True):
+                await self.networks.detach(rec.id, rec.config["_net"])
         await self.store.remove_container(rec.id)
         self.records.pop(rec.id, None)
         if live is not None:
@@ -442,6 +493,7 @@ class Containers:
         if live.health_scope is not None:
             live.health_scope.cancel()
             live.health_scope = None
+        self._dns_remove(cid)
         code = status.code if status.code is not None else -1
         finished = _iso_to_epoch(status.exited_at) or time.time()
         ran_for = finished - (rec.started_at or finished)

@@ -44,6 +44,7 @@ from pycompose.engine.http import HTTPError, Request, Response, Router, Send, St
 from pycompose.engine.specs import network_warning
 from pycompose.engine.store import ProjectRecord
 from pycompose.errors import PycomposeError
+from pycompose.network.errors import NetworkError
 from pycompose.runtime import errors as rterrors
 from pycompose.runtime.spec import ExecSpec
 
@@ -68,6 +69,7 @@ class ProjectManager:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.containers: Containers | None = None
+        self.networks: Any = None
         self._nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ start-up
@@ -77,10 +79,14 @@ class ProjectManager:
         from pycompose.runtime.client import open_runtime  # noqa: PLC0415
 
         paths = self.engine.paths
+        from pycompose.engine.networks import Networks  # noqa: PLC0415
+
         async with open_runtime(paths.root, paths.instance) as rt, trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.networks = Networks(paths, self.engine.store)
+            await nursery.start(self.networks.run)
             self.containers = Containers(self.engine.store, self.engine.bus, rt,
-                                         ImageResolver(paths.root))
+                                         ImageResolver(paths.root), self.networks)
             await nursery.start(self.containers.run)
             task_status.started()
 
@@ -90,7 +96,8 @@ class ProjectManager:
         return self.containers
 
     def _backend(self) -> EngineBackend:
-        return EngineBackend(self._c(), self.engine.store, self.engine.paths.root)
+        return EngineBackend(self._c(), self.engine.store, self.engine.paths.root,
+                             self.networks)
 
     # ------------------------------------------------------------------ jobs
 
@@ -110,7 +117,7 @@ class ProjectManager:
                     async with self.engine.project_lock(project_name):
                         emit(await job(emit))
                 except (ComposeError, EngineBackendError, rterrors.ContainerRuntimeError,
-                        PycomposeError, HTTPError) as exc:
+                        PycomposeError, NetworkError, HTTPError) as exc:
                     emit({"type": "error", "message": str(exc)})
                 except Exception as exc:
                     log.exception("job on project %s failed", project_name)
@@ -193,14 +200,24 @@ class ProjectManager:
             observed = await backend.observe(project)
             plan = plan_up(project, observed, options)
             warnings = list(plan.warnings)
-            warnings += [w for s in plan.order
-                         if (w := network_warning(project.services[s])) is not None]
+            if self.networks is None:
+                warnings += [w for s in plan.order
+                             if (w := network_warning(project.services[s])) is not None]
             emit({"type": "plan", "text": str(plan), "changes": plan.changes,
                   "warnings": warnings})
             if dry_run:
                 return {"type": "result", "ok": True, "dry_run": True, "services": [],
                         "errors": []}
             missing = await self._preflight_images(project, plan)
+            if not missing and self.networks is not None:
+                creating = sorted({op.service for op in plan.operations()
+                                   if op.action is Action.CREATE and op.service})
+                replaced = {op.container_id for op in plan.operations()
+                            if op.action is Action.REMOVE and op.container_id}
+                try:
+                    self.networks.preflight(project, creating, replaced)
+                except NetworkError as exc:
+                    missing = [str(exc)]
             if missing:
                 return {"type": "result", "ok": False, "services": [],
                         "errors": missing + ["nothing was started"]}

@@ -2,9 +2,9 @@
 
 Pure: no I/O, so every mapping rule is unit-tested. Labels follow docker
 compose's (``com.docker.compose.project`` …) so tools that know them work.
-Networks: until the network library is wired in, ``network_mode: host`` joins
-the host's namespace and every other service gets its own namespace with only
-``lo`` (``none``); :func:`network_warning` says so.
+Networks: the engine attaches services to their networks (:mod:`.networks`); without
+the network library (``networks=None``) ``network_mode: host`` joins the host's namespace
+and others get a namespace with only ``lo``, as :func:`network_warning` says.
 """
 
 from __future__ import annotations

@@ -96,6 +96,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (container_id, target)
     );
     """,
+    # 2: small engine-wide documents (IPAM state)
+    """
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,7 +1,6 @@
 """End to end: the CLI against a real engine and real containers (busybox).
 
-Services run without per-stack networks here (each in its own netns with only
-lo): the network library is not wired into the engine yet.
+Services run on per-stack networks (bridge, veth, embedded DNS, published ports).
 """
 
 from __future__ import annotations
@@ -252,3 +251,43 @@ services:
     assert res.stdout == "hello tool\n"
     states = {c["Service"]: (c["State"], c["Health"]) for c in engine.ps()}
     assert states == {"db": ("running", "healthy")}  # the one-off is gone (--rm)
+
+
+def test_services_reach_each_other_by_name_and_ports_are_published(engine: Engine) -> None:
+    engine.compose("""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1::80"]
+  client:
+    image: busybox
+    command: ["sleep", "1000"]
+    depends_on: [web]
+""")
+    engine.cli("up", "-d")
+    got = engine.cli("exec", "client", "wget", "-q", "-O", "-", "http://web/").stdout
+    assert got == "hello-web\n"
+    web = next(c for c in engine.ps() if c["Service"] == "web")
+    [pub] = web["Publishers"]
+    assert pub["TargetPort"] == 80 and pub["PublishedPort"] > 0
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{pub['PublishedPort']}/", timeout=10) as r:
+        assert r.read() == b"hello-web\n"
+    bridges = Path("/sys/class/net")
+    alias = f"pycompose/{engine.env['PYCOMPOSE_INSTANCE']}"
+
+    def ours() -> list[str]:
+        out = []
+        for link in bridges.iterdir():
+            try:
+                if (link / "ifalias").read_text().strip() == alias:
+                    out.append(link.name)
+            except OSError:
+                continue
+        return out
+
+    assert ours()  # the project's bridge and veths
+    engine.cli("down", "-t", "1")
+    assert ours() == []
