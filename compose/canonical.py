@@ -440,6 +440,12 @@ def build(value: Any, path: KeyPath, ctx: Context) -> Any:
         if key in b:
             conv = labels if key == "labels" else list_or_dict
             b[key] = conv(b[key], (*path, key), ctx)
+    if isinstance(b.get("additional_contexts"), dict):
+        b["additional_contexts"] = {
+            k: (resolve_path(v, ctx.base_dir, ctx.home)
+                if isinstance(v, str) and not ctx.is_raw(v) and not _is_remote(v)
+                and not re.match(r"^[a-z-]+:", v) else v)
+            for k, v in b["additional_contexts"].items()}
     if "extra_hosts" in b:
         b["extra_hosts"] = extra_hosts(b["extra_hosts"], (*path, "extra_hosts"), ctx)
     if "shm_size" in b:

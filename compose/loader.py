@@ -326,6 +326,9 @@ def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedD
     else:
         project_dir = options.working_dir if first == STDIN else posixpath.dirname(first)
     env = _project_env(options, project_dir)
+    if options.project_name:
+        # As docker compose does: -p is visible to interpolation.
+        env["COMPOSE_PROJECT_NAME"] = options.project_name
     session = _Session(options, env)
     session.warnings.extend(lookup_warnings)
 

@@ -273,3 +273,31 @@ def test_roundtrip_everything(tmp_path: Path) -> None:
     assert again.networks == project.networks
     assert project.services["web"].command == ("echo", "$HOME", "hi")
     assert project.services["web"].environment["COST"] == "$5"
+
+
+def test_json_roundtrip(tmp_path: Path) -> None:
+    from pycompose.compose.loader import LoadOptions, load_project
+    from pycompose.compose.serialize import dump_json, project_to_dict, to_output
+
+    project = load(tmp_path, """
+        services:
+          web:
+            image: a
+            ports: ["8080:80"]
+            healthcheck: {test: [CMD, x], interval: 2s}
+            environment: {PRICE: "$$5"}
+            build: {context: ., additional_contexts: {base: ./base}}
+    """)
+    (tmp_path / "out.json").write_text(dump_json(to_output(project_to_dict(project))))
+    again = load_project(LoadOptions(working_dir=str(tmp_path), files=["out.json"],
+                                     environ={"HOME": "/home/user"}))
+    assert again.services == project.services
+    build = project.services["web"].build
+    assert build is not None
+    assert build.extra["additional_contexts"] == {"base": str(tmp_path / "base")}
+
+
+def test_project_name_visible_to_interpolation(tmp_path: Path) -> None:
+    project = load(tmp_path, "services:\n  web: {image: 'a', container_name: "
+                   "'${COMPOSE_PROJECT_NAME}-web'}\n", project_name="demo")
+    assert project.services["web"].container_name == "demo-web"
