@@ -429,7 +429,7 @@ def volumes(value: Any, path: KeyPath, ctx: Context) -> Any:
 def build(value: Any, path: KeyPath, ctx: Context) -> Any:
     if value is RESET:
         return value
-    b = {"context": value} if isinstance(value, str) else dict(value)
+    b: dict[str, Any] = {"context": value} if isinstance(value, str) else dict(value)
     context = b.get("context") or "."
     if not _is_remote(context) and not ctx.is_raw(context):
         context = resolve_path(context, ctx.base_dir, ctx.home)
