@@ -523,6 +523,8 @@ class Containers:
                 await self._start(cid)
             except rterrors.ContainerRuntimeError as exc:
                 log.warning("restart of %s failed: %s", rec.name, exc)
+            except Exception:
+                log.exception("restart of %s failed", rec.name)
         if live.restart_scope is scope:
             live.restart_scope = None
 
@@ -559,7 +561,10 @@ class Containers:
                 self._publish(rec, f"health_status: {status}")
 
         with scope:
-            await healthmod.monitor(config, run_probe, report)
+            try:
+                await healthmod.monitor(config, run_probe, report)
+            except Exception:  # a broken probe loop must not take the engine down
+                log.exception("health monitor of %s failed", cid[:12])
 
 
 def record_from_info(info: ContainerInfo) -> dict[str, Any]:

@@ -201,7 +201,14 @@ class _Connection:
         async with trio.open_nursery() as nursery:
             # While streaming the client sends nothing; EOF or an error means it left.
             nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
-            await response.producer(send)
+            try:
+                await response.producer(send)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _ClientGone from None
+            except Exception as exc:  # the status is sent already: report in the stream
+                log.exception("stream producer failed")
+                await send({"type": "error",
+                            "message": f"internal error: {type(exc).__name__}: {exc}"})
             nursery.cancel_scope.cancel()
         await self._send(h11.EndOfMessage())
 
@@ -273,6 +280,8 @@ async def handle_stream(stream: trio.abc.Stream, router: Router) -> None:
         await _Connection(stream, router).serve()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
+    except Exception:  # one broken connection must never take the engine down
+        log.exception("connection failed")
     finally:
         await trio.aclose_forcefully(stream)
 

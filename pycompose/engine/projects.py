@@ -482,9 +482,38 @@ class ProjectManager:
                     if item is not None:
                         await send(item)
 
+            async def until_all_stopped() -> None:
+                # As docker: a followed stream ends once none of its containers runs any more
+                # (``restarting`` counts as running). A grace moment lets the last lines in.
+                # With ``stop_when=any`` (up --abort-on-container-exit) the first exit ends it.
+                def stopped(r: Any) -> bool:
+                    return bool(r.state in ("exited", "dead", "created"))
+
+                async def one(cid: str, done: trio.Event) -> None:
+                    try:
+                        await c._wait_state(cid, stopped)
+                    except NoSuchContainer:
+                        pass
+                    done.set()
+
+                events = [trio.Event() for _ in recs]
+                async with trio.open_nursery() as watchers:
+                    for rec, ev in zip(recs, events, strict=True):
+                        watchers.start_soon(one, rec.id, ev)
+                    if req.arg("stop_when") == "any":
+                        await _first(events)
+                    else:
+                        for ev in events:
+                            await ev.wait()
+                    watchers.cancel_scope.cancel()
+                await trio.sleep(0.2)
+                nursery.cancel_scope.cancel()
+
             async with trio.open_nursery() as nursery:
                 for rec in recs:
                     nursery.start_soon(pump, rec)
+                if recs and req.arg("stop_when") != "never":
+                    nursery.start_soon(until_all_stopped)
 
         return StreamResponse(produce)
 
@@ -629,6 +658,17 @@ class ProjectManager:
         r.add("GET", "/containers/{id}/top", self.top)
         r.add("POST", "/containers/{id}/exec", self.exec_)
         r.add("POST", "/containers/{id}/wait", self.wait)
+
+
+async def _first(events: list[trio.Event]) -> None:
+    """Return as soon as any of ``events`` is set."""
+    async with trio.open_nursery() as nursery:
+        async def wait(ev: trio.Event) -> None:
+            await ev.wait()
+            nursery.cancel_scope.cancel()
+
+        for ev in events:
+            nursery.start_soon(wait, ev)
 
 
 def _float(value: str | None) -> float | None:

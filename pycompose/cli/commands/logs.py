@@ -93,11 +93,26 @@ def follow_until_interrupted(c: Any, project: str, args: argparse.Namespace) -> 
     print("Attaching to " + ", ".join(
         i["Name"] for i in ec.containers(c, project, services=args.services)),
         file=sys.stderr)
+    abort = getattr(args, "abort_on_container_exit", False)
     try:
         for entry in c.stream("GET", ec.path("projects", project, "logs"),
                               query={"follow": True, "tail": "all",
+                                     "stop_when": "any" if abort else "all",
                                      "services": ",".join(args.services) or None}):
             printer.line(entry)
+        if abort:
+            stopped = [i for i in ec.containers(c, project, services=args.services)
+                       if i["State"] == "exited"]
+            render_stream(
+                ec.stream(c, "POST", ec.path("projects", project, "stop"),
+                          {"services": args.services,
+                           "timeout": getattr(args, "timeout", None)}),
+                choose_mode(args.progress), command="stop", ansi=args.ansi, project=project)
+            source = getattr(args, "exit_code_from", None)
+            pick = [i for i in stopped if i["Service"] == source] if source else stopped
+            if source and not pick:
+                pick = [i for i in ec.containers(c, project, services=[source])]
+            return int(pick[0]["ExitCode"]) if pick else 0
     except KeyboardInterrupt:
         print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
         c.close()

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", dest="up_dry_run", action="store_true",
                         help="Print the plan (one line per operation, with its cause) and "
                         "change nothing")
+    parser.add_argument("--abort-on-container-exit", action="store_true",
+                        help="Stop all containers if any container stops (attached mode)")
+    parser.add_argument("--exit-code-from", metavar="SERVICE",
+                        help="Return the exit code of SERVICE (implies "
+                        "--abort-on-container-exit)")
     parser.add_argument("--no-log-prefix", action="store_true")
     parser.add_argument("--no-color", action="store_true")
     parser.add_argument("--timestamps", action="store_true")
@@ -39,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from pycompose.cli.render.progress import choose_mode, render_stream
     from pycompose.errors import UsageError
 
+    if args.exit_code_from:
+        args.abort_on_container_exit = True
+    if args.abort_on_container_exit and (args.detach or args.wait):
+        raise UsageError("--abort-on-container-exit and -d/--wait are incompatible")
     if args.force_recreate and args.no_recreate:
         raise UsageError("--force-recreate and --no-recreate are incompatible")
     scale = {}
@@ -48,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--scale {item!r}: use SERVICE=NUM")
         scale[name] = int(num)
     project = ec.load(args)
-    ec.check_services(project, [*args.services, *scale])
+    ec.check_services(project, [*args.services, *scale,
+                                *([args.exit_code_from] if args.exit_code_from else [])])
     options = {
         "services": args.services, "no_deps": args.no_deps,
         "force_recreate": args.force_recreate, "no_recreate": args.no_recreate,

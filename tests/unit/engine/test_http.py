@@ -176,3 +176,35 @@ async def test_client_leaving_cancels_the_producer(server: tuple[Path, dict[str,
         await gone.wait()
     assert state["cancelled"] is True
     assert json.loads(got.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[1]) == {"hello": True}
+
+
+async def test_a_failing_stream_reports_in_band_and_the_server_lives_on(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    r = Router()
+
+    async def bad(_req: Request) -> StreamResponse:
+        async def produce(send: Send) -> None:
+            await send({"n": 1})
+            raise ValueError("broken producer")
+
+        return StreamResponse(produce)
+
+    async def ok(_req: Request) -> Response:
+        return Response("fine")
+
+    r.add("GET", "/bad", bad)
+    r.add("GET", "/ok", ok)
+    sock = tmp_path / "s.sock"
+    await nursery.start(serve_unix, sock, r)
+
+    def call() -> tuple[list[object], object]:
+        with _client(sock) as c:
+            items = list(c.stream("GET", "/bad"))
+        with _client(sock) as c:
+            return items, c.request("GET", "/ok")
+
+    with trio.fail_after(10):
+        items, after = await trio.to_thread.run_sync(call)
+    assert items == [{"n": 1}, {"type": "error",
+                                "message": "internal error: ValueError: broken producer"}]
+    assert after == "fine"
