@@ -98,11 +98,15 @@ def _remove(path: Path) -> None:
         raise LinkError(f"cannot remove network namespace file {path}: {e.strerror}") from None
 
 
+def check_name(name: str) -> str:
+    if "/" in name or name in ("", ".", "..") or name.startswith("."):
+        raise LinkError(f"invalid netns name {name!r}")
+    return name
+
+
 async def create_netns(root: Path, name: str) -> Path:
     """Create (or find) the namespace ``<root>/netns/<name>`` with ``lo`` up; return its path."""
-    if "/" in name or name in ("", ".", ".."):
-        raise LinkError(f"invalid netns name {name!r}")
-    path = netns_dir(root) / name
+    path = netns_dir(root) / check_name(name)
     return await run_netlink(lambda: _create(path))
 
 

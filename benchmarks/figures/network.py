@@ -2,7 +2,8 @@
 
 ``net_setup_ms``: for one container, the time from nothing to reachable:
 network namespace + veth pair on an existing bridge + address + DNS record +
-one published port (host port reserved, DNAT element added). One sample is
+one published port (host port reserved, DNAT element added), the way the
+engine does it (``links.create_and_attach``, ``firewall.publish``). One sample is
 the median over a batch of containers on one bridge; the bridge, the
 firewall table and the teardown are not timed. Needs root.
 
@@ -78,12 +79,12 @@ def _net_setup_batch(n: int) -> list[float]:
             for i in range(n):
                 name = f"bench-web-{i}"
                 t0 = time.perf_counter()
-                path = await netns.create_netns(root, names.netns_name(instance, name))
                 state, addr = ipam.allocate_address(state, "bench_default", name)
                 veth = names.veth_name(instance, name, "bench_default")
-                await links.attach(path, [links.EndpointSpec(
-                    br, veth, addr, sub.subnet.prefixlen, sub.gateway,
-                    bridge_index=handle.index)])
+                path, _ = await links.create_and_attach(
+                    root, names.netns_name(instance, name), [links.EndpointSpec(
+                        br, veth, addr, sub.subnet.prefixlen, sub.gateway,
+                        bridge_index=handle.index)])
                 records.add(name, [name, "web"], addr)
                 res = ports.reserve([ports.PortRequest("web", 80)])
                 await firewall.publish(table, [firewall.PortMapping(

@@ -141,7 +141,6 @@ class Lab:
         service: str | None = None,
         publish: Sequence[ports.PortRequest] = (),
     ) -> LabContainer:
-        path = await netns.create_netns(self.root, names.netns_name(self.instance, name))
         specs, addrs = [], {}
         for net, _aliases in nets:
             self.state, addr = ipam.allocate_address(self.state, net.key, name)
@@ -151,7 +150,8 @@ class Lab:
                 address=addr, prefixlen=net.subnet.prefixlen, gateway=net.gateway,
                 internal=net.internal))
         self.seen_veths |= {s.host_ifname for s in specs}
-        eps = await links.attach(path, specs)
+        path, eps = await links.create_and_attach(
+            self.root, names.netns_name(self.instance, name), specs)
         for net, aliases in nets:
             net.records.add(name, [name, *([service] if service else []), *aliases],
                             addrs[net.key])

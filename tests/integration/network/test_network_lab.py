@@ -249,6 +249,11 @@ async def test_none_mode_namespace_has_only_lo(lab: Lab) -> None:
     with pytest.raises(LinkNotFoundError):
         await links.attach(path, [links.EndpointSpec("pcbrnothere", "pcvnothere", IPv4Address(
             "10.0.0.2"), 24, IPv4Address("10.0.0.1"))])
+    # the one-step variant leaves no namespace behind when the attach fails
+    with pytest.raises(LinkNotFoundError, match="bridge pcbrnothere does not exist"):
+        await links.create_and_attach(lab.root, "failing", [links.EndpointSpec(
+            "pcbrnothere", "pcvnothere", IPv4Address("10.0.0.2"), 24, IPv4Address("10.0.0.1"))])
+    assert not (netns.netns_dir(lab.root) / "failing").exists()
 
 
 def _leftovers(lab: Lab, gateways: list[IPv4Address]) -> list[str]:
