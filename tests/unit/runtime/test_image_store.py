@@ -556,3 +556,13 @@ def test_add_images_checks_layers_against_config(store: ImageStore) -> None:
     with pytest.raises(ImageError, match="do not match the config's diff_ids"):
         store.add_images([source])
     assert store.list() == []
+
+
+def test_load_gzipped_docker_save(store: ImageStore, tmp_path: Path) -> None:
+    img = image([small_layer("a")], tags=["zipped"])
+    plain = write_docker_save(tmp_path / "s.tar", [img])
+    zipped = tmp_path / "s.tar.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    (loaded,) = store.load(zipped)  # `docker save | gzip` as docker load accepts it
+    assert loaded.id == img.id
+    assert loaded.repo_tags == ("zipped:latest",)
