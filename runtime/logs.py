@@ -215,18 +215,21 @@ async def follow(path: str | os.PathLike[str], *, tail: int | None = None,
 
     Runs until cancelled (or until the container's directory disappears). Waits
     on inotify for the log directory, so it wakes on writes and rotations only.
+    Close it when done (``async with contextlib.aclosing(follow(p)) as it``).
     """
     import trio
 
     name = os.fspath(path)
     directory = os.path.dirname(name)
     ino = _inotify(directory)
+    fh = None
     try:
         for entry in read_logs(name, tail=tail, since=since):
+            await trio.lowlevel.checkpoint_if_cancelled()
             yield entry
         fh = None
         try:
-            fh = open(name, "rb")
+            fh = open(name, "rb")  # noqa: SIM115 - closed in the finally below
             fh.seek(0, os.SEEK_END)
         except FileNotFoundError:
             fh = None
@@ -274,3 +277,5 @@ async def follow(path: str | os.PathLike[str], *, tail: int | None = None,
                     return
     finally:
         os.close(ino)
+        if fh is not None:
+            fh.close()
