@@ -566,3 +566,26 @@ def test_load_gzipped_docker_save(store: ImageStore, tmp_path: Path) -> None:
     (loaded,) = store.load(zipped)  # `docker save | gzip` as docker load accepts it
     assert loaded.id == img.id
     assert loaded.repo_tags == ("zipped:latest",)
+
+
+@pytest.mark.parametrize("fmt", ["docker-save", "oci-layout"])
+def test_corrupt_layer_rejected_even_when_already_stored(store: ImageStore, tmp_path: Path,
+                                                         fmt: str) -> None:
+    layer = make_layer(tar_bytes([file("f", b"x" * 5000)]), "gzip")
+    first = image([layer], tags=["a"])
+    second = image([layer], tags=["b"], cmd=["other"])  # a new image sharing the layer
+    store.load(write_docker_save(tmp_path / "first.tar", [first]))
+    if fmt == "docker-save":
+        archive = write_docker_save(tmp_path / "second.tar", [second])
+        data = bytearray(archive.read_bytes())
+        data[data.find(layer.data) + len(layer.data) // 2] ^= 0x40
+        archive.write_bytes(bytes(data))
+    else:
+        archive = write_oci_layout(tmp_path / "second", [second])
+        blob = archive / "blobs/sha256" / layer.digest.split(":")[1]
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        blob.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="mismatch|corrupt"):
+        store.load(archive)
+    assert [i.repo_tags for i in store.list()] == [("a:latest",)]
