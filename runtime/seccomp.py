@@ -71,6 +71,7 @@ __all__ = [
     "load_docker_profile",
     "load_profile",
     "parse_docker_profile",
+    "prepare_filter",
     "resolve_profile",
 ]
 
@@ -216,6 +217,19 @@ def _add_rule(lib: ctypes.CDLL, ctx: int, profile: str, rule: Rule, name: str) -
         if rc < 0:
             raise SecurityError(f"seccomp profile {profile}: rule for {name} "
                                 f"({alternative or 'no arguments'}): {os.strerror(-rc)}")
+
+
+def prepare_filter(seccomp: str, caps: Iterable[str]) -> CompiledFilter | None:
+    """For the spawner, before forking: the filter a container needs, or ``None``.
+
+    ``seccomp`` is the ``security_opt`` value (``default``, ``unconfined`` or a
+    profile path); ``caps`` the container's capability set. Cached per
+    (profile, capabilities), so calling it for every container is cheap.
+    """
+    profile = resolve_profile(seccomp)
+    if profile is None:
+        return None
+    return compile_profile(profile, frozenset(caps))
 
 
 def load_profile(profile: Profile | None, caps: Iterable[str] = ()) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "gc",
     "join_cgroup",
     "open_cgroup",
+    "parent_dirs",
     "parse_layout",
     "remove_parent",
     "shares_to_weight",
@@ -65,6 +66,11 @@ def open_cgroup(layout: CgroupLayout, parent: str, name: str) -> Cgroup:
         assert layout.v2 is not None
         return CgroupV2(layout.v2, parent, name)
     return CgroupV1(layout.v1, parent, name)
+
+
+def parent_dirs(layout: CgroupLayout, parent: str) -> list[Path]:
+    """The directories of the ``parent`` cgroup (one per v1 hierarchy, or one on v2)."""
+    return _parent_dirs(layout, parent)
 
 
 def _parent_dirs(layout: CgroupLayout, parent: str) -> list[Path]:

@@ -486,3 +486,27 @@ def test_cpu_time_is_accounted(v1_cgroups: Factory) -> None:
     assert before is not None
     assert after is not None
     assert after > before
+
+
+def test_v2_oom_watch_wakes_on_memory_events(v2_layout_cgroups: Factory) -> None:
+    cg = v2_layout_cgroups("oomwatch")
+    cg.create()
+    with cg.open_oom_watch() as watch:
+        assert select.select([watch.fileno()], [], [], 0)[0] == []
+        # What the kernel does on an OOM kill: memory.events changes (IN_MODIFY).
+        events = cg.path / "memory.events"
+        events.write_text(events.read_text().replace("oom_kill 1", "oom_kill 2"))
+        assert select.select([watch.fileno()], [], [], 10)[0] == [watch.fileno()]
+        watch.drain()
+        assert select.select([watch.fileno()], [], [], 0)[0] == []
+    assert cg.oom_kill_count() == 2
+    assert cg.oom_killed(since=1)
+
+
+def test_v2_oom_watch_needs_the_memory_controller(v2_cgroups: Factory) -> None:
+    cg = v2_cgroups("nomemwatch")
+    cg.create()
+    if "memory" in (cg.path / "cgroup.controllers").read_text().split():
+        pytest.skip("this host's cgroup2 hierarchy has the memory controller")
+    with pytest.raises(CgroupError, match="needs the memory controller"):
+        cg.open_oom_watch()
