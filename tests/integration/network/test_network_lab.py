@@ -6,7 +6,6 @@ Traffic goes only to loopback and to namespaces/bridges the test made; the
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import socket
@@ -269,16 +268,10 @@ def _leftovers(lab: Lab, gateways: list[IPv4Address]) -> list[str]:
     r = subprocess.run(["nft", "list", "table", "ip", lab.table], capture_output=True)
     if r.returncode == 0:
         problems.append(f"table {lab.table}")
-    for gw in gateways:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind((str(gw), 53))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                problems.append(f"DNS listener on {gw}")
-            # EADDRNOTAVAIL: the bridge (and its address) is gone: nothing can listen
-        finally:
-            s.close()
+    # a socket still bound to a gateway's port 53 (UDP bound or TCP listening)?
+    for sock in ports.scan_host_sockets():
+        if sock.port == 53 and sock.address in gateways:
+            problems.append(f"DNS listener {sock.protocol} {sock.address}:53")
     return problems
 
 
@@ -288,7 +281,10 @@ async def test_down_leaves_nothing_behind(lab: Lab) -> None:
     await lab.container("p5-web-1", [(net, []), (other, [])],
                         publish=[ports.PortRequest("web", 80, "udp")])
     gateways = [net.gateway, other.gateway]
-    assert _leftovers(lab, []) != []
+    before = _leftovers(lab, gateways)  # the check sees what is there
+    assert f"DNS listener udp {net.gateway}:53" in before
+    assert f"DNS listener tcp {other.gateway}:53" in before
+    assert f"table {lab.table}" in before
     for c in list(lab.containers.values()):
         await lab.remove_container(c)
     for n in list(lab.nets.values()):
