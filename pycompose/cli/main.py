@@ -36,6 +36,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("ls", "List running compose projects"),
     "events": ("events", "Receive real time events from containers"),
     "wait": ("wait", "Block until containers of all (or specified) services stop"),
+    "port": ("port", "Print the public port for a port binding"),
+    "images": ("images", "List images used by the created containers"),
+    "create": ("create", "Creates containers for a service"),
 }
 
 # Global options that take a value, so that the command can be found in argv

@@ -88,7 +88,35 @@ class ProjectManager:
             self.containers = Containers(self.engine.store, self.engine.bus, rt,
                                          ImageResolver(paths.root), self.networks)
             await nursery.start(self.containers.run)
+            await self._collect_garbage(rt)
             task_status.started()
+
+    async def _collect_garbage(self, rt: Any) -> None:
+        """Leftovers of containers and networks that no longer exist (a crashed engine,
+        a killed test): safe at every start, because the records say what is alive."""
+        from pycompose.network.gc import collect_garbage  # noqa: PLC0415
+
+        c = self._c()
+        try:
+            report = await rt.gc()
+            log.info("runtime gc: %s", report)
+        except rterrors.ContainerRuntimeError as exc:
+            log.warning("runtime gc failed: %s", exc)
+        live_links: list[str] = [n.bridge for n in self.networks.nets.values()]
+        live_netns: list[str] = []
+        for rec in c.records.values():
+            net = rec.config.get("_net") or {}
+            live_links += [e["host_ifname"] for e in net.get("endpoints", ())]
+            if net.get("netns"):
+                live_netns.append(net["netns"])
+        try:
+            report = await collect_garbage(
+                instance=self.engine.paths.instance, root=self.engine.paths.root,
+                table=self.engine.paths.host_tag, live_links=live_links,
+                live_netns=live_netns, live_owners=list(c.records))
+            log.info("network gc: %s", report)
+        except NetworkError as exc:
+            log.warning("network gc failed: %s", exc)
 
     def _c(self) -> Containers:
         if self.containers is None:
