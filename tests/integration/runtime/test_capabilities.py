@@ -52,7 +52,7 @@ def _as_user(caps: frozenset[str], uid: int) -> Callable[[], dict[str, object]]:
 
 def _held(caps: frozenset[str]) -> int:
     """The part of ``caps`` this test process itself holds (root here lacks SYS_RESOURCE)."""
-    return to_mask(caps) & read_status_masks()["CapBnd"]
+    return int(to_mask(caps)) & int(read_status_masks()["CapBnd"])
 
 
 def test_default_set_matches_docker() -> None:

@@ -170,8 +170,9 @@ def process_backend(request: pytest.FixtureRequest) -> Factory:
 
 def _spawn(cg: Cgroup, script: str, **kw: object) -> subprocess.Popen[bytes]:
     """A busybox shell that joins ``cg`` before exec, the way the spawner's child does."""
-    return subprocess.Popen([BUSYBOX, "sh", "-c", script], preexec_fn=cg.join,  # noqa: PLW1509
-                            **kw)  # type: ignore[call-overload]
+    proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+        [BUSYBOX, "sh", "-c", script], preexec_fn=cg.join, **kw)
+    return proc
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
@@ -187,10 +188,10 @@ def _read_back(cg: Cgroup, key: str) -> str:
                  "mems": ("cpuset", "cpuset.mems"), "low": ("memory", "memory.soft_limit_in_bytes"),
                  "swap": ("memory", "memory.memsw.limit_in_bytes")}
         ctrl, fname = files[key]
-        return (cg.controller_dir(ctrl) / fname).read_text().strip()
+        return str((cg.controller_dir(ctrl) / fname).read_text().strip())
     v2 = {"cpu": "cpu.max", "period": "cpu.max", "weight": "cpu.weight", "cpus": "cpuset.cpus",
           "mems": "cpuset.mems", "low": "memory.low", "swap": "memory.swap.max"}
-    return (cg.path / v2[key]).read_text().strip()
+    return str((cg.path / v2[key]).read_text().strip())
 
 
 # -- shared interface tests: limits ---------------------------------------------------------

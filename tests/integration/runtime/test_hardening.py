@@ -56,7 +56,7 @@ def _inspect(root: Path, masked: Iterable[str], readonly: Iterable[str]) -> Resu
         if path.is_dir():
             out[p] = {"entries": os.listdir(path), "ro": bool(os.statvfs(path).f_flag
                                                               & os.ST_RDONLY),
-                      "mkdir": _errno_of(lambda path=path: (path / "x").mkdir())}
+                      "mkdir": _errno_of((path / "x").mkdir)}
         else:
             out[p] = {"null": os.stat(path).st_rdev == null_rdev,
                       "content": path.read_bytes()[:16].decode(errors="replace")}
