@@ -78,8 +78,8 @@ def check_services(project: Project | None, services: Sequence[str],
 
 def service_container(c: EngineClient, project: str, service: str, index: int = 1
                       ) -> dict[str, Any]:
-    items = [i for i in containers(c, project, services=[service]) if not i["Labels"].get(
-        "com.docker.compose.oneoff") == "True"]
+    items = [i for i in containers(c, project, services=[service])
+             if i["Labels"].get("com.docker.compose.oneoff") != "True"]
     if not items:
         raise UsageError(f"service {service!r} has no container in project {project!r}; "
                          f"start it with `pycompose up -d {service}`")

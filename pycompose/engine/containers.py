@@ -18,6 +18,7 @@ the waiters of that container (``wait_healthy``/``wait_exit`` block on a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -84,7 +85,7 @@ def _iso_to_epoch(text: str) -> float | None:
     from pycompose.runtime.logs import parse_time  # noqa: PLC0415
 
     try:
-        return parse_time(text) / 1e9
+        return float(parse_time(text)) / 1e9
     except (ValueError, TypeError):
         return None
 
@@ -302,8 +303,10 @@ class Containers:
         targets += [t for t in image.defaults.volumes if t not in mounted and t not in targets]
         out: dict[str, str] = {}
         for target in targets:
-            out[target] = inherit.get(target) or await trio.to_thread.run_sync(
-                anonymous_volume, self.rt.root)
+            name = inherit.get(target)
+            if name is None:
+                name = str(await trio.to_thread.run_sync(anonymous_volume, self.rt.root))
+            out[target] = name
         return out
 
     async def start(self, ref: str) -> ContainerRecord:
@@ -347,10 +350,8 @@ class Containers:
         if rec.state not in ("running", "paused"):
             return rec
         self._publish(rec, "kill", signal=rec.labels.get("stop_signal", "SIGTERM"))
-        try:
+        with contextlib.suppress(rterrors.ContainerStateError):  # it exited meanwhile
             await self.rt.stop(rec.id, timeout=grace)
-        except rterrors.ContainerStateError:
-            pass  # it exited meanwhile
         await self._wait_state(rec.id, lambda r: r.state not in ("running", "paused"))
         self._publish(rec, "stop")
         return rec
@@ -399,10 +400,8 @@ class Containers:
             for scope in (live.health_scope, live.restart_scope):
                 if scope is not None:
                     scope.cancel()
-        try:
+        with contextlib.suppress(rterrors.ContainerNotFoundError):
             await self.rt.remove(rec.id, force=True, volumes=volumes)
-        except rterrors.ContainerNotFoundError:
-            pass
         if self.networks is not None and rec.config.get("_net"):
             with trio.CancelScope(shield=True):
                 await self.networks.detach(rec.id, rec.config["_net"])

@@ -14,6 +14,7 @@ Stream messages (NDJSON), in order: ``{"type": "plan", ...}``, any number of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from pycompose.compose.plan import (
 from pycompose.compose.scheduler import RunResult, Scheduler
 from pycompose.engine.backend import EngineBackend, EngineBackendError, ImageResolver
 from pycompose.engine.codec import decode_project, encode_project
-from pycompose.engine.containers import ContainerStateConflict, Containers, NoSuchContainer
+from pycompose.engine.containers import Containers, ContainerStateConflict, NoSuchContainer
 from pycompose.engine.daemon import Engine
 from pycompose.engine.http import HTTPError, Request, Response, Router, Send, StreamResponse
 from pycompose.engine.specs import network_warning
@@ -134,10 +135,9 @@ class ProjectManager:
         send_ch, recv_ch = trio.open_memory_channel[dict[str, Any]](math.inf)
 
         def emit(msg: dict[str, Any]) -> None:
-            try:
+            # A client that left closes the channel; the job goes on.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 send_ch.send_nowait(msg)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client left; the job goes on
 
         async def runner() -> None:
             with send_ch:
@@ -518,10 +518,8 @@ class ProjectManager:
                     return bool(r.state in ("exited", "dead", "created"))
 
                 async def one(cid: str, done: trio.Event) -> None:
-                    try:
+                    with contextlib.suppress(NoSuchContainer):
                         await c._wait_state(cid, stopped)
-                    except NoSuchContainer:
-                        pass
                     done.set()
 
                 events = [trio.Event() for _ in recs]
@@ -603,10 +601,8 @@ class ProjectManager:
                 if not body.get("Detach"):
                     with trio.CancelScope(shield=True):
                         if proc.status is None:
-                            try:
+                            with contextlib.suppress(rterrors.ContainerRuntimeError):
                                 await proc.kill()
-                            except rterrors.ContainerRuntimeError:
-                                pass
                 await proc.aclose()
 
         return StreamResponse(produce)

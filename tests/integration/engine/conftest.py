@@ -101,7 +101,6 @@ def supervisor_pid(root: Path) -> int | None:
 
 def stop_supervisor(root: Path, instance: str) -> None:
     import trio
-
     from pycompose.runtime.client import open_runtime
     from pycompose.runtime.supervisor import protocol as P
 

@@ -65,15 +65,18 @@ def test_conditions_order_the_stack_and_second_up_changes_nothing(engine: Engine
     assert first(evts, "health_status: healthy", "db") <= first(evts, "start", "migrate")
     assert first(evts, "die", "migrate") <= first(evts, "start", "web")
     states = {c["Service"]: c for c in engine.ps()}
-    assert states["db"]["State"] == "running" and states["db"]["Health"] == "healthy"
-    assert states["migrate"]["State"] == "exited" and states["migrate"]["ExitCode"] == 0
+    assert states["db"]["State"] == "running"
+    assert states["db"]["Health"] == "healthy"
+    assert states["migrate"]["State"] == "exited"
+    assert states["migrate"]["ExitCode"] == 0
     assert states["web"]["State"] == "running"
     ids = {c["Service"]: c["ID"] for c in engine.ps()}
 
     plan = engine.cli("up", "--dry-run").stdout
     assert "web-1: leave running — unchanged" in plan
     again = engine.cli("up", "-d")
-    assert "Creating" not in again.stderr and "Recreat" not in again.stderr
+    assert "Creating" not in again.stderr
+    assert "Recreat" not in again.stderr
     assert {c["Service"]: c["ID"] for c in engine.ps()}["web"] == ids["web"]
 
     engine.compose(STACK.replace('DEBUG: "0"', 'DEBUG: "1"'))
@@ -122,10 +125,8 @@ services:
     engine.cli("up", "-d")
     with engine.api() as api:
         # Block until the engine stops restarting it: the 4th "die" event.
-        dies = 0
-        for e in api.stream("GET", "/events", query={
-                "since": "0", "filters": {"event": ["die"]}}):
-            dies += 1
+        for dies, _e in enumerate(api.stream("GET", "/events", query={
+                "since": "0", "filters": {"event": ["die"]}}), start=1):
             if dies == 4:
                 break
         c = api.get("/containers/project-flaky-1/json")
@@ -150,7 +151,8 @@ services:
     os.kill(engine.pid, signal.SIGKILL)
     wait_gone(engine.pid)
     sup = supervisor_pid(engine.root)
-    assert sup is not None and Path(f"/proc/{sup}").exists()
+    assert sup is not None
+    assert Path(f"/proc/{sup}").exists()
     engine.start()  # as the next CLI command would
     after = engine.ps()[0]
     assert after["ID"] == before["ID"]
@@ -173,7 +175,8 @@ volumes:
 """)
     engine.cli("up", "-d")
     vols = sorted(p.name for p in (engine.root / "volumes").iterdir())
-    assert "project_data" in vols and len(vols) == 2
+    assert "project_data" in vols
+    assert len(vols) == 2
     sup = supervisor_pid(engine.root)
     assert sup is not None
     kids = [int(p) for p in Path(f"/proc/{sup}/task/{sup}/children").read_text().split()]
@@ -258,7 +261,8 @@ def test_services_reach_each_other_by_name_and_ports_are_published(engine: Engin
 services:
   web:
     image: busybox
-    command: ["sh", "-c", "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www && echo hello-web > /www/index.html
+              && exec httpd -f -p 80 -h /www"]
     ports: ["127.0.0.1::80"]
   client:
     image: busybox
@@ -270,7 +274,8 @@ services:
     assert got == "hello-web\n"
     web = next(c for c in engine.ps() if c["Service"] == "web")
     [pub] = web["Publishers"]
-    assert pub["TargetPort"] == 80 and pub["PublishedPort"] > 0
+    assert pub["TargetPort"] == 80
+    assert pub["PublishedPort"] > 0
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{pub['PublishedPort']}/", timeout=10) as r:

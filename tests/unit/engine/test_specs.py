@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pycompose.compose.model import (
     FrozenDict,
     Project,
@@ -13,6 +12,8 @@ from pycompose.compose.model import (
     Ulimit,
     Volume,
 )
+from pycompose.runtime.spec import ImageDefaults, MountType
+
 from pycompose.engine.specs import (
     LABEL_CONFIG_HASH,
     LABEL_PROJECT,
@@ -21,7 +22,6 @@ from pycompose.engine.specs import (
     container_spec,
     network_warning,
 )
-from pycompose.runtime.spec import ImageDefaults, MountType
 
 IMAGE = ImageInfo(id="sha256:x", layers=("/l1", "/l2"), defaults=ImageDefaults(cmd=("sh",)))
 
@@ -46,19 +46,28 @@ def test_mapping() -> None:
     spec = container_spec(project(svc), svc, cid="a" * 64, name="demo-web-1", number=1,
                           image=IMAGE, config_hash="h", anonymous={"/anon": "v123"})
     assert spec.layers == ("/l1", "/l2")
-    assert spec.command == ("sleep", "1") and spec.entrypoint is None
+    assert spec.command == ("sleep", "1")
+    assert spec.entrypoint is None
     assert dict(spec.env) == {"A": "1"}
-    assert spec.netns == "host" and network_warning(svc) is None
+    assert spec.netns == "host"
+    assert network_warning(svc) is None
     m = {x.target: x for x in spec.mounts}
-    assert m["/data"].type is MountType.VOLUME and m["/data"].source == "demo_data"
+    assert m["/data"].type is MountType.VOLUME
+    assert m["/data"].source == "demo_data"
     assert m["/anon"].source == "v123"
-    assert m["/srv"].read_only and m["/srv"].type is MountType.BIND
+    assert m["/srv"].read_only
+    assert m["/srv"].type is MountType.BIND
     assert m["/t"].tmpfs_size == 1024
-    assert m["/run"].tmpfs_size == 64 * 1024 and m["/run"].tmpfs_mode == 0o1770
-    assert spec.security.no_new_privileges and spec.security.seccomp == "unconfined"
-    assert spec.resources.memory == 1 << 20 and spec.resources.pids_limit == 50
-    assert spec.stop_grace_period == 3.0 and spec.init
-    assert spec.labels[LABEL_PROJECT] == "demo" and spec.labels[LABEL_CONFIG_HASH] == "h"
+    assert m["/run"].tmpfs_size == 64 * 1024
+    assert m["/run"].tmpfs_mode == 0o1770
+    assert spec.security.no_new_privileges
+    assert spec.security.seccomp == "unconfined"
+    assert spec.resources.memory == 1 << 20
+    assert spec.resources.pids_limit == 50
+    assert spec.stop_grace_period == 3.0
+    assert spec.init
+    assert spec.labels[LABEL_PROJECT] == "demo"
+    assert spec.labels[LABEL_CONFIG_HASH] == "h"
 
 
 def test_default_network_is_isolated_and_said_so() -> None:
