@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -57,47 +58,56 @@ def _norm(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
+K = TypeVar("K")
+
+
+def _drop(index: dict[K, list[_Entry]], key: K, entry: _Entry) -> None:
+    lst = index[key]
+    lst.remove(entry)
+    if not lst:
+        del index[key]
+
+
 class Records:
     """Names -> addresses for one network. Change it at any time; the server reads it live."""
 
     def __init__(self, search: Iterable[str] = (), local_subnets: Iterable[IPv4Network] = ()):
         self.search = tuple(_norm(s) for s in search if _norm(s))
         self.local_subnets = tuple(local_subnets)
-        self._entries: list[_Entry] = []
+        # indexes kept up to date on every change (no full rebuild: O(names of one owner))
+        self._by_owner: dict[str, list[_Entry]] = {}
         self._by_name: dict[str, list[_Entry]] = {}
-        self._by_addr: dict[IPv4Address, str] = {}
+        self._by_address: dict[IPv4Address, list[_Entry]] = {}
         self._rr = itertools.count()
         #: per-container ``dns:`` servers (client address -> nameservers)
         self.client_upstreams: dict[IPv4Address, list[str]] = {}
 
     def add(self, owner: str, names: Iterable[str], address: IPv4Address, *,
             visible_to: IPv4Address | None = None) -> None:
-        """Give ``names`` the address ``address`` (owned by ``owner``, e.g. a container id)."""
+        """Give ``names`` the address ``address`` (owned by ``owner``, e.g. a container id).
+
+        The first public name added for an address answers its PTR query.
+        """
+        mine = self._by_owner.setdefault(owner, [])
         for n in names:
             n = _norm(n)
             if not n:
                 continue
             e = _Entry(owner, n, IPv4Address(address), visible_to)
-            if e not in self._entries:
-                self._entries.append(e)
-        self._reindex()
+            if e in mine:
+                continue
+            mine.append(e)
+            self._by_name.setdefault(e.name, []).append(e)
+            self._by_address.setdefault(e.address, []).append(e)
 
     def remove(self, owner: str) -> None:
         """Drop every record of ``owner`` (its container stopped or left the network)."""
-        self._entries = [e for e in self._entries if e.owner != owner]
-        self._reindex()
+        for e in self._by_owner.pop(owner, []):
+            _drop(self._by_name, e.name, e)
+            _drop(self._by_address, e.address, e)
 
     def owners(self) -> set[str]:
-        return {e.owner for e in self._entries}
-
-    def _reindex(self) -> None:
-        by_name: dict[str, list[_Entry]] = {}
-        by_addr: dict[IPv4Address, str] = {}
-        for e in self._entries:
-            by_name.setdefault(e.name, []).append(e)
-            if e.visible_to is None:
-                by_addr.setdefault(e.address, e.name)
-        self._by_name, self._by_addr = by_name, by_addr
+        return set(self._by_owner)
 
     def _candidates(self, name: str) -> Iterable[str]:
         yield name
@@ -125,7 +135,10 @@ class Records:
         return None
 
     def reverse(self, address: IPv4Address) -> str | None:
-        return self._by_addr.get(address)
+        for e in self._by_address.get(address, ()):
+            if e.visible_to is None:
+                return e.name
+        return None
 
     def is_local_address(self, address: IPv4Address) -> bool:
         return any(address in n for n in self.local_subnets)
