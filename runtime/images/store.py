@@ -38,6 +38,7 @@ import shutil
 import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,7 +394,8 @@ class ImageStore:
     # --- staging layers ----------------------------------------------------------------------
 
     def _stage_layer(
-        self, staging: Path, index: int, name: str, opener: Callable[[], BinaryIO],
+        self, staging: Path, index: int, name: str,
+        opener: Callable[[], AbstractContextManager[BinaryIO]],
         *, diff_id: str | None, digest: str | None, size: int | None, unpack: bool,
     ) -> str:
         """Stream one layer: verify blob digest and diff-id; unpack into ``staging/<index>``.
@@ -542,28 +544,36 @@ class ImageStore:
 
     @_map_os_errors
     def import_rootfs(
-        self, tar_path: Path, ref: str | None, *, changes: Sequence[str] = (),
+        self, tar: Path | BinaryIO, ref: str | None, *, changes: Sequence[str] = (),
         message: str = "", architecture: str | None = None,
     ) -> Image:
         """Make a one-layer image from a root filesystem tarball (plain, gzip, zstd, bz2, xz).
 
+        ``tar`` is a path or an open binary stream (``docker import -`` reads stdin).
         ``changes`` are Dockerfile instructions (``CMD ["sh"]``, ``ENV A=b``…) applied to
         the config, as ``docker import --change``.
         """
-        tar_path = Path(tar_path)
         name = normalize_name(ref) if ref else None
         base = empty_config(architecture=architecture)
         container_config = apply_changes(base.config, changes)  # fail before any work
-        if not tar_path.is_file():
-            raise ImageError(f"{tar_path}: no such file")
+        opener: Callable[[], AbstractContextManager[BinaryIO]]
+        if isinstance(tar, Path | str):
+            path = Path(tar)
+            if not path.is_file():
+                raise ImageError(f"{path}: no such file")
+            label, source = str(path), path.name
+            opener = lambda: path.open("rb")  # noqa: E731
+        else:
+            stream = tar
+            label, source = "(stream)", "-"
+            opener = lambda: contextlib.nullcontext(stream)  # noqa: E731 - the caller closes it
         with self._staging() as staging:
             diff_id = self._stage_layer(
-                staging, 0, str(tar_path), lambda: tar_path.open("rb"),
-                diff_id=None, digest=None, size=None, unpack=True,
+                staging, 0, label, opener, diff_id=None, digest=None, size=None, unpack=True,
             )
             config = base.derive(
                 diff_ids=[diff_id], config=container_config,
-                comment=message or f"Imported from {tar_path.name}",
+                comment=message or f"Imported from {source}",
             )
             _syncfs(staging)
             with self._locked(exclusive=True):

@@ -1,4 +1,4 @@
-"""``pycompose image``: import, load, ls, inspect, rm, prune, tag.
+"""``pycompose image``: import, load, ls, inspect, history, rm, prune, tag.
 
 These work on the image store under ``$PYCOMPOSE_ROOT/images`` directly (the
 engine will call the same ``ImageStore`` methods). Output follows ``docker
@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser("import", help="Create an image from a root filesystem tarball")
-    p.add_argument("file", metavar="FILE", help="tar archive (plain, gzip, zstd, bzip2, xz)")
+    p.add_argument("file", metavar="FILE",
+                   help="tar archive (plain, gzip, zstd, bzip2, xz); '-' reads stdin")
     p.add_argument("name", nargs="?", metavar="NAME[:TAG]", help="name for the image")
     p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
                    help='Dockerfile instruction to apply, e.g. \'CMD ["sh"]\' (repeatable)')
@@ -42,9 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
         p.add_argument("--no-trunc", action="store_true", help="Show full image IDs")
         p.add_argument("--format", choices=["table", "json"], default="table")
+        p.add_argument("-a", "--all", action="store_true",
+                       help="Show all images (there are no hidden intermediate images)")
+        p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                       help="dangling=true|false, reference=PATTERN (repeatable)")
 
     p = sub.add_parser("inspect", help="Show detailed information on images (JSON)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
+
+    p = sub.add_parser("history", help="Show the history of an image")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show layer diff-ids")
+    p.add_argument("--format", choices=["table", "json"], default="table")
 
     for name in ("rm", "remove"):
         p = sub.add_parser(name, help="Remove images")
@@ -74,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     command = {"list": "ls", "remove": "rm"}.get(args.image_command, args.image_command)
     handler = {
         "import": _import, "load": _load, "ls": _ls, "inspect": _inspect, "rm": _rm,
-        "prune": _prune, "tag": _tag,
+        "prune": _prune, "tag": _tag, "history": _history,
     }[command]
     return handler(store, args)
 
 
 def _import(store: ImageStore, args: argparse.Namespace) -> int:
-    image = store.import_rootfs(Path(args.file), args.name, changes=args.change,
-                                message=args.message)
+    source = sys.stdin.buffer if args.file == "-" else Path(args.file)
+    image = store.import_rootfs(source, args.name, changes=args.change, message=args.message)
     print(image.id)
     return 0
 
@@ -118,9 +129,38 @@ def _rows(images: Sequence[Image], reference: str | None) -> list[tuple[str, str
     return rows
 
 
+def _filters(specs: Sequence[str]) -> list[tuple[str, str]]:
+    from pycompose.errors import UsageError
+
+    out = []
+    for spec in specs:
+        key, eq, value = spec.partition("=")
+        if not eq or key not in ("dangling", "reference"):
+            raise UsageError(f"--filter {spec!r}: use dangling=true|false or reference=PATTERN")
+        if key == "dangling" and value not in ("true", "false"):
+            raise UsageError(f"--filter {spec!r}: dangling takes true or false")
+        out.append((key, value))
+    return out
+
+
+def _keep(row: tuple[str, str, Image], filters: Sequence[tuple[str, str]]) -> bool:
+    import fnmatch
+
+    repo, tag, image = row
+    for key, value in filters:
+        if key == "dangling" and (value == "true") != (not image.names):
+            return False
+        if key == "reference" and not (
+            fnmatch.fnmatchcase(repo, value) or fnmatch.fnmatchcase(f"{repo}:{tag}", value)
+        ):
+            return False
+    return True
+
+
 def _ls(store: ImageStore, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    rows = _rows(store.list(), args.reference)
+    filters = _filters(args.filter)
+    rows = [r for r in _rows(store.list(), args.reference) if _keep(r, filters)]
     if args.quiet:
         seen: set[str] = set()
         for _, _, image in rows:
@@ -185,6 +225,41 @@ def _inspect(store: ImageStore, args: argparse.Namespace) -> int:
     print(json.dumps(found, indent=4))
     if errors:
         raise errors[0] if len(errors) == 1 else ExceptionGroup("image inspect", errors)
+    return 0
+
+
+def _history(store: ImageStore, args: argparse.Namespace) -> int:
+    from pycompose.runtime.images.config import parse_time
+
+    image = store.get(args.image)
+    now = datetime.now(UTC)
+    layers = iter(image.layers)
+    records = []
+    for entry in image.config.history:
+        layer = None if entry.empty_layer else next(layers, None)
+        created = parse_time(entry.created) if entry.created else None
+        created_by = entry.created_by
+        if not args.no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        records.append({
+            "CreatedSince": human_since(created, now) if created else "<missing>",
+            "CreatedAt": entry.created,
+            "CreatedBy": created_by,
+            "Size": human_size(layer.size if layer else 0),
+            "Comment": entry.comment,
+            "DiffID": layer.diff_id if layer else "",
+        })
+    records.reverse()  # newest first, as docker history
+    if args.quiet:
+        for record in records:
+            if record["DiffID"]:
+                print(record["DiffID"])
+    elif args.format == "json":
+        for record in records:
+            print(json.dumps(record))
+    else:
+        _table(("CREATED", "CREATED BY", "SIZE", "COMMENT"),
+               [(r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]) for r in records])
     return 0
 
 

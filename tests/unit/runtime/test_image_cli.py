@@ -111,3 +111,35 @@ def test_human_formats() -> None:
     assert human_since(now - timedelta(hours=3), now) == "3 hours ago"
     assert human_since(now - timedelta(days=400), now) == "13 months ago"
     assert human_since(now - timedelta(days=800), now) == "2 years ago"
+
+
+def test_import_from_stdin_history_and_filters(state_root: Path, rootfs_tar: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(
+        gzip.compress(rootfs_tar.read_bytes()))))
+    code, out, _ = run(capsys, "import", "-", "piped:1")
+    assert code == 0
+    image_id = out.strip()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(rootfs_tar.read_bytes())))
+    code, out, _ = run(capsys, "import", "-c", "CMD sh", "-")  # unnamed: dangling
+    assert code == 0
+    dangling_id = out.strip()
+
+    code, out, _ = run(capsys, "history", "piped:1", "--format", "json")
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert record["Comment"] == "Imported from -"
+    assert record["Size"].endswith("MB")
+    assert record["DiffID"].startswith("sha256:")
+    code, out, _ = run(capsys, "history", "piped:1")
+    assert out.splitlines()[0].split() == ["CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+
+    assert run(capsys, "ls", "-q", "--filter", "dangling=true")[1] == dangling_id[7:19] + "\n"
+    assert run(capsys, "ls", "-q", "--filter", "dangling=false")[1] == image_id[7:19] + "\n"
+    assert run(capsys, "ls", "-q", "--filter", "reference=pip*")[1] == image_id[7:19] + "\n"
+    assert run(capsys, "ls", "-q", "--filter", "reference=other")[1] == ""
+    code, _, err = run(capsys, "ls", "--filter", "label=x")
+    assert code == 1
+    assert "use dangling=true|false or reference=PATTERN" in err
