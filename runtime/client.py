@@ -309,6 +309,7 @@ _ERRORS: dict[str, type[errors.ContainerRuntimeError]] = {
     cls.__name__: cls for cls in (
         errors.ContainerError, errors.ContainerNotFoundError, errors.ContainerStateError,
         errors.SupervisorError, errors.CgroupError, errors.MountError, errors.ImageError,
+        errors.SecurityError,
         errors.ContainerRuntimeError)
 }
 

@@ -140,6 +140,7 @@ class Security:
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
     seccomp: str = "default"  #: ``default``, ``unconfined`` or a path to a JSON profile
+    unmask_system_paths: bool = False  #: ``security_opt: systempaths=unconfined``
 
 
 @dataclass(frozen=True)

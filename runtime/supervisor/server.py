@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pycompose.runtime import cgroups, syscalls
+from pycompose.runtime import capabilities, cgroups, seccomp, syscalls
 from pycompose.runtime.errors import (
     CgroupError,
     ContainerError,
@@ -111,6 +111,8 @@ class Ctr:
     starting: tuple[Reply, int, bytearray] | None = None  #: (reply, sync fd, data)
     spawn_failed: bool = False  #: the current child failed before exec
     remove_after_exit: list[tuple[Reply, bool]] = field(default_factory=list)
+    caps: frozenset[str] = frozenset()
+    seccomp: seccomp.CompiledFilter | None = None
     process_user: str = ""
     process_env: tuple[str, ...] = ()
     working_dir: str = "/"
@@ -192,7 +194,10 @@ class Supervisor:
             if rec is None:
                 continue
             ctr = Ctr(rec=rec, cdir=cdir)
-            self._prepare_process(ctr)
+            try:
+                self._prepare_process(ctr)
+            except ContainerRuntimeError as exc:
+                log.warning("container %s: %s", cid[:12], exc)
             self.containers[cid] = ctr
             st = rec.state
             if st.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) and st.pid:
@@ -409,13 +414,26 @@ class Supervisor:
     def _save(self, ctr: Ctr) -> None:
         save_state(ctr.cdir, ctr.rec.state)
 
-    def _prepare_process(self, ctr: Ctr) -> None:
+    def _prepare_process(self, ctr: Ctr) -> list[str]:
+        """Resolve what every start and exec of ``ctr`` needs; returns warnings."""
         spec = ctr.rec.spec
         proc = resolve_process(spec)
         ctr.process_user = proc.user
         ctr.process_env = proc.env
         ctr.working_dir = proc.working_dir
-        ctr.rlimits, _ = clamp_ulimits(spec.ulimits)
+        ctr.rlimits, warnings = clamp_ulimits(spec.ulimits)
+        sec = spec.security
+        ctr.caps = capabilities.resolve_capabilities(sec.cap_add, sec.cap_drop, sec.privileged)
+        missing = capabilities.unavailable(ctr.caps)
+        if missing and not sec.privileged:
+            warnings = (*warnings, "capabilities the host does not grant were left out: "
+                        + ", ".join(sorted(missing)))
+        ctr.caps = frozenset(ctr.caps - missing)
+        # Compiled once here (cached per profile and capability set); the
+        # child only loads the ready program.
+        profile = None if sec.privileged else seccomp.resolve_profile(sec.seccomp)
+        ctr.seccomp = seccomp.compile_profile(profile, ctr.caps) if profile else None
+        return list(warnings)
 
     # -- create ---------------------------------------------------------------------------
 
@@ -434,8 +452,9 @@ class Supervisor:
         for layer in spec.layers:
             if not os.path.isdir(layer):
                 raise ContainerError(f"container {spec.name}: image layer {layer} is missing")
-        proc = resolve_process(spec)
-        _, warnings = clamp_ulimits(spec.ulimits)
+        probe = Ctr(rec=Record(spec=spec, state=ContainerState(
+            status=ContainerStatus.CREATED, created_at="")), cdir="")
+        warnings = tuple(self._prepare_process(probe))
         check_sysctls(dict(spec.sysctls), host_network=spec.netns == "host")
         if spec.netns not in ("none", "host") and not os.path.exists(spec.netns):
             raise ContainerError(f"container {spec.name}: network namespace {spec.netns} "
@@ -502,8 +521,7 @@ class Supervisor:
                     cg.remove(kill=True)
             raise
         ctr = Ctr(rec=rec, cdir=cdir, cgroup=cg)
-        ctr.process_user, ctr.process_env, ctr.working_dir = proc.user, proc.env, proc.working_dir
-        ctr.rlimits, _ = clamp_ulimits(spec.ulimits)
+        self._prepare_process(ctr)
         self.containers[spec.id] = ctr
         self._emit(EventKind.CREATED, spec.id)
         self._reply(to, self._info(ctr))
@@ -546,7 +564,7 @@ class Supervisor:
             shm_size=spec.shm_size, rlimits=ctr.rlimits, sysctls=dict(spec.sysctls),
             oom_score_adj=spec.oom_score_adj,
             cgroup_procs=ctr.cgroup.procs_files() if ctr.cgroup else (),
-            security=spec.security)
+            security=spec.security, caps=ctr.caps, seccomp=ctr.seccomp)
 
     def op_start(self, to: Reply, req: P.Start) -> None:
         ctr = self._get(req.id)
@@ -945,7 +963,11 @@ class Supervisor:
                         user=spec.user if spec.user is not None else ctr.process_user,
                         group_add=ctr.rec.spec.group_add, rlimits=ctr.rlimits,
                         cgroup_procs=ctr.cgroup.procs_files() if ctr.cgroup else (),
-                        security=ctr.rec.spec.security)
+                        security=ctr.rec.spec.security,
+                        caps=(capabilities.all_capabilities()
+                              - capabilities.unavailable(capabilities.all_capabilities())
+                              if spec.privileged else ctr.caps),
+                        seccomp=None if spec.privileged else ctr.seccomp)
         pidns = os.open(f"/proc/{st.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         ns_fds = open_namespaces(st.pid)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)

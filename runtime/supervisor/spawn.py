@@ -17,11 +17,14 @@ reports as ``step``):
 5.  ``user``        resolve user/groups in the container's /etc files
                     (still before pivot_root, through ``secure_join``)
 6.  ``pivot_root``  pivot into the rootfs and detach the old root
-7.  ``hostname``, ``sysctl``, then the masked and read-only paths (after the
-    sysctls, which write through /proc/sys), then the read-only root remount
+7.  ``hostname``, ``sysctl``, then ``hardening``: the masked and read-only
+    paths (after the sysctls, which write through /proc/sys), then the
+    read-only root remount
 8.  ``rlimits``, ``oom_score_adj``
 9.  ``exec``        resolve the program in $PATH (Docker's error text)
-10. ``privileges``  groups, gid, uid; capabilities; no_new_privs; seccomp last
+10. ``privileges``  capability bounding set; seccomp (while CAP_SYS_ADMIN is
+                    held, or last after no_new_privs); groups, gid, uid; the
+                    final capability sets (runtime/capabilities.py explains)
 11. stdio onto 0/1/2, default signal dispositions, every other fd
     close-on-exec, ``execve``.
 
@@ -43,7 +46,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
-from pycompose.runtime import syscalls
+from pycompose.runtime import capabilities, hardening, syscalls
 from pycompose.runtime.cgroups import join_cgroup
 from pycompose.runtime.devices import setup_dev
 from pycompose.runtime.errors import ContainerRuntimeError, SpawnError
@@ -62,6 +65,7 @@ from pycompose.runtime.process import (
     apply_sysctls,
     find_executable,
 )
+from pycompose.runtime.seccomp import CompiledFilter
 from pycompose.runtime.rootfs import (
     mount_overlay,
     pivot_into,
@@ -111,6 +115,8 @@ class InitPlan:
     oom_score_adj: int | None
     cgroup_procs: tuple[str, ...]
     security: Security = field(default_factory=Security)
+    caps: frozenset[str] = frozenset()  #: the container's capability set
+    seccomp: CompiledFilter | None = None  #: compiled by the supervisor, loaded last
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,8 @@ class ExecPlan:
     rlimits: tuple[tuple[int, int, int], ...]
     cgroup_procs: tuple[str, ...]
     security: Security = field(default_factory=Security)
+    caps: frozenset[str] = frozenset()
+    seccomp: CompiledFilter | None = None
 
 
 class _Step:
@@ -209,7 +217,7 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
         apply_oom_score_adj(plan.oom_score_adj)
 
         argv = list(plan.argv)
-        _finish(step, plan.working_dir, argv, list(plan.env), user, plan.security, sync_w,
+        _finish(step, plan.working_dir, argv, list(plan.env), user, plan, sync_w,
                 stdio, init=bool(plan.init_binary))
     except BaseException as exc:  # noqa: B036 - the child must report and exit, whatever happened
         _report(sync_w, step.name, exc)
@@ -231,7 +239,7 @@ def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
         user = resolve_user("/", plan.user, plan.group_add)
         step("rlimits")
         apply_rlimits(plan.rlimits)
-        _finish(step, plan.working_dir, list(plan.argv), list(plan.env), user, plan.security,
+        _finish(step, plan.working_dir, list(plan.argv), list(plan.env), user, plan,
                 sync_w, stdio, init=False)
     except BaseException as exc:  # noqa: B036
         _report(sync_w, step.name, exc)
@@ -257,19 +265,15 @@ def _apply_mount(rootfs: str, m: PlannedMount) -> None:
 
 
 def _harden(security: Security) -> None:
-    """Masked and read-only paths (``runtime/hardening.py``) unless privileged."""
-    if security.privileged:
-        return
-    try:
-        from pycompose.runtime import hardening
-    except ImportError:
-        return
-    hardening.apply_paths()  # type: ignore[attr-defined]
+    """Masked and read-only paths, as Docker (none when privileged or unmasked)."""
+    masked, readonly = hardening.paths_for(security.privileged, security.unmask_system_paths)
+    hardening.apply_paths("/", masked, readonly)
 
 
 def _finish(step: _Step, working_dir: str, argv: list[str], env: list[str],
-            user: ResolvedUser, security: Security, sync_w: int,
+            user: ResolvedUser, plan: InitPlan | ExecPlan, sync_w: int,
             stdio: tuple[int, int, int], *, init: bool) -> None:
+    security = plan.security
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
     step("exec")
@@ -283,11 +287,23 @@ def _finish(step: _Step, working_dir: str, argv: list[str], env: list[str],
         exe, argv = INIT_PATH, [INIT_PATH, "-g", "--", *argv]
 
     step("privileges")
+    # Order from runtime/capabilities.py: bounding set and KEEPCAPS, seccomp
+    # while CAP_SYS_ADMIN is still held (unless no_new_privs allows loading it
+    # unprivileged, then it goes last), the user switch, the final capset.
+    capabilities.before_user_switch(plan.caps)
+    step("seccomp")
+    if plan.seccomp is not None and not security.no_new_privileges:
+        plan.seccomp.load()
+    step("privileges")
     os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
+    capabilities.after_user_switch(plan.caps, user.uid)
     if security.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+        step("seccomp")
+        if plan.seccomp is not None:
+            plan.seccomp.load()
 
     for i, fd in enumerate(stdio):
         if fd != i:

@@ -69,14 +69,17 @@ async def test_exit_code_and_missing_binary(rt: Runtime, busybox_rootfs: Path) -
         await rt.remove(info.id)
 
 
-async def test_cannot_mount_and_proc_sys_read_only(rt: Runtime, busybox_rootfs: Path) -> None:
+async def test_sysctls_applied_and_proc_sys_read_only(rt: Runtime, busybox_rootfs: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         code, out = await run(rt, spec(
             busybox_rootfs, "sh", "-c",
-            "echo 1 > /proc/sys/kernel/shm_rmid_forced && echo wrote-sysctl; "
-            "touch /sys/x 2>/dev/null || echo sys-ro"))
+            "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+            "echo 0 > /proc/sys/kernel/shm_rmid_forced || echo procsys-ro; "
+            "touch /sys/x 2>/dev/null || echo sys-ro",
+            sysctls={"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}))
     assert code == 0
-    assert "sys-ro" in out
+    assert out.split("\n")[:2] == ["1", "80"]
+    assert "procsys-ro" in out and "sys-ro" in out
 
 
 async def test_read_only_rootfs(rt: Runtime, busybox_rootfs: Path) -> None:
@@ -157,3 +160,27 @@ async def test_start_twice_refused_and_restart(rt: Runtime, busybox_rootfs: Path
         assert "".join(e.text for e in read_logs(rt.log_path(info.id))) == "run\nrun\n"
         await rt.remove(info.id)
         assert not os.path.exists(rt.log_path(info.id))
+
+
+async def test_capabilities_seccomp_and_masked_paths(rt: Runtime, busybox_rootfs: Path) -> None:
+    script = ("grep CapEff /proc/self/status; "
+              "mount -t tmpfs none /mnt 2>&1 || echo mount-refused; "
+              "stat -c 'masked=%t:%T' /proc/timer_list; "
+              "echo 1 > /proc/sys/vm/drop_caches 2>&1 || echo procsys-ro; "
+              "unshare -r true 2>&1 || echo unshare-refused")
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", script))
+        assert code == 0
+        # Docker's default set: 0x00000000a80425fb
+        assert "CapEff:\t00000000a80425fb" in out
+        assert "mount-refused" in out
+        assert "procsys-ro" in out
+        assert "unshare-refused" in out
+        assert "masked=1:3" in out  # /dev/null bound over it
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "grep CapEff /proc/self/status",
+                                       security=__import__("pycompose.runtime.spec", fromlist=["Security"])
+                                       .Security(cap_drop=("ALL",), cap_add=("CHOWN",))))
+        assert "CapEff:\t0000000000000001" in out
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "grep CapEff /proc/self/status",
+                                       user="1000"))
+        assert "CapEff:\t0000000000000000" in out
