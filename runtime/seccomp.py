@@ -276,6 +276,8 @@ _DOCKER_ARCHES = {
     "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X32": "x32",
     "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_ARM": "arm", "SCMP_ARCH_S390X": "s390x",
     "SCMP_ARCH_S390": "s390", "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_RISCV64": "riscv64",
+    # Go's names, as profiles written for Docker and Podman use them in includes.arches
+    "amd64": "x86_64", "386": "x86", "arm64": "aarch64",
 }
 
 

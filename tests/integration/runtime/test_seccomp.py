@@ -6,6 +6,8 @@ import ctypes
 import errno
 import json
 import os
+import platform
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -199,3 +201,54 @@ def test_compiled_filters_are_cached_per_capability_set() -> None:
     b = compile_profile(DEFAULT_PROFILE, DEFAULT_CAPABILITIES | {"SYS_ADMIN"})
     assert b is not a
     assert len(b) < len(a)  # the SYS_ADMIN group is left out
+
+
+PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
+
+
+@pytest.mark.skipif(not PODMAN_PROFILE.exists(),
+                    reason="needs a real Docker-format profile (Debian golang-github-containers-"
+                           "common ships /usr/share/containers/seccomp.json)")
+def test_a_real_allowlist_profile_in_docker_format() -> None:
+    profile = load_docker_profile(PODMAN_PROFILE)
+    flt = compile_profile(profile, DEFAULT_CAPABILITIES)
+
+    def run() -> Result:
+        flt.load()
+        out = probe_basics()
+        # invalid flags: EINVAL from the kernel, EPERM from the profile's rule
+        out["kexec_load"] = raw("kexec_load", 0, 0, 0, 0xFFFF0000)
+        # fchmodat2 (Linux 6.6, x86_64 number 452) is newer than the profile:
+        # the default action answers, with the profile's defaultErrnoRet
+        ctypes.set_errno(0)
+        res = _libc.syscall(452, ctypes.c_long(-100), b"/nonexistent-pc", 0, 0)
+        out["fchmodat2"] = ctypes.get_errno() if res < 0 else 0
+        out["exec"] = subprocess.run(["/bin/busybox", "sh", "-c", "echo $((6*7))"],
+                                     capture_output=True, text=True).stdout.strip()
+        return out
+
+    out = in_child(run)
+    assert out["kexec_load"] == errno.EPERM
+    if platform.machine() == "x86_64":
+        assert out["fchmodat2"] == errno.ENOSYS
+    assert out["exec"] == "42"
+    for ok in ("file_io", "thread", "fork"):
+        assert out[ok] is True, ok
+
+
+def probe_basics() -> Result:
+    out: Result = {}
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "f"
+        p.write_text("data")
+        out["file_io"] = p.read_text() == "data"
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(1))
+    t.start()
+    t.join()
+    out["thread"] = seen == [1]
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    out["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+    return out
