@@ -74,12 +74,13 @@ async def test_kill_reaches_double_forked_daemons(rt: Runtime, busybox_rootfs: P
 
 async def test_init_reaps_zombies_and_forwards_signals(rt: Runtime, busybox_rootfs: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT):
-        info = await rt.create(spec(busybox_rootfs, "sleep", "300", init=True,
-                                    stop_grace_period=20))
+        info = await rt.create(spec(busybox_rootfs, "sh", "-c", "echo ready; exec sleep 300",
+                                    init=True, stop_grace_period=20))
         await rt.start(info.id)
+        await wait_for_log(rt, info.id, "ready")
         procs = await rt.top(info.id)
         assert procs[0].container_pid == 1 and "init" in procs[0].command
-        assert procs[1].container_pid == 2 and procs[1].command == "sleep 300"
+        assert procs[1].container_pid == 2 and procs[1].ppid == procs[0].pid
         # The exec'd shell leaves an orphan behind; it is re-parented to PID 1,
         # which must reap it once it exits.
         res = await rt.exec_run(info.id, ExecSpec(("sh", "-c", "sleep 0.2 & exit 0")))
