@@ -90,6 +90,7 @@ class CgroupV1(Cgroup):
     """
 
     version = 1
+    _join_file = "tasks"
 
     def __init__(self, hierarchies: Mapping[str, Path], parent: str, name: str) -> None:
         super().__init__(parent, name)
