@@ -8,6 +8,7 @@ Layout under the store root (the CLI and the engine use ``<PYCOMPOSE_ROOT>/image
     images/<hex>.json          one record per image: {"id", "added"}; present = image exists
     layers/<hex>/diff/         a layer unpacked once, keyed by its diff-id; an overlay lowerdir
     layers/<hex>/layer.json    {"diff_id", "size", "entries"}
+    refs/<image hex>/<holder>  holds: containers using the image (``hold``/``release``)
     tmp/<token>/ + <token>.lock  staging and trash; each held by a flock of its owner
 
 Writes are atomic: layers are unpacked and verified in ``tmp/`` without the
@@ -37,7 +38,7 @@ import secrets
 import shutil
 import sys
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -189,6 +190,7 @@ class ImageStore:
         self._layers = self.root / "layers"
         self._tmp = self.root / "tmp"
         self._repositories = self.root / "repositories.json"
+        self._refs = self.root / "refs"
 
     # --- locking and staging -------------------------------------------------------------
 
@@ -675,11 +677,13 @@ class ImageStore:
                     f"unable to delete {hex_of(image_id)[:12]} (must be forced): image is "
                     f"referenced in multiple repositories ({', '.join(map(familiar_name, own))})"
                 )
-            used = in_use is not None and in_use(image_id)
+            holders = self._holders(image_id)
+            used = bool(holders) or (in_use is not None and in_use(image_id))
             if used and not force:
+                by = f"container {holders[0][:12]}" if holders else "a container"
                 raise ImageConflictError(
                     f"unable to remove {ref!r} (must force): image {hex_of(image_id)[:12]} "
-                    "is being used by a container"
+                    f"is being used by {by}"
                 )
             out = [f"Untagged: {familiar_name(n)}" for n in own]
             for n in own:
@@ -725,6 +729,77 @@ class ImageStore:
         _fsync_dir(self._layers)
         return reclaimed
 
+    # --- holds: which containers use an image ------------------------------------------
+
+    def _holders(self, image_id: str) -> builtins.list[str]:
+        try:
+            return sorted(os.listdir(self._refs / hex_of(image_id)))
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def _check_holder(holder: str) -> None:
+        if not holder or holder.startswith(".") or not all(
+            c.isalnum() or c in "._-" for c in holder
+        ):
+            raise ImageError(f"invalid holder name {holder!r} (letters, digits, . _ -)")
+
+    @_map_os_errors
+    def hold(self, image: Image | str, holder: str) -> Image:
+        """Record that ``holder`` (a container id) uses ``image``, which ``rm`` and ``prune``
+        then refuse to delete (``rm -f`` only untags it). Returns the image held.
+
+        Holds live in the store, so any process sees them, with or without an engine.
+        Taking the hold and checking the image exists happen under one lock: an image
+        removed just before is reported as not found, never half held.
+        """
+        self._check_holder(holder)
+        ref = image.id if isinstance(image, Image) else image
+        with self._locked(exclusive=True):
+            names = self._read_names()
+            image_id, _ = self._resolve(ref, names)
+            directory = self._refs / hex_of(image_id)
+            directory.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(directory / holder, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            _fsync_dir(directory)
+            return self._read_image(image_id, names)
+
+    @_map_os_errors
+    def release(self, holder: str, image_id: str | None = None) -> None:
+        """Drop ``holder``'s hold on ``image_id`` (on every image when None)."""
+        self._check_holder(holder)
+        if not self._refs.is_dir():
+            return
+        with self._locked(exclusive=True):
+            dirs = [self._refs / hex_of(image_id)] if image_id else sorted(self._refs.iterdir())
+            for directory in dirs:
+                (directory / holder).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    directory.rmdir()  # only when empty
+
+    @_map_os_errors
+    def holders(self, image_id: str) -> builtins.list[str]:
+        """The holders (container ids) that use ``image_id``."""
+        with self._locked(exclusive=False):
+            return self._holders(image_id)
+
+    @_map_os_errors
+    def release_all_but(self, live: Set[str]) -> builtins.list[str]:
+        """Drop holds of holders not in ``live`` (containers that no longer exist), as a
+        garbage collection at engine start; returns the holders dropped."""
+        if not self._refs.is_dir():
+            return []
+        dropped = set()
+        with self._locked(exclusive=True):
+            for directory in sorted(self._refs.iterdir()):
+                for entry in sorted(os.listdir(directory)):
+                    if entry not in live:
+                        (directory / entry).unlink(missing_ok=True)
+                        dropped.add(entry)
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        return sorted(dropped)
+
     @_map_os_errors
     def clean_staging(self) -> None:
         """Remove staging and trash left by processes that died mid-write (safe any time;
@@ -742,7 +817,8 @@ class ImageStore:
             tagged = set(names.values())
             doomed = [
                 i for i in self._image_ids()
-                if (all or i not in tagged) and not (in_use is not None and in_use(i))
+                if (all or i not in tagged) and not self._holders(i)
+                and not (in_use is not None and in_use(i))
             ]
             untagged = sorted(n for n, i in names.items() if i in doomed)
             for n in untagged:

@@ -589,3 +589,36 @@ def test_corrupt_layer_rejected_even_when_already_stored(store: ImageStore, tmp_
     with pytest.raises(ImageError, match="mismatch|corrupt"):
         store.load(archive)
     assert [i.repo_tags for i in store.list()] == [("a:latest",)]
+
+
+def test_holds_protect_images_in_use(store: ImageStore, tmp_path: Path) -> None:
+    (img,) = store.load(write_docker_save(tmp_path / "s.tar",
+                                          [image([small_layer("a")], tags=["web"])]))
+    cid = "c" * 64
+    assert store.hold("web", cid).id == img.id
+    store.hold(img.id, "other-container")
+    assert store.holders(img.id) == [cid, "other-container"]
+    with pytest.raises(ImageConflictError, match=f"being used by container {cid[:12]}"):
+        store.remove("web")
+    assert store.prune(all=True).deleted == ()
+    # forced: untagged, data kept for the containers
+    assert store.remove("web", force=True) == ["Untagged: web:latest"]
+    assert store.get(img.id).layer_dirs[0].is_dir()
+    store.release(cid, img.id)
+    assert store.prune().deleted == ()  # still held by the other one
+    assert store.release_all_but({"unrelated"}) == ["other-container"]
+    assert store.holders(img.id) == []
+    assert store.prune().deleted == (img.id,)
+    assert sorted(os.listdir(store.root / "refs")) == []
+
+
+def test_hold_needs_the_image_and_a_sane_holder(store: ImageStore, tmp_path: Path) -> None:
+    with pytest.raises(ImageNotFoundError):
+        store.hold("ghost", "c1")
+    store.load(write_docker_save(tmp_path / "s.tar", [image([small_layer("a")], tags=["a"])]))
+    for bad in ("", "../x", ".hidden", "a/b"):
+        with pytest.raises(ImageError, match="invalid holder"):
+            store.hold("a", bad)
+    store.hold("a", "c1")
+    store.release("c1")  # from every image
+    assert store.holders(store.get("a").id) == []
