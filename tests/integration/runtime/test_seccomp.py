@@ -252,3 +252,54 @@ def probe_basics() -> Result:
         os._exit(7)
     out["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
     return out
+
+
+def _spawn_order(uid: int, cap_drop: list[str], no_new_privs: bool) -> Callable[[], Result]:
+    """The child's privilege steps in the order documented for the spawner, then execve."""
+    from pycompose.runtime.capabilities import after_user_switch, before_user_switch
+
+    caps = resolve_capabilities(cap_drop=cap_drop)
+    flt = compile_profile(DEFAULT_PROFILE, caps)  # in the parent, before fork
+
+    def run() -> Result:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            before_user_switch(caps)
+            if not no_new_privs:
+                flt.load()
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            after_user_switch(caps, uid)
+            if no_new_privs:
+                syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+                flt.load()
+            os.dup2(w, 1)
+            os.execv("/bin/busybox", ["busybox", "sh", "-c",
+                                      "grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' "
+                                      "/proc/self/status; mount -t tmpfs x /proc 2>&1"])
+        os.close(w)
+        with os.fdopen(r) as f:
+            text = f.read()
+        os.waitpid(pid, 0)
+        return {line.split(":")[0]: line.split(":", 1)[1].split()[0]
+                for line in text.splitlines() if ":" in line} | {"raw": text}
+    return run
+
+
+@pytest.mark.parametrize(("uid", "cap_drop", "nnp"), [
+    (0, [], False), (0, ["SETUID", "SETGID"], True), (1000, [], False), (1000, ["ALL"], True),
+])
+def test_the_documented_order_works_end_to_end(uid: int, cap_drop: list[str], nnp: bool) -> None:
+    from pycompose.runtime.capabilities import to_mask
+
+    out = in_child(_spawn_order(uid, cap_drop, nnp))
+    caps = resolve_capabilities(cap_drop=cap_drop)
+    assert out["Uid"] == str(uid)
+    assert int(str(out["CapBnd"]), 16) == to_mask(caps)
+    assert int(str(out["CapEff"]), 16) == (to_mask(caps) if uid == 0 else 0)
+    assert out["NoNewPrivs"] == ("1" if nnp else "0")
+    assert out["Seccomp"] == "2"  # filter mode, inherited across execve
+    assert "mount: permission denied" in str(out["raw"])  # EPERM (seccomp and no SYS_ADMIN)
