@@ -284,8 +284,10 @@ def _spawn_order(uid: int, cap_drop: list[str], no_new_privs: bool) -> Callable[
         with os.fdopen(r) as f:
             text = f.read()
         os.waitpid(pid, 0)
-        return {line.split(":")[0]: line.split(":", 1)[1].split()[0]
-                for line in text.splitlines() if ":" in line} | {"raw": text}
+        out: Result = {line.split(":")[0]: line.split(":", 1)[1].split()[0]
+                       for line in text.splitlines() if ":" in line}
+        out["raw"] = text
+        return out
     return run
 
 
