@@ -5,8 +5,10 @@ reach it only when enabled in ``cgroup.subtree_control`` of every ancestor
 below the caller's own cgroup, which :meth:`CgroupV2.create` does. v2 forbids
 enabling controllers for the children of a non-root cgroup that itself holds
 processes ("no internal processes"): on a unified host the engine must run
-in a cgroup of its own (e.g. a systemd unit or ``<session>/pycompose-engine``),
-and a failure to enable says so.
+in a cgroup of its own (e.g. a systemd unit with ``Delegate=yes``), and a
+failure to enable says so. An engine started from a login shell can instead
+place its containers elsewhere by handing a layout with another base, e.g.
+``dataclasses.replace(layout, v2=Path("/sys/fs/cgroup"))`` for the root.
 
 Waiting: ``cgroup.events`` (``populated``, ``frozen``) raises a poll
 notification on change, so ``freeze`` and ``wait_empty`` block in ``poll(2)``
