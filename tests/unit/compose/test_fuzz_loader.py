@@ -80,9 +80,16 @@ def time_bound(seconds: float = EXAMPLE_SECONDS) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def load_or_compose_error(directory: Path, env: dict[str, str] | None = None) -> None:
+def load_or_compose_error(
+    directory: Path,
+    env: dict[str, str] | None = None,
+    files: tuple[str, ...] = ("compose.yaml",),
+    env_files: tuple[str, ...] = (),
+) -> None:
     """Load ``directory/compose.yaml``; only a ComposeError (with a message) may come out."""
-    options = LoadOptions(working_dir=str(directory), files=["compose.yaml"], environ=env or ENV)
+    options = LoadOptions(
+        working_dir=str(directory), files=files, environ=env or ENV, env_files=env_files
+    )
     with time_bound():
         try:
             project = load_project(options)
@@ -515,6 +522,31 @@ def test_compose_shaped_documents(doc: dict[str, Any], extra_env: dict[str, str]
 def test_interpolation_strings_in_services(fields: dict[str, str]) -> None:
     with project_dir(dump({"services": {"web": {"image": "busybox", **fields}}})) as path:
         load_or_compose_error(path, {**ENV, "EMPTY": ""})
+
+
+@fuzz_settings(150)
+@given(compose_documents(), compose_documents())
+def test_merged_files(first: dict[str, Any], second: dict[str, Any]) -> None:
+    """Two files merged as with ``-f compose.yaml -f override.yaml``."""
+    with project_dir(dump(first)) as path:
+        (path / "override.yaml").write_text(dump(second))
+        (path / "a.env").write_text("A=1\n")
+        load_or_compose_error(path, files=("compose.yaml", "override.yaml"))
+
+
+DOTENV_TEXT = st.text(alphabet="AB_=:#'\"\\$ {}\t\nx-.export", max_size=60)
+
+
+@fuzz_settings(150)
+@given(st.one_of(DOTENV_TEXT, st.text(max_size=60)), st.booleans())
+def test_random_env_files(text: str, as_env_file_option: bool) -> None:
+    """A random project ``.env`` (or ``--env-file``) and service ``env_file``."""
+    doc = {"services": {"web": {"image": "busybox:${A:-1}", "env_file": ["svc.env"]}}}
+    with project_dir(dump(doc)) as path:
+        (path / ("other.env" if as_env_file_option else ".env")).write_text(text)
+        (path / "svc.env").write_text(text)
+        env_files = ("other.env",) if as_env_file_option else ()
+        load_or_compose_error(path, env_files=env_files)
 
 
 # -- mutations of the conformance kit's valid cases -------------------------------
