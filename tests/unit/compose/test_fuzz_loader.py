@@ -701,3 +701,24 @@ def test_recursive_alias(text: str) -> None:
 def test_deep_nesting(text: str) -> None:
     with project_dir(text) as path:
         load_or_compose_error(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "services: !reset\nnetworks:\n  a: {}\n",
+        "services: !reset {}\n",
+        "services: !override\n  web:\n    image: busybox\n",
+        "include: !reset ''\nservices:\n  web:\n    image: busybox\n",
+        "services:\n  web: !reset\n",
+        "services:\n  web:\n    image: !reset\n",
+        "services:\n  web:\n    image: busybox\n    volumes:\n      - !reset\n",
+        "services:\n  web:\n    image: busybox\n    environment: !override [A=1]\n",
+        "services:\n  web:\n    image: busybox\n    env_file:\n      - !reset\n",
+        "services:\n  web:\n    image: busybox\nnetworks: !reset\n",
+    ],
+)
+def test_markers_where_they_make_no_sense(text: str) -> None:
+    """``!reset`` / ``!override`` in a single file, at any level."""
+    with project_dir(text) as path:
+        load_or_compose_error(path)
