@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
+import functools
 import os
 from collections.abc import Iterable
 
@@ -68,8 +70,13 @@ PR_SET_KEEPCAPS = 8
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
+@functools.cache
 def last_cap() -> int:
-    """The highest capability number the running kernel knows."""
+    """The highest capability number the running kernel knows.
+
+    Read once per process (so a forked child, where /proc may not be mounted
+    yet, uses the parent's answer).
+    """
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read().strip())
@@ -191,6 +198,8 @@ def drop_bounding(caps: Iterable[str]) -> None:
                 continue
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, num)
         except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                break  # beyond what this kernel knows
             name = _NAMES.get(num, str(num))
             raise SecurityError(f"drop CAP_{name} from the bounding set: {exc.strerror}"
                                 ) from exc
