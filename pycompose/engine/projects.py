@@ -44,12 +44,14 @@ from pycompose.engine.daemon import Engine
 from pycompose.engine.http import HTTPError, Request, Response, Router, Send, StreamResponse
 from pycompose.engine.specs import network_warning
 from pycompose.engine.store import ProjectRecord
-from pycompose.errors import PycomposeError
+from pycompose.errors import EngineError, PycomposeError
 from pycompose.network.errors import NetworkError
 from pycompose.runtime import errors as rterrors
 from pycompose.runtime.spec import ExecSpec
 
 log = logging.getLogger("pycompose.engine.projects")
+
+STARTUP_TIMEOUT = 30.0
 
 Job = Callable[[Callable[[dict[str, Any]], None]], Awaitable[dict[str, Any]]]
 
@@ -82,15 +84,24 @@ class ProjectManager:
         paths = self.engine.paths
         from pycompose.engine.networks import Networks  # noqa: PLC0415
 
-        async with open_runtime(paths.root, paths.instance) as rt, trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self.networks = Networks(paths, self.engine.store)
-            await nursery.start(self.networks.run)
-            self.containers = Containers(self.engine.store, self.engine.bus, rt,
-                                         ImageResolver(paths.root), self.networks)
-            await nursery.start(self.containers.run)
-            await self._collect_garbage(rt)
-            task_status.started()
+        # Start-up is bounded: a supervisor that never answers is an error with a pointer to
+        # its log, not an engine that silently never becomes ready.
+        with trio.CancelScope(deadline=trio.current_time() + STARTUP_TIMEOUT) as startup:
+            async with open_runtime(paths.root, paths.instance) as rt, \
+                    trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.networks = Networks(paths, self.engine.store)
+                await nursery.start(self.networks.run)
+                self.containers = Containers(self.engine.store, self.engine.bus, rt,
+                                             ImageResolver(paths.root), self.networks)
+                await nursery.start(self.containers.run)
+                await self._collect_garbage(rt)
+                startup.deadline = math.inf
+                task_status.started()
+        if startup.cancelled_caught:
+            raise EngineError(
+                f"the runtime supervisor of {paths.root} did not answer within "
+                f"{STARTUP_TIMEOUT:g} s; see {paths.root / 'supervisor.log'}")
 
     async def _collect_garbage(self, rt: Any) -> None:
         """Leftovers of containers and networks that no longer exist (a crashed engine,
