@@ -645,6 +645,8 @@ class ImageStore:
     def tag(self, source: str, target: str) -> Image:
         """Give the image ``source`` (name or id) the name ``target`` (moved if taken)."""
         name = normalize_name(target)
+        if not self.root.is_dir():
+            raise ImageNotFoundError(f"No such image: {source}")
         with self._locked(exclusive=True):
             names = self._read_names()
             image_id, _ = self._resolve(source, names)
@@ -664,6 +666,8 @@ class ImageStore:
         data stays until it is no longer used (``prune``), so running containers keep
         their lower dirs. Returns Docker-style lines: ``Untagged: …``, ``Deleted: …``.
         """
+        if not self.root.is_dir():
+            raise ImageNotFoundError(f"No such image: {ref}")
         with self._staging() as trash, self._locked(exclusive=True):
             names = self._read_names()
             image_id, by_name = self._resolve(ref, names)
@@ -812,6 +816,8 @@ class ImageStore:
     def prune(self, *, all: bool = False, in_use: InUse | None = None) -> PruneResult:
         """Remove untagged images (``all``: every image no container uses), unused layers and
         blobs, and staging left by dead processes."""
+        if not self.root.is_dir():
+            return PruneResult(deleted=(), untagged=(), reclaimed=0)
         with self._staging() as trash, self._locked(exclusive=True):
             names = self._read_names()
             tagged = set(names.values())

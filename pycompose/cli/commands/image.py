@@ -36,17 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="docker save tar, OCI archive tar, or OCI layout directory")
     p.add_argument("-q", "--quiet", action="store_true", help="Print nothing on success")
 
-    for name in ("ls", "list"):
-        p = sub.add_parser(name, help="List images")
-        p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
-                       help="only images with this name")
-        p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-        p.add_argument("--no-trunc", action="store_true", help="Show full image IDs")
-        p.add_argument("--format", choices=["table", "json"], default="table")
-        p.add_argument("-a", "--all", action="store_true",
-                       help="Show all images (there are no hidden intermediate images)")
-        p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                       help="dangling=true|false, reference=PATTERN (repeatable)")
+    p = sub.add_parser("ls", aliases=["list"], help="List images")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
+                   help="only images with this name")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="Show full image IDs")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Show all images (there are no hidden intermediate images)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="dangling=true|false, reference=PATTERN (repeatable)")
 
     p = sub.add_parser("inspect", help="Show detailed information on images (JSON)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -57,11 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="Only show layer diff-ids")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
-    for name in ("rm", "remove"):
-        p = sub.add_parser(name, help="Remove images")
-        p.add_argument("images", nargs="+", metavar="IMAGE")
-        p.add_argument("-f", "--force", action="store_true",
-                       help="Remove an image with several names, or untag one in use")
+    p = sub.add_parser("rm", aliases=["remove"], help="Remove images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Remove an image with several names, or untag one in use")
 
     p = sub.add_parser("prune", help="Remove unused images")
     p.add_argument("-a", "--all", action="store_true",

@@ -451,6 +451,13 @@ def test_reads_on_an_empty_root_do_not_create_it(tmp_path: Path) -> None:
     assert store.list() == []
     with pytest.raises(ImageNotFoundError):
         store.get("busybox")
+    with pytest.raises(ImageNotFoundError):
+        store.remove("busybox")
+    with pytest.raises(ImageNotFoundError):
+        store.tag("busybox", "other")
+    assert store.prune().deleted == ()
+    store.clean_staging()
+    store.release("c1")
     assert not (tmp_path / "nothing").exists()
 
 
