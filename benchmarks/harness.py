@@ -107,6 +107,8 @@ class Group:
     tools: Sequence[Tool]
     figures: Sequence[Figure]
     setup: Callable[[Context], None] | None = None
+    # Runs after the group's figures, also when they failed (stop daemons, ...).
+    teardown: Callable[[Context], None] | None = None
 
 
 @dataclass
@@ -200,6 +202,10 @@ def run_figure(
         except MeasureError as e:
             result.failed[tool_name] = str(e)
             log(f"  {figure.name} / {tool_name}: FAILED: {e}")
+            continue
+        except Exception as e:  # a broken measure fails its figure, not the whole run
+            result.failed[tool_name] = f"{type(e).__name__}: {e}"
+            log(f"  {figure.name} / {tool_name}: FAILED: {type(e).__name__}: {e}")
             continue
         result.samples[tool_name] = samples
         log(f"  {figure.name} / {tool_name}: median {statistics.median(samples):.4g} {figure.unit}")

@@ -93,12 +93,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         for group, names in chosen:
             log(f"[{group.name}]")
-            if group.setup is not None:
-                group.setup(ctx)
             tools = {t.name: t for t in group.tools}
-            for figure in group.figures:
-                if figure.name in names:
-                    results.append(run_figure(figure, ctx, tools, log))
+            try:
+                if group.setup is not None:
+                    group.setup(ctx)
+            except Exception as e:  # the group's figures fail, the other groups still run
+                log(f"  setup of {group.name} failed: {type(e).__name__}: {e}")
+                for figure in group.figures:
+                    if figure.name in names:
+                        reason = f"setup failed: {type(e).__name__}: {e}"
+                        results.append(
+                            Result(figure, failed=dict.fromkeys(figure.measures, reason))
+                        )
+                continue
+            try:
+                for figure in group.figures:
+                    if figure.name in names:
+                        results.append(run_figure(figure, ctx, tools, log))
+            finally:
+                if group.teardown is not None:
+                    group.teardown(ctx)
 
     print_table(results, plain=args.plain or not sys.stdout.isatty())
     if args.json:

@@ -165,3 +165,36 @@ def test_json_update_with_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(run, "load_groups", lambda: [group])
     assert run.main(["--only", "a_s", "--json", str(out), "--repeats", "1", "--plain"]) == 0
     assert json.loads(out.read_text()) == {"other_s": {"x": 1.0}, "a_s": {"mine": 0.5}}
+
+
+def test_failing_setup_and_measure_do_not_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torn_down: list[str] = []
+
+    def bad_setup(ctx: Context) -> None:
+        raise RuntimeError("no engine")
+
+    def bad_measure(ctx: Context) -> float:
+        raise ValueError("parse error")
+
+    broken = Group(
+        "broken",
+        [TOOLS["mine"]],
+        [Figure("b_s", "s", "", {"mine": lambda c: 1.0})],
+        setup=bad_setup,
+    )
+    ok = Group(
+        "ok",
+        [TOOLS["mine"], TOOLS["ref"]],
+        [Figure("o_s", "s", "", {"mine": bad_measure, "ref": lambda c: 2.0})],
+        teardown=lambda ctx: torn_down.append("ok"),
+    )
+    monkeypatch.setattr(run, "load_groups", lambda: [broken, ok])
+    out = tmp_path / "b.json"
+    assert run.main(["--json", str(out), "--repeats", "1", "--plain"]) == 1
+    assert json.loads(out.read_text()) == {"b_s": {}, "o_s": {"ref": 2.0}}
+    assert torn_down == ["ok"]
+    printed = capsys.readouterr().out
+    assert "setup failed: RuntimeError: no engine" in printed
+    assert "ValueError: parse error" in printed
