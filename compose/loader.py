@@ -356,7 +356,8 @@ def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedD
         # Errors about a service name the last -f file that defines or changes it.
         owners: dict[str, str] = {}
         for path, part in zip(files, docs, strict=True):
-            for service in part.get("services") or {}:
+            part_services = part.get("services")
+            for service in part_services if isinstance(part_services, dict) else ():
                 owners[service] = session.display(path)
         doc = _resolve(doc, disabled, session, owners)
     return LoadedDocument(doc=doc, name=name, working_dir=project_dir,

@@ -108,3 +108,9 @@ def test_merge_function_is_pure() -> None:
 def test_merge_markers() -> None:
     assert merge({"a": 1, "b": 2}, {"a": RESET}) == {"b": 2}
     assert merge({"l": [1]}, {"l": OverrideList([2])}) == {"l": [2]}
+
+
+def test_reset_whole_section(tmp_path: Path) -> None:
+    write(tmp_path, "compose.yaml", BASE)
+    write(tmp_path, "o.yaml", "services: !reset {}\n")
+    assert dict(load(tmp_path, None, "compose.yaml", "o.yaml").services) == {}
