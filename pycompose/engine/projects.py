@@ -51,7 +51,7 @@ from pycompose.runtime.spec import ExecSpec
 
 log = logging.getLogger("pycompose.engine.projects")
 
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 20.0  # below the CLI's 30 s wait, so its error is the one shown
 
 Job = Callable[[Callable[[dict[str, Any]], None]], Awaitable[dict[str, Any]]]
 

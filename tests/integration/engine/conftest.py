@@ -105,6 +105,7 @@ def stop_supervisor(root: Path, instance: str) -> None:
     from pycompose.runtime.supervisor import protocol as P
 
     pid = supervisor_pid(root)
+    helpers = _helper_processes(root)
 
     async def shutdown() -> None:
         async with open_runtime(root, instance, autostart=False) as rt:
@@ -119,6 +120,25 @@ def stop_supervisor(root: Path, instance: str) -> None:
             os.kill(pid, signal.SIGTERM)
     if pid is not None:
         wait_gone(pid)
+    for helper in helpers:  # the supervisor's own helpers for this root (fd keeper, ...)
+        if _alive(helper):
+            os.kill(helper, signal.SIGTERM)
+            wait_gone(helper)
+
+
+def _helper_processes(root: Path) -> list[int]:
+    """Runtime processes serving ``root`` (their command line names it)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pycompose.runtime.supervisor" in cmd and str(root).encode() in cmd:
+            out.append(int(proc.name))
+    return out
 
 
 @pytest.fixture
@@ -139,17 +159,18 @@ def engine(state_root: Path, instance: str, busybox_rootfs: Path, tmp_path: Path
     workdir = tmp_path / "project"
     workdir.mkdir()
     eng = Engine(state_root, env, 0, workdir)
-    eng.start()
     try:
+        eng.start()
         yield eng
     finally:
         try:
-            with eng.api() as api:
-                names = [p["Name"] for p in api.get("/projects", all=True)]
-            for name in names:
-                eng.cli("-p", name, "down", "-v", "-t", "0", check=False, cwd=tmp_path)
+            if eng.pid:
+                with eng.api() as api:
+                    names = [p["Name"] for p in api.get("/projects", all=True)]
+                for name in names:
+                    eng.cli("-p", name, "down", "-v", "-t", "0", check=False, cwd=tmp_path)
         finally:
-            if _alive(eng.pid):
+            if eng.pid and _alive(eng.pid):
                 os.kill(eng.pid, signal.SIGTERM)
                 wait_gone(eng.pid)
             stop_supervisor(state_root, instance)

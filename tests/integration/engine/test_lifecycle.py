@@ -296,3 +296,21 @@ services:
     assert ours()  # the project's bridge and veths
     engine.cli("down", "-t", "1")
     assert ours() == []
+
+
+def test_two_concurrent_ups_of_one_project_are_serialised(engine: Engine) -> None:
+    import subprocess
+    import sys
+
+    engine.compose("services:\n" + "".join(
+        f"  s{i}:\n    image: busybox\n    command: [sleep, '1000']\n    network_mode: none\n"
+        for i in range(5)))
+    procs = [subprocess.Popen([sys.executable, "-m", "pycompose", "--progress", "plain", "up",
+                               "-d"], cwd=engine.workdir, env=engine.env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    created = sum(err.count("Created") for _, err in outs)
+    assert created == 5  # one of them created everything, the other found it up to date
+    assert sorted(c["Name"] for c in engine.ps()) == [f"project-s{i}-1" for i in range(5)]
