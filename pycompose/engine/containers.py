@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -215,6 +216,12 @@ class Containers:
                       for t, v in sorted(anonymous.items()) if t not in covered)
         if extra:
             spec = dataclasses.replace(spec, mounts=spec.mounts + extra)
+        if svc.secrets or svc.configs:
+            from pycompose.engine import files  # noqa: PLC0415
+
+            extra_mounts = await trio.to_thread.run_sync(
+                files.prepare, Path(self.rt.root), cid, project, svc)
+            spec = dataclasses.replace(spec, mounts=spec.mounts + extra_mounts)
         net: dict[str, Any] = {}
         mode = svc.network_mode or ""
         if self.networks is not None and uses_networks(svc):
@@ -236,6 +243,8 @@ class Containers:
         config["_dns_names"] = [name, service.name, *([svc.hostname] if svc.hostname else []),
                                 cid[:12]]
         config["_publishers"] = net.get("ports", [])
+        config["_hooks"] = {k: list(svc.extra.get(k) or ()) for k in ("post_start", "pre_stop")
+                            if svc.extra.get(k)}
         try:
             info = await self.rt.create(spec)
         except BaseException:
@@ -318,6 +327,8 @@ class Containers:
             live.restart_scope.cancel()
         await self._update(rec.id, stopped_by_user=False)
         await self._start(rec.id)
+        if rec.config.get("_hooks", {}).get("post_start") and rec.state == "running":
+            await self._run_hooks(rec, "post_start", raise_on_failure=True)
         return rec
 
     async def _start(self, cid: str) -> None:
@@ -349,6 +360,9 @@ class Containers:
             await self._update(rec.id, state="exited")
         if rec.state not in ("running", "paused"):
             return rec
+        if rec.config.get("_hooks", {}).get("pre_stop") and rec.state == "running":
+            with trio.move_on_after(rec.config.get("_stop_grace") or 10.0):
+                await self._run_hooks(rec, "pre_stop", raise_on_failure=False)
         self._publish(rec, "kill", signal=rec.labels.get("stop_signal", "SIGTERM"))
         with contextlib.suppress(rterrors.ContainerStateError):  # it exited meanwhile
             await self.rt.stop(rec.id, timeout=grace)
@@ -405,12 +419,47 @@ class Containers:
         if self.networks is not None and rec.config.get("_net"):
             with trio.CancelScope(shield=True):
                 await self.networks.detach(rec.id, rec.config["_net"])
+        from pycompose.engine import files  # noqa: PLC0415
+
+        await trio.to_thread.run_sync(files.remove, Path(self.rt.root), rec.id)
         await self.store.remove_container(rec.id)
         self.records.pop(rec.id, None)
         if live is not None:
             live.notify()
         self.live.pop(rec.id, None)
         self._publish(rec, "destroy")
+
+    async def _run_hooks(self, rec: ContainerRecord, which: str, *,
+                         raise_on_failure: bool) -> None:
+        """``post_start``/``pre_stop`` hooks: exec'd in the container, in order."""
+        for hook in rec.config.get("_hooks", {}).get(which, ()):
+            command = hook.get("command") if isinstance(hook, dict) else hook
+            argv = tuple(command) if isinstance(command, list | tuple) else (
+                "/bin/sh", "-c", str(command))
+            env = hook.get("environment") or {} if isinstance(hook, dict) else {}
+            if isinstance(env, list):
+                env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+            spec = ExecSpec(argv=argv, env={k: str(v) for k, v in env.items()},
+                            user=hook.get("user") if isinstance(hook, dict) else None,
+                            working_dir=hook.get("working_dir") if isinstance(hook, dict)
+                            else None,
+                            privileged=bool(hook.get("privileged")) if isinstance(hook, dict)
+                            else False)
+            try:
+                result = await self.rt.exec_run(rec.id, spec)
+            except rterrors.ContainerRuntimeError as exc:
+                result = None
+                message = str(exc)
+            else:
+                message = (result.stdout + result.stderr).decode(errors="replace").strip()
+            self._publish(rec, f"exec_die: {which}",
+                          exitCode=str(result.exit_code if result else -1))
+            if result is None or result.exit_code != 0:
+                text = (f"{which} hook {' '.join(argv)!r} of {rec.name} failed "
+                        f"(exit {result.exit_code if result else '-'}): {message[-500:]}")
+                if raise_on_failure:
+                    raise rterrors.ContainerError(text)
+                log.warning("%s", text)
 
     # ------------------------------------------------------------------ waits
 
