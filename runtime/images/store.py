@@ -839,3 +839,44 @@ class ImageStore:
                 untagged=tuple(familiar_name(n) for n in untagged),
                 reclaimed=reclaimed,
             )
+
+    # --- registry pulls (hook for pycompose.runtime.registry) ----------------------------------
+
+    def has_layer(self, diff_id: str) -> bool:
+        """True when the layer with this diff-id is unpacked in the store."""
+        return self._has_layer(diff_id)
+
+    @_map_os_errors
+    def add_pulled_image(self, config_bytes: bytes, layers: Sequence[LayerSource | None],
+                         names: Sequence[str]) -> Image:
+        """``add_images`` for a registry pull: ``layers[i]`` is None for a layer already in
+        the store (so it was not downloaded). The config bytes are kept exactly, so the
+        image id is the registry's config digest.
+        """
+        config = ImageConfig.from_json(config_bytes, source="pulled image config")
+        if len(layers) != len(config.diff_ids) or any(
+            layer is not None and layer.diff_id != diff_id
+            for layer, diff_id in zip(layers, config.diff_ids, strict=True)
+        ):
+            raise ImageError("pulled image: the layers do not match the config's diff_ids")
+        stored = [normalize_name(n) for n in names]
+        with self._staging() as staging:
+            staged: dict[str, _Staged] = {}
+            for index, layer in enumerate(layers):
+                if layer is None or layer.diff_id in staged or self._has_layer(layer.diff_id):
+                    continue
+                self._stage_one(staging, index, layer, True)
+                staged[layer.diff_id] = _Staged(layer.diff_id, staging / str(index))
+            if staged:
+                _syncfs(staging)
+            with self._locked(exclusive=True):
+                try:
+                    self._commit_layers(staged, config.diff_ids)
+                except _MissingLayerError as missing:
+                    raise ImageError(f"layer {missing.args[0]} was removed from the store "
+                                     "during the pull; pull again") from None
+                all_names = self._read_names()
+                image_id = self._commit_image(config_bytes, stored, all_names)
+                if stored:
+                    self._write_names(all_names)
+                return self._read_image(image_id, all_names)
