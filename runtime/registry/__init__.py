@@ -1,0 +1,37 @@
+"""Images from registries: the OCI distribution API (Docker Registry HTTP API v2).
+
+::
+
+    from pycompose.runtime.registry import RegistryConfig, pull_image, push_image, ensure_image
+
+    cfg = RegistryConfig.load(state_root, os.environ)       # mirrors, insecure registries
+    result = await pull_image(store, "redis:7", config=cfg, work_dir=state_root / "downloads",
+                              progress=callback)           # ProgressEvent per layer
+    await push_image(store, "localhost:5000/app:1", source="app:1", config=cfg)
+    image = await ensure_image(store, "redis:7", "missing", config=cfg)  # pull_policy
+
+Modules: ``http`` (h11 over trio), ``auth`` (config.json, challenges, tokens),
+``client`` (one registry's API), ``manifest`` (manifests, indexes, platforms),
+``pull``, ``push``, ``policy`` (``ensure_image``), ``config``, ``events``,
+``errors``.
+"""
+
+from __future__ import annotations
+
+from pycompose.runtime.registry.config import RegistryConfig
+from pycompose.runtime.registry.errors import (
+    BlobVerificationError,
+    ManifestNotFoundError,
+    RegistryAuthError,
+    RegistryError,
+    RegistryUnavailableError,
+)
+from pycompose.runtime.registry.events import ProgressEvent
+from pycompose.runtime.registry.pull import PullResult, pull_image
+from pycompose.runtime.registry.push import PushResult, push_image
+
+__all__ = [
+    "BlobVerificationError", "ManifestNotFoundError", "ProgressEvent", "PullResult",
+    "PushResult", "RegistryAuthError", "RegistryConfig", "RegistryError",
+    "RegistryUnavailableError", "pull_image", "push_image",
+]

@@ -1,0 +1,99 @@
+"""Push images with pycompose's own push and pull them back from a real registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from pycompose.runtime.images import Image, ImageStore
+from pycompose.runtime.registry import RegistryConfig, pull_image, push_image
+from pycompose.runtime.registry.events import ProgressEvent
+from tests.helpers.registry import RegistryServer
+
+
+async def test_push_then_pull_multilayer(registry: RegistryServer, store: ImageStore,
+                                         dest_store: ImageStore, multilayer: Image,
+                                         tmp_path: Path, run_id: str) -> None:
+    ref = f"{registry.host}/pc{run_id}/app:1"
+    with trio.fail_after(60):
+        pushed = await push_image(store, ref, source="app:1", work_dir=tmp_path / "w1")
+    assert pushed.uploaded == 3
+    events: list[ProgressEvent] = []
+    with trio.fail_after(60):
+        result = await pull_image(dest_store, ref, work_dir=tmp_path / "w2",
+                                  progress=events.append)
+    image = result.image
+    assert image.id == pushed.manifest.config_digest
+    # Layers are re-tarred from their directories: diff-ids (and so the id) may differ
+    # from the source image's, the configuration does not.
+    assert image.config.config == multilayer.config.config
+    assert len(image.layers) == 3
+    assert result.downloaded == 3 and result.existed == 0
+    top = image.layers[-1].path
+    assert (top / "srv" / "data" / "hello.txt").read_bytes() == b"hello from layer 3\n"
+    assert (image.layers[0].path / "bin" / "busybox").is_file()
+    assert image.config.config.cmd == ("sh",)
+    assert "A=1" in image.config.config.env
+    assert dest_store.get(f"{registry.host}/pc{run_id}/app:1").id == image.id
+    statuses = {e.status for e in events}
+    assert {"Downloading", "Download complete", "Extracting", "Pull complete"} <= statuses
+    assert not [p for p in (tmp_path / "w2").iterdir() if p.name != "push-cache.json"]
+
+    # A second pull downloads nothing and says so.
+    events.clear()
+    again = await pull_image(dest_store, ref, work_dir=tmp_path / "w2", progress=events.append)
+    assert again.downloaded == 0 and again.existed == 3 and not again.updated
+    assert any(e.status.startswith("Status: Image is up to date") for e in events)
+
+
+async def test_pull_skips_layers_already_present(registry: RegistryServer, store: ImageStore,
+                                                 dest_store: ImageStore, multilayer: Image,
+                                                 tmp_path: Path, run_id: str) -> None:
+    base_ref = f"{registry.host}/pc{run_id}/base:1"
+    app_ref = f"{registry.host}/pc{run_id}/app:2"
+    await push_image(store, base_ref, source="base:1", work_dir=tmp_path / "w")
+    second = await push_image(store, app_ref, source="app:1", work_dir=tmp_path / "w")
+    assert second.skipped == 1  # the base layer: HEAD says it is there
+    first = await pull_image(dest_store, base_ref, work_dir=tmp_path / "d")
+    assert first.downloaded == 1
+    events: list[ProgressEvent] = []
+    result = await pull_image(dest_store, app_ref, work_dir=tmp_path / "d",
+                              progress=events.append)
+    assert result.downloaded == 2 and result.existed == 1
+    assert [e.status for e in events].count("Already exists") == 1
+
+
+async def test_chunked_upload_and_oci_manifest(registry: RegistryServer, store: ImageStore,
+                                               dest_store: ImageStore, multilayer: Image,
+                                               tmp_path: Path, run_id: str) -> None:
+    ref = f"{registry.host}/pc{run_id}/chunked:1"
+    pushed = await push_image(store, ref, source="app:1", work_dir=tmp_path / "w",
+                              chunk_size=64 * 1024, oci=True)
+    assert pushed.manifest.media_type == "application/vnd.oci.image.manifest.v1+json"
+    result = await pull_image(dest_store, ref, work_dir=tmp_path / "d")
+    assert result.image.id == pushed.manifest.config_digest
+    assert (result.image.layers[1].path / "etc" / "app.conf").read_bytes() == b"answer=42\n"
+
+
+async def test_pull_unknown_tag(registry: RegistryServer, dest_store: ImageStore,
+                                tmp_path: Path, run_id: str) -> None:
+    from pycompose.runtime.errors import ImageNotFoundError
+
+    with pytest.raises(ImageNotFoundError, match="not found"):
+        await pull_image(dest_store, f"{registry.host}/pc{run_id}/nothing:here",
+                         work_dir=tmp_path / "d")
+    assert dest_store.list() == []
+
+
+def test_registry_config_is_plain_json(tmp_path: Path) -> None:
+    (tmp_path / "registries.json").write_text(json.dumps(
+        {"registry-mirrors": ["https://m.example/"], "insecure-registries": ["reg.lan:5000"]}))
+    cfg = RegistryConfig.load(tmp_path, {"PYCOMPOSE_INSECURE_REGISTRIES": "10.1.0.0/16",
+                                         "HOME": "/home/x"})
+    assert cfg.mirrors == ("https://m.example",)
+    assert cfg.is_insecure("reg.lan:5000") and cfg.is_insecure("10.1.2.3:5000")
+    assert cfg.is_insecure("127.0.0.1:5000") and not cfg.is_insecure("reg.lan:443")
+    assert cfg.docker_config == Path("/home/x/.docker/config.json")
