@@ -314,3 +314,28 @@ def test_two_concurrent_ups_of_one_project_are_serialised(engine: Engine) -> Non
     created = sum(err.count("Created") for _, err in outs)
     assert created == 5  # one of them created everything, the other found it up to date
     assert sorted(c["Name"] for c in engine.ps()) == [f"project-s{i}-1" for i in range(5)]
+
+
+def test_recreate_keeps_anonymous_volumes_and_scale_changes_replicas(engine: Engine) -> None:
+    base = """
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "test -f /cache/seen && echo again
+              || (touch /cache/seen; echo first); exec sleep 1000"]
+    volumes: ["/cache"]
+    environment: {V: "%s"}
+"""
+    engine.compose(base % "1")
+    engine.cli("up", "-d")
+    engine.compose(base % "2")
+    engine.cli("up", "-d")
+    logs = engine.cli("logs", "--no-log-prefix", "app").stdout.split()
+    assert logs == ["again"]  # the new container found the old one's anonymous volume
+    engine.cli("up", "-d", "--scale", "app=3")
+    names = sorted(c["Name"] for c in engine.ps())
+    assert names == ["project-app-1", "project-app-2", "project-app-3"]
+    got = engine.cli("exec", "--index", "2", "app", "nslookup", "app").stdout
+    assert got.count("Address:") >= 4  # the server line, then one A record per replica
+    engine.cli("up", "-d", "--scale", "app=1")
+    assert [c["Name"] for c in engine.ps()] == ["project-app-1"]
