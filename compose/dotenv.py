@@ -40,6 +40,12 @@ Warn = Callable[[str], None]
 
 # Blanks that are not line breaks (compose-go's isSpace).
 _BLANK = frozenset("\t\v\f\r \x85\xa0")
+# Go's unicode.IsSpace (str.isspace would also take \x1c-\x1f).
+_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_SPACE_SET = frozenset(_SPACE)
 _KEY_PUNCT = frozenset("_.-[]")
 _EXPORT = re.compile(r"export[\t\n\f\r ]+")
 _ESCAPE = re.compile(r'\\(?:[abcfnrtv$"\\]|0[0-9]{0,3})')
@@ -107,7 +113,7 @@ class _Parser:
         n = len(text)
         while pos < n:
             c = text[pos]
-            if c.isspace():
+            if c in _SPACE_SET:
                 pos += 1
             elif c == "#":
                 end = text.find("\n", pos)
@@ -141,8 +147,8 @@ class _Parser:
                         f"unexpected character {c!r} in variable name {first_line!r}",
                     )
                 pos += 1
-            key = text[key_start:pos].rstrip()
-            if any(ch.isspace() for ch in key):
+            key = text[key_start:pos].rstrip(_SPACE)
+            if any(ch in _SPACE_SET for ch in key):
                 raise self._error(start, f"key cannot contain a space: {key!r}")
             if sep in ("\n", ""):
                 # A key alone: inherit its value, or leave it out.
@@ -176,7 +182,7 @@ class _Parser:
             comment = value.find(" #")
             if comment != -1:
                 value = value[:comment]
-            return self._interpolate(value.rstrip(), start), end
+            return self._interpolate(value.rstrip(_SPACE), start), end
         chars: list[str] = []
         escaped = False
         i = pos + 1
@@ -244,14 +250,14 @@ def _parse_raw_into(text: str, file: str, out: dict[str, str], env: Mapping[str,
     if text.startswith("\ufeff"):
         text = text[1:]
     for number, raw_line in enumerate(text.split("\n"), start=1):
-        line = raw_line.lstrip()
+        line = raw_line.lstrip(_SPACE)
         if not line or line.startswith("#"):
             continue
         key, has_value, value = line.partition("=")
-        key = key.lstrip()
+        key = key.lstrip(_SPACE)
         if not key:
             raise EnvFileError(file, f"line {number}", "missing variable name before '='")
-        if any(c.isspace() for c in key):
+        if any(c in _SPACE_SET for c in key):
             raise EnvFileError(file, f"line {number}", f"variable {key!r} contains whitespace")
         if has_value:
             out[key] = value

@@ -378,3 +378,11 @@ def test_kit_every_interpolation_case_resolves() -> None:
             interpolate(yaml.safe_load((case_dir / name).read_text()), env, file=name)
         seen += 1
     assert seen >= 20
+
+
+def test_whitespace_is_gos_not_pythons() -> None:
+    """\\x1f is not a blank for docker compose (Go), though str.isspace() says it is."""
+    with pytest.raises(EnvFileError, match="unexpected character"):
+        parse_dotenv("\x1fA=1", file=".env", env={})
+    assert parse_dotenv("A=x\x1f", file=".env", env={}) == {"A": "x\x1f"}
+    assert parse_dotenv("\u3000A=1\u3000\n", file=".env", env={}) == {"A": "1"}
