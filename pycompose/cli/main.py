@@ -15,7 +15,7 @@ from pycompose import __version__
 # A command module is imported only when that command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "Show the pycompose version information"),
-    "image": ("image", "Manage images: import, load, ls, inspect, rm, prune, tag"),
+    "image": ("image", "Manage images: import, load, save, ls, inspect, rm, prune, tag"),
     "config": ("config", "Parse, resolve and render the compose file in canonical format"),
     "graph": ("graph", "Show the service dependency graph (tree, dot or mermaid)"),
     "engine": ("engine", "Run the pycompose engine daemon in the foreground"),

@@ -48,6 +48,7 @@ from typing import BinaryIO
 
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.compression import DECODE_ERRORS
+from pycompose.runtime.images.tarsplit import TarRecorder
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -66,11 +67,16 @@ _COPY_CHUNK = 1 << 20
 
 @dataclass
 class UnpackResult:
-    """What one layer unpack did: bytes of file content, entries made, entries skipped."""
+    """What one layer unpack did: bytes of file content, entries made, entries skipped.
+
+    ``reproducible`` is False when the tar overwrote a file it had written, so
+    its bytes cannot be rebuilt from the directory (see ``tarsplit``).
+    """
 
     size: int = 0
     entries: int = 0
     skipped: list[str] = field(default_factory=list)
+    reproducible: bool = True
 
 
 def keep_xattr(name: str) -> bool:
@@ -80,14 +86,17 @@ def keep_xattr(name: str) -> bool:
     return name == "security.capability"
 
 
-def unpack_layer(stream: BinaryIO, dest: Path, *, source: str) -> UnpackResult:
+def unpack_layer(
+    stream: BinaryIO, dest: Path, *, source: str, recorder: TarRecorder | None = None
+) -> UnpackResult:
     """Unpack the (decompressed) tar ``stream`` into the empty directory ``dest``.
 
     Raises ``ImageError`` naming ``source`` and the entry on hostile or corrupt
-    input; the caller discards ``dest`` then.
+    input; the caller discards ``dest`` then. ``recorder`` (the ``TarRecorder``
+    that ``stream`` reads through) is told where each file's contents are.
     """
     root_fd = os.open(dest, _DIR_FLAGS)
-    unpacker = _Unpacker(root_fd, source)
+    unpacker = _Unpacker(root_fd, source, recorder)
     try:
         with tarfile.open(
             fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
@@ -110,9 +119,11 @@ def unpack_layer(stream: BinaryIO, dest: Path, *, source: str) -> UnpackResult:
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int, source: str) -> None:
+    def __init__(self, root_fd: int, source: str, recorder: TarRecorder | None) -> None:
         self.root_fd = root_fd
         self.source = source
+        self.recorder = recorder
+        self._payloads: set[str] = set()  # files whose contents the record refers to
         self.as_root = os.geteuid() == 0
         self.result = UnpackResult()
         self.current = "(start)"
@@ -212,14 +223,21 @@ class _Unpacker:
             fd = nxt
         return fd
 
-    def _clear(self, pfd: int, name: str, *, keep_dir: bool) -> bool:
-        """Remove what is at ``name`` (unless it is a directory and ``keep_dir``); True if kept."""
+    def _clear(self, pfd: int, name: str, real: tuple[str, ...], *, keep_dir: bool) -> bool:
+        """Remove what is at ``name`` (unless it is a directory and ``keep_dir``); True if kept.
+
+        ``real`` is the parent's real path, to notice a recorded file being replaced.
+        """
         try:
             st = os.lstat(name, dir_fd=pfd)
         except FileNotFoundError:
             return False
         if stat.S_ISDIR(st.st_mode) and keep_dir:
             return True
+        if self._payloads:
+            path = "/".join((*real, name))
+            if path in self._payloads or any(p.startswith(path + "/") for p in self._payloads):
+                self.result.reproducible = False
         self._invalidate_except(pfd)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(name, dir_fd=pfd)
@@ -251,10 +269,10 @@ class _Unpacker:
         real, pfd = self._parent(tuple(parent_parts), create=True)
 
         if name.startswith(WHITEOUT_PREFIX):
-            self._whiteout(pfd, name, member)
+            self._whiteout(pfd, real, name, member)
             return
         if member.isdir():
-            if not self._clear(pfd, name, keep_dir=True):
+            if not self._clear(pfd, name, real, keep_dir=True):
                 os.mkdir(name, 0o700, dir_fd=pfd)
             fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
             try:
@@ -264,22 +282,22 @@ class _Unpacker:
                 os.close(fd)
             self._dirs.append(((*real, name), member.mode, _mtime_ns(member)))
         elif member.isreg():
-            self._clear(pfd, name, keep_dir=False)
-            self._regular(tar, pfd, name, member)
+            self._clear(pfd, name, real, keep_dir=False)
+            self._regular(tar, pfd, real, name, member)
         elif member.issym():
-            self._clear(pfd, name, keep_dir=False)
+            self._clear(pfd, name, real, keep_dir=False)
             os.symlink(member.linkname, name, dir_fd=pfd)
             self._owner_name(pfd, name, member)
             os.utime(name, ns=(_mtime_ns(member),) * 2, dir_fd=pfd, follow_symlinks=False)
         elif member.islnk():
-            self._hardlink(pfd, name, member)
+            self._hardlink(pfd, real, name, member)
         elif member.isfifo():
-            self._clear(pfd, name, keep_dir=False)
+            self._clear(pfd, name, real, keep_dir=False)
             os.mkfifo(name, 0o600, dir_fd=pfd)
             self._finish_special(pfd, name, member)
         elif member.ischr() and member.devmajor == 0 and member.devminor == 0:
             # Already in overlay form (some tools export whiteouts as 0/0 devices).
-            self._clear(pfd, name, keep_dir=False)
+            self._clear(pfd, name, real, keep_dir=False)
             self._mknod_whiteout(pfd, name)
             self._finish_special(pfd, name, member)
         elif member.ischr() or member.isblk():
@@ -290,7 +308,12 @@ class _Unpacker:
             return
         self.result.entries += 1
 
-    def _regular(self, tar: tarfile.TarFile, pfd: int, name: str, member: tarfile.TarInfo) -> None:
+    def _regular(self, tar: tarfile.TarFile, pfd: int, real: tuple[str, ...], name: str,
+                 member: tarfile.TarInfo) -> None:
+        if self.recorder is not None and not member.issparse():
+            path = "/".join((*real, name))
+            self.recorder.payload(member.offset_data, member.size, path)
+            self._payloads.add(path)
         src = tar.extractfile(member)
         if src is None:
             raise self._fail("cannot read file data")
@@ -309,7 +332,8 @@ class _Unpacker:
             os.close(fd)
         self.result.size += member.size
 
-    def _hardlink(self, pfd: int, name: str, member: tarfile.TarInfo) -> None:
+    def _hardlink(self, pfd: int, real: tuple[str, ...], name: str,
+                  member: tarfile.TarInfo) -> None:
         target = self._split(member.linkname)
         if not target:
             raise self._fail(f"hard link to {member.linkname!r} is not a file of this layer")
@@ -336,12 +360,13 @@ class _Unpacker:
                     return  # links to itself: already there
             except FileNotFoundError:
                 pass
-            self._clear(pfd, name, keep_dir=False)
+            self._clear(pfd, name, real, keep_dir=False)
             os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
 
-    def _whiteout(self, pfd: int, name: str, member: tarfile.TarInfo) -> None:
+    def _whiteout(self, pfd: int, real: tuple[str, ...], name: str,
+                  member: tarfile.TarInfo) -> None:
         if name == OPAQUE_MARKER:
             try:
                 os.setxattr(pfd, OPAQUE_XATTRS[0], b"y")
@@ -357,7 +382,7 @@ class _Unpacker:
         hidden = name[len(WHITEOUT_PREFIX):]
         if hidden in ("", ".", "..") or "/" in hidden:
             raise self._fail(f"invalid whiteout name {name!r}")
-        self._clear(pfd, hidden, keep_dir=False)
+        self._clear(pfd, hidden, real, keep_dir=False)
         self._mknod_whiteout(pfd, hidden)
         self._finish_special(pfd, hidden, member)
         self.result.entries += 1

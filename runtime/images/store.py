@@ -7,7 +7,8 @@ Layout under the store root (the CLI and the engine use ``<PYCOMPOSE_ROOT>/image
     blobs/sha256/<hex>         image config JSON, byte for byte (its sha256 is the image id)
     images/<hex>.json          one record per image: {"id", "added"}; present = image exists
     layers/<hex>/diff/         a layer unpacked once, keyed by its diff-id; an overlay lowerdir
-    layers/<hex>/layer.json    {"diff_id", "size", "entries"}
+    layers/<hex>/layer.json    {"diff_id", "size", "entries", "tar_record"}
+    layers/<hex>/tar-split.zst the layer tar minus file contents, to rebuild it exactly
     refs/<image hex>/<holder>  holds: containers using the image (``hold``/``release``)
     tmp/<token>/ + <token>.lock  staging and trash; each held by a flock of its owner
 
@@ -32,6 +33,7 @@ import contextlib
 import ctypes
 import fcntl
 import functools
+import io
 import json
 import os
 import secrets
@@ -58,8 +60,10 @@ from pycompose.runtime.images.config import (
 from pycompose.runtime.images.digest import HashingReader, hex_of, is_hex_id, sha256_digest
 from pycompose.runtime.images.layers import unpack_layer, write_layer_tar
 from pycompose.runtime.images.reference import familiar_name, normalize_name
+from pycompose.runtime.images.tarsplit import TarRecorder, write_reproduced
 
 InUse = Callable[[str], bool]
+TAR_RECORD = "tar-split.zst"
 
 
 @dataclass(frozen=True)
@@ -426,7 +430,12 @@ class ImageStore:
                 _, decompressed = open_decompressed(cast(BinaryIO, blob))
                 tar = HashingReader(decompressed)
                 if unpack:
-                    result = unpack_layer(cast(BinaryIO, tar), diff, source=name)
+                    with (directory / TAR_RECORD).open("wb") as record:
+                        recorder = TarRecorder(cast(BinaryIO, tar), record)
+                        result = unpack_layer(cast(BinaryIO, recorder), diff, source=name,
+                                              recorder=recorder)
+                        recorder.drain()
+                        recorder.close()
                 tar.drain()
                 blob.drain()
         except DECODE_ERRORS as exc:
@@ -438,7 +447,12 @@ class ImageStore:
         if diff_id is not None:
             tar.verify(diff_id, f"{name} (uncompressed content vs diff_id)")
         if unpack:
-            meta = {"diff_id": tar.digest, "size": result.size, "entries": result.entries}
+            meta: dict[str, object] = {
+                "diff_id": tar.digest, "size": result.size, "entries": result.entries,
+                "tar_record": result.reproducible,
+            }
+            if not result.reproducible:
+                (directory / TAR_RECORD).unlink()
             if result.skipped:
                 meta["skipped"] = result.skipped[:100]
             (directory / "layer.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -733,6 +747,67 @@ class ImageStore:
         _fsync_dir(self._layers)
         return reclaimed
 
+    # --- export ----------------------------------------------------------------------------
+
+    def _export_layer(self, diff_id: str, out: BinaryIO) -> int:
+        directory = self._layer_dir(diff_id)
+        record = directory / TAR_RECORD
+        if not record.is_file():
+            raise ImageError(
+                f"layer {diff_id} cannot be exported: its tar overwrote files it had written "
+                "(or it was stored without a tar record), so its exact bytes are unknown"
+            )
+        return write_reproduced(record, directory / "diff", out, diff_id)
+
+    @_map_os_errors
+    def export_layer(self, diff_id: str, out: BinaryIO) -> int:
+        """Write the layer's uncompressed tar, byte for byte the one whose sha256 is
+        ``diff_id`` (checked), to ``out``; returns its size. For ``save`` and pushes."""
+        with self._locked(exclusive=False):
+            if not self._has_layer(diff_id):
+                raise ImageNotFoundError(f"No such layer: {diff_id}")
+            return self._export_layer(diff_id, out)
+
+    @_map_os_errors
+    def save(self, refs: Sequence[str], out: Path | BinaryIO) -> builtins.list[Image]:
+        """Write images to one tar that ``load``, ``docker load`` and OCI tools all read.
+
+        The layout is Docker 25's: an OCI image layout (``oci-layout``, ``index.json``,
+        ``blobs/sha256/…`` with uncompressed layer tars) plus ``manifest.json`` with
+        ``RepoTags``. An image named by a name is saved with that name; by id, untagged.
+        Image ids do not change: layers are rebuilt byte for byte. A path ``out`` is
+        written atomically.
+        """
+        with self._staging() as staging:
+            with self._locked(exclusive=False):
+                names = self._read_names()
+                chosen: dict[str, tuple[Image, builtins.list[str]]] = {}
+                for ref in refs:
+                    image_id, by_name = self._resolve(ref, names)
+                    image, tags = chosen.get(image_id) or (self._read_image(image_id, names), [])
+                    if by_name is not None and by_name not in tags:
+                        tags.append(by_name)
+                    chosen[image_id] = (image, tags)
+                sizes: dict[str, int] = {}
+                for image, _ in chosen.values():
+                    for diff_id in image.config.diff_ids:
+                        if diff_id not in sizes:
+                            with (staging / hex_of(diff_id)).open("wb") as f:
+                                sizes[diff_id] = self._export_layer(diff_id, f)
+                configs = {i: (self._blobs / hex_of(i)).read_bytes() for i in chosen}
+            archive = _save_archive(chosen, configs, sizes, staging)
+            if isinstance(out, Path | str):
+                target = Path(out)
+                tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+                try:
+                    _write_tar(archive, tmp)
+                    os.rename(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                _write_tar_stream(archive, out)
+        return [image for image, _ in chosen.values()]
+
     # --- holds: which containers use an image ------------------------------------------
 
     def _holders(self, image_id: str) -> builtins.list[str]:
@@ -880,3 +955,89 @@ class ImageStore:
                 if stored:
                     self._write_names(all_names)
                 return self._read_image(image_id, all_names)
+
+
+# --- save archives --------------------------------------------------------------------------
+
+_ArchiveEntry = tuple[str, bytes | Path]
+
+
+def _save_archive(
+    chosen: dict[str, tuple[Image, list[str]]], configs: dict[str, bytes],
+    sizes: dict[str, int], staging: Path,
+) -> list[_ArchiveEntry]:
+    """The members of a save archive, in order: (name, bytes or a file to copy)."""
+    entries: list[_ArchiveEntry] = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')]
+    docker_manifest = []
+    descriptors = []
+    for image_id, (image, tags) in chosen.items():
+        config = configs[image_id]
+        entries.append((f"blobs/sha256/{hex_of(image_id)}", config))
+        layer_paths = []
+        for diff_id in image.config.diff_ids:
+            name = f"blobs/sha256/{hex_of(diff_id)}"
+            if (name, staging / hex_of(diff_id)) not in entries:
+                entries.append((name, staging / hex_of(diff_id)))
+            layer_paths.append(name)
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": image_id, "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": d, "size": sizes[d]} for d in image.config.diff_ids],
+        }, separators=(",", ":")).encode()
+        manifest_digest = sha256_digest(manifest)
+        entries.append((f"blobs/sha256/{hex_of(manifest_digest)}", manifest))
+        base = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest, "size": len(manifest)}
+        tag_list: list[str | None] = list(tags) or [None]
+        for tag in tag_list:
+            desc: dict[str, object] = dict(base)
+            if tag is not None:
+                desc["annotations"] = {
+                    "io.containerd.image.name": tag,
+                    "org.opencontainers.image.ref.name": tag.rpartition(":")[2],
+                }
+            descriptors.append(desc)
+        docker_manifest.append({
+            "Config": f"blobs/sha256/{hex_of(image_id)}",
+            "RepoTags": [familiar_name(t) for t in tags] or None,
+            "Layers": layer_paths,
+        })
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": descriptors}
+    entries.append(("index.json", json.dumps(index, separators=(",", ":")).encode()))
+    entries.append(("manifest.json", json.dumps(docker_manifest, separators=(",", ":")).encode()))
+    return entries
+
+
+def _write_tar_stream(entries: list[_ArchiveEntry], out: BinaryIO) -> None:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for name, content in entries:
+            parent = name.rpartition("/")[0]
+            parts = parent.split("/") if parent else []
+            for i in range(len(parts)):
+                d = "/".join(parts[: i + 1])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+            info = tarfile.TarInfo(name)
+            info.mode = 0o644
+            if isinstance(content, bytes):
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+            else:
+                info.size = content.stat().st_size
+                with content.open("rb") as f:
+                    tar.addfile(info, f)
+
+
+def _write_tar(entries: list[_ArchiveEntry], path: Path) -> None:
+    with path.open("wb") as f:
+        _write_tar_stream(entries, f)
+        f.flush()
+        os.fsync(f.fileno())

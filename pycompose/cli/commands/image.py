@@ -1,4 +1,4 @@
-"""``pycompose image``: import, load, ls, inspect, history, rm, prune, tag.
+"""``pycompose image``: import, load, save, ls, inspect, history, rm, prune, tag.
 
 These work on the image store under ``$PYCOMPOSE_ROOT/images`` directly (the
 engine will call the same ``ImageStore`` methods). Output follows ``docker
@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", required=True, metavar="FILE",
                    help="docker save tar, OCI archive tar, or OCI layout directory")
     p.add_argument("-q", "--quiet", action="store_true", help="Print nothing on success")
+
+    p = sub.add_parser("save", help="Save images to a tar archive (docker save / OCI format)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="Write to FILE instead of standard output")
 
     p = sub.add_parser("ls", aliases=["list"], help="List images")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     command = {"list": "ls", "remove": "rm"}.get(args.image_command, args.image_command)
     handler = {
         "import": _import, "load": _load, "ls": _ls, "inspect": _inspect, "rm": _rm,
-        "prune": _prune, "tag": _tag, "history": _history,
+        "prune": _prune, "tag": _tag, "history": _history, "save": _save,
     }[command]
     return handler(store, args)
 
@@ -104,6 +109,20 @@ def _load(store: ImageStore, args: argparse.Namespace) -> int:
                     print(f"Loaded image: {name}")
             else:
                 print(f"Loaded image ID: {image.id}")
+    return 0
+
+
+def _save(store: ImageStore, args: argparse.Namespace) -> int:
+    if args.output:
+        store.save(args.images, Path(args.output))
+        return 0
+    if sys.stdout.isatty():
+        from pycompose.errors import UsageError
+
+        raise UsageError("refusing to write an archive to a terminal: use -o FILE or redirect")
+    sys.stdout.flush()
+    store.save(args.images, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
     return 0
 
 

@@ -49,3 +49,23 @@ def test_skopeo_archives_load(tmp_path: Path, busybox_rootfs: Path, dest: str,
     bottom, top = img.layer_dirs
     assert (bottom / "bin/busybox").is_file()
     assert (top / "hello.txt").read_text() == "hello from the top layer\n"
+
+
+@pytest.mark.parametrize("transport", ["docker-archive:{path}", "oci-archive:{path}:v9"])
+def test_skopeo_reads_saved_archives(tmp_path: Path, busybox_rootfs: Path,
+                                     transport: str) -> None:
+    source = busybox_two_layers(busybox_rootfs, tags=["bb2:v9"], compression="zstd")
+    store = ImageStore(tmp_path / "store")
+    store.load(write_oci_layout(tmp_path / "layout", [source]))
+    saved = tmp_path / "saved.tar"
+    store.save(["bb2:v9"], saved)
+    # a real tool reads our archive and writes it back out as a plain OCI layout
+    skopeo_copy(transport.format(path=saved), f"oci:{tmp_path}/back:again")
+    other = ImageStore(tmp_path / "other")
+    (img,) = other.load(tmp_path / "back")
+    if transport.startswith("oci-archive"):
+        assert img.id == source.id  # the config went through byte for byte
+    # (from docker-archive skopeo re-serialises the config for the OCI media type)
+    assert img.config.diff_ids == tuple(layer.diff_id for layer in source.layers)
+    assert img.config.config.cmd == ("sh",)
+    assert (img.layer_dirs[1] / "hello.txt").read_text() == "hello from the top layer\n"

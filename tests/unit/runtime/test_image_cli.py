@@ -143,3 +143,26 @@ def test_import_from_stdin_history_and_filters(state_root: Path, rootfs_tar: Pat
     code, _, err = run(capsys, "ls", "--filter", "label=x")
     assert code == 1
     assert "use dangling=true|false or reference=PATTERN" in err
+
+
+def test_save_to_file(state_root: Path, rootfs_tar: Path, tmp_path: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    from pycompose.runtime.images import ImageStore
+
+    code, out, _ = run(capsys, "import", str(rootfs_tar), "bb:1")
+    image_id = out.strip()
+    assert run(capsys, "save", "-o", str(tmp_path / "bb.tar"), "bb:1")[0] == 0
+    (loaded,) = ImageStore(tmp_path / "other").load(tmp_path / "bb.tar")
+    assert loaded.id == image_id
+    assert loaded.repo_tags == ("bb:1",)
+
+
+def test_save_to_stdout(state_root: Path, rootfs_tar: Path, tmp_path: Path,
+                        capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from pycompose.runtime.images import ImageStore
+
+    image = ImageStore(state_root / "images").import_rootfs(rootfs_tar, "bb:1")
+    assert main(["image", "save", "bb:1"]) == 0  # stdout is not a terminal under pytest
+    (tmp_path / "out.tar").write_bytes(capsysbinary.readouterr().out)
+    (loaded,) = ImageStore(tmp_path / "other").load(tmp_path / "out.tar")
+    assert loaded.id == image.id
