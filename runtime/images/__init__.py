@@ -6,6 +6,7 @@ Public API (the container runtime, the engine and the builder build on it)::
     store.import_rootfs(tar, "app:1", changes=["CMD [\\"sh\\"]"]) -> Image
     store.load(archive) -> list[Image]            # docker save / OCI layout / OCI archive
     store.add_images([ImageSource(...)])          # verified streams from anywhere (a registry)
+    store.save(refs, out) / export_layer(diff_id, out)   # exact layer tars, ids unchanged
     store.get("busybox") -> Image                 # name, full id, or id prefix
     store.list() / tag(src, dst) / remove(ref, force=, in_use=) / prune(all=, in_use=)
     store.hold(image, container_id) / release(container_id) / release_all_but(live_ids)
@@ -17,7 +18,7 @@ Public API (the container runtime, the engine and the builder build on it)::
 Modules: ``store`` (the store), ``layers`` (safe unpack, whiteouts, dir → tar),
 ``archive`` (archive formats), ``config`` (config model), ``changes``
 (Dockerfile metadata instructions), ``reference`` (names), ``digest``,
-``compression``, ``inspect``.
+``compression``, ``inspect``, ``tarsplit`` (exact layer tars from directories).
 """
 
 from __future__ import annotations

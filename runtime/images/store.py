@@ -21,7 +21,9 @@ unreferenced layer (reused by the next import, removed by ``prune``) or a
 staging directory whose flock is gone (removed at the next write).
 
 Layer blobs are not kept after unpacking (as Docker's classic store): the
-unpacked directory is the layer. Only ``sha256`` content is accepted.
+unpacked directory is the layer, and a small tar record (``tarsplit``) lets
+``save``/``export_layer`` rebuild each layer's tar byte for byte, so image ids
+survive an export. Only ``sha256`` content is accepted.
 
 All methods block; the engine calls them with ``trio.to_thread.run_sync``.
 """
