@@ -151,6 +151,87 @@ class EngineClient:
             if not resp.isclosed():
                 self.close()
 
+    def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any
+               ) -> dict[str, Any]:
+        """An upgraded (101) connection for interactive exec: ``stdin`` (an fd, or None for
+        none) is copied to the engine, half-closed at EOF; frames from the engine go to
+        ``stdout``/``stderr`` (binary files); returns the final ``{"exit_code": n}``."""
+        import selectors
+
+        data = json.dumps(body).encode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.paths.socket))
+        except OSError as exc:
+            sock.close()
+            raise _connect_error(self.paths, exc) from None
+        with sock:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: Upgrade\r\n"
+                f"Upgrade: pycompose-stream\r\n\r\n".encode() + data)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise EngineError(f"the engine closed the connection during POST {path}")
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            status = int(head.split(b" ", 2)[1])
+            if status != 101:
+                # An ordinary answer (an error): the rest of the body is JSON.
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v)
+                while len(buf) < length:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                value = json.loads(buf[:length]) if length else {}
+                raise APIError(status, value.get("message") or f"POST {path}: HTTP {status}")
+            sel = selectors.PollSelector()  # poll, unlike epoll, takes files and /dev/null
+            sel.register(sock, selectors.EVENT_READ, "sock")
+            if stdin is not None:
+                sel.register(stdin, selectors.EVENT_READ, "stdin")
+            else:
+                sock.shutdown(socket.SHUT_WR)
+            result: dict[str, Any] | None = None
+            while result is None:
+                while len(buf) >= 8:
+                    size = int.from_bytes(buf[4:8], "big")
+                    if len(buf) < 8 + size:
+                        break
+                    kind, payload, buf = buf[0], buf[8:8 + size], buf[8 + size:]
+                    if kind == 1:
+                        stdout.write(payload)
+                        stdout.flush()
+                    elif kind == 2:
+                        stderr.write(payload)
+                        stderr.flush()
+                    else:
+                        result = json.loads(payload)
+                        break
+                if result is not None:
+                    break
+                for key, _ in sel.select():
+                    if key.data == "stdin":
+                        chunk = os.read(key.fd, 65536)
+                        if chunk:
+                            sock.sendall(chunk)
+                        else:
+                            sel.unregister(key.fd)
+                            sock.shutdown(socket.SHUT_WR)
+                    else:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            raise EngineError("the engine closed the exec session early")
+                        buf += chunk
+            sel.close()
+            return result
+
     # ---- a few conveniences
 
     def ping(self) -> bool:

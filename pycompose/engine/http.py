@@ -100,7 +100,16 @@ class StreamResponse:
     status: int = 200
 
 
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+@dataclass
+class UpgradeResponse:
+    """Switch the connection to raw bytes (``101 Switching Protocols``): ``handler(stream)``
+    then owns the connection (interactive ``exec``)."""
+
+    handler: Callable[[trio.abc.Stream, bytes], Awaitable[None]]
+    protocol: str = "pycompose-stream"
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse | UpgradeResponse]]
 
 
 class Router:
@@ -261,6 +270,13 @@ class _Connection:
             message = f"internal error: {type(exc).__name__}: {exc}"
             await self._respond_json(500, {"message": message})
             return
+        if isinstance(response, UpgradeResponse):
+            await self._send(h11.InformationalResponse(
+                status_code=101, headers=[("Upgrade", response.protocol),
+                                          ("Connection", "Upgrade")]))
+            leftover, _closed = self.conn.trailing_data
+            await response.handler(self.stream, bytes(leftover))
+            raise _ClientGone  # the connection is the handler's now, and is done
         if isinstance(response, StreamResponse):
             try:
                 await self._respond_stream(response)

@@ -15,6 +15,8 @@ Stream messages (NDJSON), in order: ``{"type": "plan", ...}``, any number of
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import math
 import time
@@ -41,7 +43,15 @@ from pycompose.engine.backend import EngineBackend, EngineBackendError, ImageRes
 from pycompose.engine.codec import decode_project, encode_project
 from pycompose.engine.containers import Containers, ContainerStateConflict, NoSuchContainer
 from pycompose.engine.daemon import Engine
-from pycompose.engine.http import HTTPError, Request, Response, Router, Send, StreamResponse
+from pycompose.engine.http import (
+    HTTPError,
+    Request,
+    Response,
+    Router,
+    Send,
+    StreamResponse,
+    UpgradeResponse,
+)
 from pycompose.engine.specs import network_warning
 from pycompose.engine.store import ProjectRecord
 from pycompose.errors import EngineError, PycomposeError
@@ -572,7 +582,57 @@ class ProjectManager:
             raise HTTPError(500, str(exc)) from None
         return Response(None, status=204)
 
-    async def exec_(self, req: Request) -> StreamResponse:
+    async def _exec_attached(self, rec: Any, spec: ExecSpec, stream: trio.abc.Stream,
+                             leftover: bytes) -> None:
+        """Interactive exec over the upgraded connection. Client -> engine: raw stdin bytes,
+        half-close for EOF. Engine -> client: frames ``[kind, 0, 0, 0, len (4 bytes BE)]`` +
+        payload; kind 1 stdout, 2 stderr, 3 the end (``{"exit_code": n}`` or an error)."""
+        c = self._c()
+        lock = trio.Lock()
+
+        async def frame(kind: int, data: bytes) -> None:
+            async with lock:
+                await stream.send_all(bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big")
+                                      + data)
+
+        try:
+            proc = await c.rt.exec(rec.id, spec)
+        except rterrors.ContainerRuntimeError as exc:
+            await frame(3, json.dumps({"exit_code": 126, "error": str(exc)}).encode())
+            return
+        try:
+            async def feed() -> None:
+                assert proc.stdin is not None
+                try:
+                    if leftover:
+                        await proc.stdin.send_all(leftover)
+                    while data := await stream.receive_some(65536):
+                        await proc.stdin.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                finally:
+                    await proc.stdin.aclose()
+
+            async def pump(src: Any, kind: int) -> None:
+                while chunk := await src.receive_some(65536):
+                    await frame(kind, chunk)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed)
+                async with trio.open_nursery() as outputs:
+                    outputs.start_soon(pump, proc.stdout, 1)
+                    outputs.start_soon(pump, proc.stderr, 2)
+                code = await proc.wait()
+                await frame(3, json.dumps({"exit_code": code}).encode())
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                if proc.status is None:
+                    with contextlib.suppress(rterrors.ContainerRuntimeError):
+                        await proc.kill()
+                await proc.aclose()
+
+    async def exec_(self, req: Request) -> StreamResponse | UpgradeResponse:
         rec = self._get(req.params["id"])
         body = req.json() or {}
         cmd = body.get("Cmd") or []
@@ -585,6 +645,9 @@ class ProjectManager:
                         working_dir=body.get("WorkingDir") or None,
                         privileged=bool(body.get("Privileged")))
         c = self._c()
+        if req.headers.get("upgrade") == "pycompose-stream" and not body.get("Detach"):
+            return UpgradeResponse(lambda stream, leftover: self._exec_attached(
+                rec, dataclasses.replace(spec, stdin=True), stream, leftover))
 
         async def produce(send: Send) -> None:
             try:

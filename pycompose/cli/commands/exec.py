@@ -1,6 +1,7 @@
 """``pycompose exec``: run a command in a running service container; its exit code is ours.
 
-Output is streamed; stdin and a TTY are not passed through yet (``-T`` behaviour)."""
+Standard input is passed to the command and its output streamed back over an upgraded
+connection; a pseudo-TTY is not allocated yet (``-T`` behaviour)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true",
                         help="Disable pseudo-TTY allocation (the only mode for now)")
     parser.add_argument("--privileged", action="store_true")
+    parser.add_argument("--no-stdin", action="store_true",
+                        help="Do not pass standard input to the command")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +38,14 @@ def run(args: argparse.Namespace) -> int:
     ctr = ec.service_container(c, name, args.service, args.index)
     body = {"Cmd": args.cmd, "Env": args.env, "User": args.user,
             "WorkingDir": args.workdir, "Detach": args.detach, "Privileged": args.privileged}
+    if not args.detach:
+        # Interactive: stdin goes to the process (no pseudo-TTY yet, as with -T).
+        result = c.attach(ec.path("containers", ctr["Id"], "exec"), body,
+                          stdin=sys.stdin.fileno() if not args.no_stdin else None,
+                          stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+        if result.get("error"):
+            print(f"error: {ctr['Name']}: {result['error']}", file=sys.stderr)
+        return int(result.get("exit_code", 126))
     code = 0
     for msg in c.stream("POST", ec.path("containers", ctr["Id"], "exec"), body):
         if "data" in msg:

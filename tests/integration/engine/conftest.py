@@ -35,10 +35,13 @@ class Engine:
         self.workdir = workdir
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+            cwd: Path | None = None, input: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "pycompose", "--progress", "plain",
                                *args], cwd=cwd or self.workdir, env=self.env, text=True,
-                              capture_output=True, timeout=timeout)
+                              capture_output=True, timeout=timeout,
+                              **({"input": input} if input is not None
+                                 else {"stdin": subprocess.DEVNULL}))
         if check and proc.returncode != 0:
             raise AssertionError(f"pycompose {' '.join(args)} exited {proc.returncode}\n"
                                  f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -235,6 +235,10 @@ def test_exec_passes_the_exit_code_and_output(engine: Engine) -> None:
     assert res.stdout == "out\n"
     assert "err" in res.stderr
     assert json.loads(engine.cli("ps", "--format", "json").stdout)[0]["State"] == "running"
+    piped = engine.cli("exec", "app", "sh", "-c", "tr a-z A-Z; exit 3", input="hello\n",
+                       check=False)
+    assert piped.returncode == 3
+    assert piped.stdout == "HELLO\n"
 
 
 def test_run_starts_dependencies_and_returns_the_exit_code(engine: Engine) -> None:
