@@ -254,6 +254,9 @@ class HttpClient:
                 if attempt == 0 and reused and (body is None or isinstance(body, bytes)):
                     continue
                 raise
+            except BaseException:
+                await conn.aclose()  # cancelled mid-request: the connection is unusable
+                raise
         raise AssertionError("unreachable")
 
     @asynccontextmanager

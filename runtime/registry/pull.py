@@ -40,6 +40,7 @@ from pycompose.runtime.images.config import ImageConfig
 from pycompose.runtime.images.digest import hex_of
 from pycompose.runtime.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from pycompose.runtime.images.store import Image, ImageStore
+from pycompose.runtime.registry._groups import leaves, root_cause
 from pycompose.runtime.registry.client import INDEX_TYPES, RegistryClient
 from pycompose.runtime.registry.config import RegistryConfig
 from pycompose.runtime.registry.errors import (
@@ -328,10 +329,10 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             nursery.start_soon(import_all)
         success = True
     except BaseException as exc:
-        keep_blobs = any(isinstance(e, RegistryUnavailableError) for e in _leaves(exc))
-        first = _first_error(exc)
-        if first is not None and first is not exc:
-            raise first from None
+        keep_blobs = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
+        cause = root_cause(exc, knock_on=("could not be downloaded",))
+        if cause is not None and cause is not exc:
+            raise cause from None
         raise
     finally:
         if success or not keep_blobs:
@@ -347,19 +348,3 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
               else f"Image is up to date for {ref.familiar}")
     progress(ProgressEvent("", f"Status: {status}"))
     return PullResult(image, ref.familiar, res.digest, len(pending), existed, updated)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-def _first_error(exc: BaseException) -> BaseException | None:
-    """The error to report from a pull's task group: the root cause, not the knock-on
-    ``layer … could not be downloaded`` of the import task or a Cancelled."""
-    leaves = [e for e in _leaves(exc) if not isinstance(e, trio.Cancelled)]
-    for leaf in leaves:
-        if not (isinstance(leaf, RegistryError) and "could not be downloaded" in str(leaf)):
-            return leaf
-    return leaves[0] if leaves else None

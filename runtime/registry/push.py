@@ -37,6 +37,7 @@ from pycompose.runtime.images.digest import hex_of, sha256_digest
 from pycompose.runtime.images.layers import write_layer_tar
 from pycompose.runtime.images.reference import parse_reference
 from pycompose.runtime.images.store import Image, ImageStore, Layer
+from pycompose.runtime.registry._groups import single_error
 from pycompose.runtime.registry.client import (
     MEDIA_DOCKER_LIST,
     MEDIA_DOCKER_MANIFEST,
@@ -221,9 +222,10 @@ async def _push(store: ImageStore, client: RegistryClient, repo: str, tag: str, 
                 progress(ProgressEvent(short, "Pushed" if outcome == "uploaded"
                                        else "Mounted", blob.size, blob.size))
 
-    async with trio.open_nursery() as nursery:
-        for index, layer in enumerate(image.layers):
-            nursery.start_soon(one, index, layer)
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            for index, layer in enumerate(image.layers):
+                nursery.start_soon(one, index, layer)
     if new_cache:
         await trio.to_thread.run_sync(_save_cache, work_dir, new_cache)
     done = [b for b in blobs if b is not None]

@@ -1,0 +1,130 @@
+"""What must not get in: corrupt blobs; what must not be left: half-written pulls."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from pycompose.runtime.images import Image, ImageStore
+from pycompose.runtime.registry import (
+    BlobVerificationError,
+    RegistryUnavailableError,
+    pull_image,
+    push_image,
+)
+from pycompose.runtime.registry.events import ProgressEvent
+from tests.helpers.registry import RegistryServer, registry_available
+from tests.integration.registry.conftest import add_layer
+
+
+def store_is_empty(store: ImageStore) -> bool:
+    layers = store.root / "layers"
+    tmp = store.root / "tmp"
+    return (store.list() == []
+            and (not layers.exists() or not any(layers.iterdir()))
+            and (not tmp.exists() or not [p for p in tmp.iterdir()]))
+
+
+async def test_corrupt_blob_is_rejected(registry: RegistryServer, store: ImageStore,
+                                        dest_store: ImageStore, multilayer: Image,
+                                        tmp_path: Path, run_id: str) -> None:
+    ref = f"{registry.host}/pc{run_id}/corrupt:1"
+    pushed = await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+    from pycompose.runtime.registry.client import RegistryClient
+    from pycompose.runtime.registry.http import HttpClient
+
+    async with HttpClient() as http:
+        client = RegistryClient(http, registry.host)
+        _, body, _ = await client.get_manifest(f"pc{run_id}/corrupt", "1")
+    import json
+
+    top = json.loads(body)["layers"][-1]["digest"]
+    data = registry.blob_path(top)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size, one byte flipped
+    data.write_bytes(bytes(raw))
+    with pytest.raises(BlobVerificationError, match="does not match its digest"):
+        await pull_image(dest_store, ref, work_dir=tmp_path / "d")
+    assert store_is_empty(dest_store)
+    assert not any((tmp_path / "d").iterdir())
+    assert pushed.uploaded == 3
+
+
+async def test_multi_platform_index_picks_the_host(registry: RegistryServer, store: ImageStore,
+                                                   dest_store: ImageStore, multilayer: Image,
+                                                   tmp_path: Path, run_id: str) -> None:
+    from dataclasses import replace
+
+    from pycompose.runtime.images.config import host_architecture
+    from pycompose.runtime.registry.http import HttpClient
+    from pycompose.runtime.registry.push import push_index
+
+    host = host_architecture()
+    other = "arm64" if host != "arm64" else "amd64"
+    foreign = store.create_image(replace(multilayer.config, architecture=other), "app:other")
+    repo = f"{registry.host}/pc{run_id}/multi"
+    native = await push_image(store, f"{repo}:native", source="app:1", work_dir=tmp_path / "w")
+    alien = await push_image(store, f"{repo}:other", source=foreign.id, work_dir=tmp_path / "w")
+    assert native.manifest.config_digest != alien.manifest.config_digest
+    async with HttpClient() as http:
+        await push_index(http, f"{repo}:1", [alien.manifest, native.manifest],
+                         variants={"arm64": "v8"})
+    result = await pull_image(dest_store, f"{repo}:1", work_dir=tmp_path / "d")
+    assert result.image.config.architecture == host
+    assert result.image.id == native.manifest.config_digest
+    assert result.digest == native.manifest.digest
+    forced = await pull_image(dest_store, f"{repo}:1", work_dir=tmp_path / "d",
+                              platform={"os": "linux", "architecture": other})
+    assert forced.image.config.architecture == other
+    assert forced.existed == 3  # same layers
+    from pycompose.runtime.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="no image for linux/s390x"):
+        await pull_image(dest_store, f"{repo}:1", work_dir=tmp_path / "d",
+                         platform={"os": "linux", "architecture": "s390x"})
+
+
+@pytest.fixture
+def dying_registry(tmp_path: Path) -> RegistryServer:
+    if not registry_available():
+        pytest.skip("needs Debian's docker-registry")
+    server = RegistryServer(tmp_path / "dying").start()
+    yield server  # type: ignore[misc]
+    server.kill()
+
+
+async def test_registry_dies_mid_pull(dying_registry: RegistryServer, store: ImageStore,
+                                      dest_store: ImageStore, multilayer: Image,
+                                      tmp_path: Path, run_id: str) -> None:
+    big = add_layer(store, multilayer, tmp_path, {"big.bin": os.urandom(48 << 20)}, "big:1")
+    ref = f"{dying_registry.host}/pc{run_id}/big:1"
+    await push_image(store, ref, source=big.id, work_dir=tmp_path / "w")
+    big_digest = None
+    killed = False
+
+    def on_event(event: ProgressEvent) -> None:
+        nonlocal killed, big_digest
+        if event.status == "Downloading" and event.total and event.total > (40 << 20):
+            big_digest = event.id
+            if event.current > (4 << 20) and not killed:
+                dying_registry.kill()
+                killed = True
+
+    work = tmp_path / "d"
+    with trio.fail_after(120), pytest.raises(RegistryUnavailableError, match="big"):
+        await pull_image(dest_store, ref, work_dir=work, progress=on_event)
+    assert killed
+    assert store_is_empty(dest_store)
+    assert not [p for p in work.iterdir() if p.name.endswith(".partial")]
+    assert not any(p.name.startswith(big_digest or "?") for p in work.iterdir())
+
+    dying_registry.start()  # same port, same storage
+    events: list[ProgressEvent] = []
+    with trio.fail_after(120):
+        result = await pull_image(dest_store, ref, work_dir=work, progress=events.append)
+    assert (result.image.layers[-1].path / "big.bin").stat().st_size == 48 << 20
+    assert [e for e in events if e.id == big_digest and e.status == "Downloading"]
+    assert not list(work.iterdir())
