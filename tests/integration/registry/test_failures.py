@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import (
     BlobVerificationError,
@@ -16,6 +15,7 @@ from pycompose.runtime.registry import (
     push_image,
 )
 from pycompose.runtime.registry.events import ProgressEvent
+
 from tests.helpers.registry import RegistryServer, registry_available
 from tests.integration.registry.conftest import add_layer
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import RegistryConfig, pull_image, push_image
 from pycompose.runtime.registry.events import ProgressEvent
+
 from tests.helpers.registry import RegistryServer
 
 
@@ -31,7 +31,8 @@ async def test_push_then_pull_multilayer(registry: RegistryServer, store: ImageS
     # from the source image's, the configuration does not.
     assert image.config.config == multilayer.config.config
     assert len(image.layers) == 3
-    assert result.downloaded == 3 and result.existed == 0
+    assert result.downloaded == 3
+    assert result.existed == 0
     top = image.layers[-1].path
     assert (top / "srv" / "data" / "hello.txt").read_bytes() == b"hello from layer 3\n"
     assert (image.layers[0].path / "bin" / "busybox").is_file()
@@ -45,7 +46,9 @@ async def test_push_then_pull_multilayer(registry: RegistryServer, store: ImageS
     # A second pull downloads nothing and says so.
     events.clear()
     again = await pull_image(dest_store, ref, work_dir=tmp_path / "w2", progress=events.append)
-    assert again.downloaded == 0 and again.existed == 3 and not again.updated
+    assert again.downloaded == 0
+    assert again.existed == 3
+    assert not again.updated
     assert any(e.status.startswith("Status: Image is up to date") for e in events)
 
 
@@ -62,7 +65,8 @@ async def test_pull_skips_layers_already_present(registry: RegistryServer, store
     events: list[ProgressEvent] = []
     result = await pull_image(dest_store, app_ref, work_dir=tmp_path / "d",
                               progress=events.append)
-    assert result.downloaded == 2 and result.existed == 1
+    assert result.downloaded == 2
+    assert result.existed == 1
     assert [e.status for e in events].count("Already exists") == 1
 
 
@@ -94,6 +98,8 @@ def test_registry_config_is_plain_json(tmp_path: Path) -> None:
     cfg = RegistryConfig.load(tmp_path, {"PYCOMPOSE_INSECURE_REGISTRIES": "10.1.0.0/16",
                                          "HOME": "/home/x"})
     assert cfg.mirrors == ("https://m.example",)
-    assert cfg.is_insecure("reg.lan:5000") and cfg.is_insecure("10.1.2.3:5000")
-    assert cfg.is_insecure("127.0.0.1:5000") and not cfg.is_insecure("reg.lan:443")
+    assert cfg.is_insecure("reg.lan:5000")
+    assert cfg.is_insecure("10.1.2.3:5000")
+    assert cfg.is_insecure("127.0.0.1:5000")
+    assert not cfg.is_insecure("reg.lan:443")
     assert cfg.docker_config == Path("/home/x/.docker/config.json")
