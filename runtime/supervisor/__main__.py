@@ -59,9 +59,17 @@ def main(argv: list[str] | None = None) -> int:
             os.write(ready_w, b"ok")
         return 0
     try:
+        # The fd keeper is forked before the heavy imports, to stay small.
+        from pycompose.runtime.supervisor import fdkeeper
+
+        fdkeeper.start(root)
+        keeper_sock = fdkeeper.connect(root)
+        if keeper_sock is None:
+            raise RuntimeError("the fd keeper does not answer")
+
         from pycompose.runtime.supervisor.server import Supervisor
 
-        sup = Supervisor(root, args.instance)
+        sup = Supervisor(root, args.instance, fdkeeper.Keeper(keeper_sock))
         sup.install_signals()
         sup.adopt()
         sup.listen()

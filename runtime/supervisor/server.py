@@ -73,6 +73,7 @@ from pycompose.runtime.state import (
     save_state,
 )
 from pycompose.runtime.supervisor import protocol as P
+from pycompose.runtime.supervisor.fdkeeper import Keeper
 from pycompose.runtime.supervisor.spawn import ExecPlan, InitPlan, PlannedMount, run_exec, run_init
 from pycompose.runtime.volumes import anonymous_volume, ensure_volume, remove_volume
 
@@ -134,7 +135,8 @@ class ExecProc:
 
 
 class Supervisor:
-    def __init__(self, root: str, instance: str) -> None:
+    def __init__(self, root: str, instance: str, keeper: Keeper | None = None) -> None:
+        self.keeper = keeper
         self.root = os.path.abspath(root)
         self.instance = instance
         self.parent_cgroup = f"pycompose_{instance}" if instance else "pycompose"
@@ -188,6 +190,7 @@ class Supervisor:
     def adopt(self) -> None:
         """Load every record; re-adopt containers whose init still runs."""
         base = os.path.join(self.root, "containers")
+        parked = self.keeper.take_all() if self.keeper is not None else {}
         for cid in sorted(os.listdir(base)):
             cdir = os.path.join(base, cid)
             rec = load(cdir)
@@ -209,11 +212,34 @@ class Supervisor:
                 if ctr.pidfd >= 0:
                     self.by_pid[st.pid] = ctr
                     ctr.cgroup = self._cgroup(cid)
+                    self._attach_pipes(ctr, parked.pop(cid, []))
                     self.sel.register(ctr.pidfd, selectors.EVENT_READ,
                                       lambda _m, c=ctr: self._on_adopted_exit(c))
                     log.info("re-adopted %s (pid %d)", cid[:12], st.pid)
                 else:
+                    self._attach_pipes(ctr, parked.pop(cid, []))
+                    self._drain_logs(ctr)
                     self._record_exit(ctr, ExitStatus(code=None, exited_at=rfc3339_nano()))
+        for cid, fds in parked.items():
+            # Pipes of containers without a record: forget them.
+            for fd in fds:
+                os.close(fd)
+            if self.keeper is not None:
+                self.keeper.drop(cid)
+
+    def _attach_pipes(self, ctr: Ctr, fds: list[int]) -> None:
+        """Resume log capture on pipes a previous supervisor parked in the keeper."""
+        if not fds:
+            return
+        if ctr.log is None:
+            ctr.log = LogWriter(self._log_path(ctr), ctr.rec.spec.log.max_size,
+                                ctr.rec.spec.log.max_file)
+        for fd, name in zip(fds, ("stdout", "stderr"), strict=False):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+            ctr.pipes[fd] = name
+            self.sel.register(fd, selectors.EVENT_READ,
+                              lambda _m, c=ctr, f=fd: self._on_log(c, f))
 
     # -- loop -------------------------------------------------------------------------
 
@@ -616,6 +642,8 @@ class Supervisor:
         st.pid_start_time = process_start_time(pid)
         st.oom_count = oom_before
         st.stopping = False
+        if self.keeper is not None:
+            self.keeper.put(ctr.id, [out_r, err_r])
         for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
             ctr.pipes[fd] = name
@@ -777,6 +805,8 @@ class Supervisor:
         os.close(fd)
         if ctr.log is not None:
             ctr.log.flush(name)
+        if not ctr.pipes and self.keeper is not None:
+            self.keeper.drop(ctr.id)
 
     def _drain_logs(self, ctr: Ctr) -> None:
         for fd in list(ctr.pipes):

@@ -41,7 +41,14 @@ def spec(layers: Path | tuple[str, ...], *command: str, **kw: object) -> Contain
 
 
 def supervisor_pid(root: Path) -> int | None:
+    """The supervisor (or its fd keeper, forked from it) of ``root``."""
+    pids = supervisor_pids(root)
+    return pids[0] if pids else None
+
+
+def supervisor_pids(root: Path) -> list[int]:
     needle = f"--root\0{root}\0".encode()
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -51,8 +58,8 @@ def supervisor_pid(root: Path) -> int | None:
         except OSError:
             continue
         if b"pycompose.runtime.supervisor" in cmd and needle in cmd + b"\0":
-            return int(entry)
-    return None
+            found.append(int(entry))
+    return sorted(found)
 
 
 def children_of(pid: int) -> set[int]:
@@ -85,14 +92,14 @@ async def wait_gone(pid: int) -> None:
 
 
 async def stop_supervisor(rt: Runtime) -> None:
-    """Ask the supervisor to exit and wait until it has."""
-    pid = supervisor_pid(rt.root)
+    """Ask the supervisor to exit and wait until it (and its idle fd keeper) has."""
+    pids = supervisor_pids(rt.root)
     try:
         await rt._call(P.Shutdown())
     except Exception:
-        if pid:
+        for pid in pids:
             os.kill(pid, signal.SIGTERM)
-    if pid:
+    for pid in pids:
         await wait_gone(pid)
 
 
