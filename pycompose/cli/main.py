@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "port": ("port", "Print the public port for a port binding"),
     "images": ("images", "List images used by the created containers"),
     "create": ("create", "Creates containers for a service"),
+    "pull": ("pull", "Pull service images"),
+    "push": ("push", "Push service images"),
 }
 
 # Global options that take a value, so that the command can be found in argv

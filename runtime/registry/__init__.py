@@ -27,11 +27,12 @@ from pycompose.runtime.registry.errors import (
     RegistryUnavailableError,
 )
 from pycompose.runtime.registry.events import ProgressEvent
+from pycompose.runtime.registry.policy import bootstrap_hint, ensure_image
 from pycompose.runtime.registry.pull import PullResult, pull_image
 from pycompose.runtime.registry.push import PushResult, push_image
 
 __all__ = [
     "BlobVerificationError", "ManifestNotFoundError", "ProgressEvent", "PullResult",
     "PushResult", "RegistryAuthError", "RegistryConfig", "RegistryError",
-    "RegistryUnavailableError", "pull_image", "push_image",
+    "RegistryUnavailableError", "bootstrap_hint", "ensure_image", "pull_image", "push_image",
 ]

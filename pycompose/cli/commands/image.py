@@ -75,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE[:TAG]")
     p.add_argument("target", metavar="TARGET[:TAG]")
 
+    from pycompose.cli.commands import _image_registry  # pull, push, bootstrap
+
+    _image_registry.add_subcommands(sub)
+
 
 def open_store() -> ImageStore:
     from pycompose.paths import host_paths
@@ -86,6 +90,10 @@ def open_store() -> ImageStore:
 def run(args: argparse.Namespace) -> int:
     store = open_store()
     command = {"list": "ls", "remove": "rm"}.get(args.image_command, args.image_command)
+    if command in ("pull", "push", "bootstrap"):
+        from pycompose.cli.commands._image_registry import HANDLERS
+
+        return HANDLERS[command](store, args)
     handler = {
         "import": _import, "load": _load, "ls": _ls, "inspect": _inspect, "rm": _rm,
         "prune": _prune, "tag": _tag, "history": _history, "save": _save,

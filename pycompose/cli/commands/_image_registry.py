@@ -1,0 +1,91 @@
+"""``pycompose image pull|push|bootstrap``: the registry and bootstrap subcommands of
+``pycompose image`` (hooked into ``image.py`` by ``add_subcommands`` and ``HANDLERS``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pycompose.runtime.images import ImageStore
+
+
+def add_subcommands(sub: Any) -> None:
+    p = sub.add_parser("pull", help="Download an image from a registry")
+    p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="Platform to pull from a multi-platform image (default: this host)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Print only the image name")
+
+    p = sub.add_parser("push", help="Upload an image to a registry")
+    p.add_argument("reference", metavar="NAME[:TAG]")
+    p.add_argument("--chunk-size", type=int, metavar="BYTES",
+                   help="Upload blobs in chunks of this size (default: one request each)")
+    p.add_argument("--oci", action="store_true", help="Push an OCI manifest (default: Docker v2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+
+    p = sub.add_parser("bootstrap", help="Build a base image without a registry "
+                       "(busybox, debian:bookworm, debian:bookworm-slim)")
+    p.add_argument("name", metavar="NAME", help="busybox | debian:SUITE | debian:SUITE-slim")
+    p.add_argument("--mirror", metavar="URL",
+                   help="Debian mirror (default: the host's apt source)")
+    p.add_argument("--tag", metavar="NAME[:TAG]", help="store under this name instead")
+
+
+def _platform(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    parts = text.split("/")
+    if len(parts) < 2 or not all(parts):
+        from pycompose.errors import UsageError
+
+        raise UsageError(f"--platform {text!r}: expected OS/ARCH[/VARIANT]")
+    out = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) > 2:
+        out["variant"] = parts[2]
+    return out
+
+
+def _pull(store: ImageStore, args: argparse.Namespace) -> int:
+    import trio
+
+    from pycompose.cli.commands._registry import Renderer, registry_config, use_tty, work_dir
+    from pycompose.runtime.registry import pull_image
+
+    renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
+    platform = _platform(args.platform)
+    with renderer.running():
+        result = trio.run(lambda: pull_image(store, args.reference, config=registry_config(),
+                                             work_dir=work_dir(), platform=platform,
+                                             progress=renderer.callback()))
+    print(result.reference if not args.quiet else result.reference)
+    return 0
+
+
+def _push(store: ImageStore, args: argparse.Namespace) -> int:
+    import trio
+
+    from pycompose.cli.commands._registry import Renderer, registry_config, use_tty, work_dir
+    from pycompose.runtime.registry import push_image
+
+    renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
+    with renderer.running():
+        trio.run(lambda: push_image(store, args.reference, config=registry_config(),
+                                    work_dir=work_dir(), progress=renderer.callback(),
+                                    chunk_size=args.chunk_size, oci=args.oci))
+    return 0
+
+
+def _bootstrap(store: ImageStore, args: argparse.Namespace) -> int:
+    from pycompose.runtime.bootstrap import bootstrap
+
+    image = bootstrap(store, args.name, mirror=args.mirror, tag=args.tag,
+                      log=lambda line: print(line, flush=True))
+    print(image.id)
+    return 0
+
+
+HANDLERS: dict[str, Callable[[ImageStore, argparse.Namespace], int]] = {
+    "pull": _pull, "push": _push, "bootstrap": _bootstrap,
+}

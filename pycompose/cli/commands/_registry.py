@@ -1,0 +1,132 @@
+"""Shared by ``pull``, ``push``, ``build`` and ``image pull/push/bootstrap``: the registry
+settings from the state root and the environment, and progress rendering.
+
+On a terminal each layer gets a rich progress bar (one ``Live`` display,
+refreshed from the callback at most ten times a second, no refresh thread);
+otherwise one plain line per status change, as ``docker pull`` prints when
+its output is not a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pycompose.runtime.images import ImageStore
+    from pycompose.runtime.registry import ProgressEvent, RegistryConfig
+
+
+def state_root() -> Path:
+    from pycompose.paths import host_paths
+
+    return host_paths().root
+
+
+def open_store() -> ImageStore:
+    from pycompose.runtime.images import ImageStore
+
+    return ImageStore(state_root() / "images")
+
+
+def registry_config() -> RegistryConfig:
+    from pycompose.runtime.registry import RegistryConfig
+
+    return RegistryConfig.load(state_root(), os.environ)
+
+
+def work_dir() -> Path:
+    return state_root() / "downloads"
+
+
+def use_tty(args: Any) -> bool:
+    mode = getattr(args, "progress", "auto")
+    if mode in ("plain", "quiet", "json"):
+        return False
+    return mode == "tty" or sys.stdout.isatty()
+
+
+class Renderer:
+    """Turns :class:`ProgressEvent`s into output; ``prefix`` names the image or service."""
+
+    def __init__(self, *, tty: bool, quiet: bool = False) -> None:
+        self.tty = tty and not quiet
+        self.quiet = quiet
+        self._last: dict[tuple[str, str], str] = {}
+        self._tasks: dict[tuple[str, str], Any] = {}
+        self._progress: Any = None
+        self._live: Any = None
+        self._refreshed = 0.0
+
+    @contextmanager
+    def running(self) -> Iterator[Renderer]:
+        if not self.tty:
+            yield self
+            return
+        from rich.console import Console
+        from rich.live import Live
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.fields[label]}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TextColumn("{task.fields[status]}"),
+            auto_refresh=False, console=Console(stderr=False))
+        self._live = Live(self._progress, auto_refresh=False, redirect_stdout=False,
+                          redirect_stderr=False, console=self._progress.console)
+        with self._live:
+            try:
+                yield self
+            finally:
+                self._live.refresh()
+
+    def message(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False)
+        else:
+            print(text, flush=True)
+
+    def callback(self, prefix: str = "") -> Any:
+        def on_event(event: ProgressEvent) -> None:
+            self.event(prefix, event)
+        return on_event
+
+    def event(self, prefix: str, event: ProgressEvent) -> None:
+        if self.quiet:
+            return
+        head = f"{prefix} " if prefix else ""
+        if not event.id:
+            if event.status.startswith("Resolving"):
+                return
+            self.message(f"{head}{event.status}")
+            return
+        key = (prefix, event.id)
+        if self._progress is None:
+            if self._last.get(key) != event.status:
+                self._last[key] = event.status
+                self.message(f"{head}{event.id}: {event.status}")
+            return
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._progress.add_task("", total=event.total, label=f"{head}{event.id}",
+                                           status=event.status)
+            self._tasks[key] = task
+        self._progress.update(task, completed=event.current, total=event.total or None,
+                              status=event.status)
+        now = time.monotonic()
+        if now - self._refreshed > 0.1 or not event.status.startswith(("Downloading",
+                                                                       "Pushing")):
+            self._refreshed = now
+            self._live.refresh()
