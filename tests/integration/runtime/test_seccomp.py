@@ -74,6 +74,19 @@ def probe() -> Result:
         out["unshare"] = 0
     except OSError as exc:
         out["unshare"] = exc.errno
+    fd = os.open("/proc/self/ns/uts", os.O_RDONLY)
+    try:
+        syscalls.setns(fd, syscalls.CLONE_NEWUTS)  # joining its own namespace: harmless
+        out["setns"] = 0
+    except OSError as exc:
+        out["setns"] = exc.errno
+    finally:
+        os.close(fd)
+    try:
+        syscalls.umount("/proc/self/fd")  # not a mount point: EINVAL when let through
+        out["umount2"] = 0
+    except OSError as exc:
+        out["umount2"] = exc.errno
     out["init_module"] = raw("init_module", 0, 0, 0)
     out["keyctl"] = raw("keyctl", 0, -3, 0)  # KEYCTL_GET_KEYRING_ID of the session keyring
     out["clone_newuts"] = raw("clone", syscalls.CLONE_NEWUTS | SIGCHLD, 0, 0, 0, 0)
@@ -108,8 +121,8 @@ def confined(profile: Profile | None, caps: frozenset[str]) -> Callable[[], Resu
 
 def test_default_profile_blocks_the_dangerous_calls() -> None:
     out = in_child(confined(DEFAULT_PROFILE, DEFAULT_CAPABILITIES))
-    for call in ("mount", "unshare", "init_module", "keyctl", "clone_newuts",
-                 "personality_unsafe", "vsock"):
+    for call in ("mount", "unshare", "setns", "umount2", "init_module", "keyctl",
+                 "clone_newuts", "personality_unsafe", "vsock"):
         assert out[call] == errno.EPERM, (call, out[call])
     assert out["personality_query"] == 0
     assert out["personality_linux"] == 0
@@ -123,6 +136,8 @@ def test_unconfined_leaves_them_allowed() -> None:
     out = in_child(confined(profile, DEFAULT_CAPABILITIES))
     assert out["mount"] == 0
     assert out["unshare"] == 0
+    assert out["setns"] == 0
+    assert out["umount2"] == errno.EINVAL
     assert out["clone_newuts"] == 0
     assert out["personality_unsafe"] == 0
     assert out["init_module"] != errno.EPERM  # EFAULT: the kernel got to look at it
