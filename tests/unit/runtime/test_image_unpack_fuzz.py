@@ -48,7 +48,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
 
 
 # The "outside" directory has a fixed absolute path per run so that entries can aim at it.
-BASE = Path(tempfile.gettempdir()) / f"pc-fuzz-{os.getpid()}"
+BASE = Path(tempfile.gettempdir()) / f"pc-imgfuzz-{os.getpid()}"
 OUTSIDE = BASE / "outside"
 
 
