@@ -239,7 +239,7 @@ class _Session:
             self.errors.append(SchemaError(shown, None, "empty compose file"))
         if until >= Stage.NORMALIZE and len(self.errors) == errors_before:
             # include and extends rely on a well-formed document
-            if out.get("include"):
+            if isinstance(out.get("include"), list):
                 out = self.apply_include(out, path, include_stack)
             if extends:
                 out = apply_extends(out, file=path, load_file=self.extends_file,
