@@ -151,3 +151,14 @@ def test_several_default_files_warn(tmp_path: Path) -> None:
     project = load_project(opts(tmp_path))
     assert sorted(project.services) == ["web"]
     assert any("found several compose files" in w for w in project.warnings)
+
+
+def test_project_pickles(tmp_path: Path) -> None:
+    import pickle
+
+    write(tmp_path, "compose.yaml", "services:\n  web: {image: a, ports: ['80:80'], "
+                                    "environment: {A: '1'}}\n")
+    project = load_project(opts(tmp_path))
+    again = pickle.loads(pickle.dumps(project))
+    assert again == project
+    assert again.services["web"].environment == {"A": "1"}
