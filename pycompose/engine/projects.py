@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -691,6 +692,31 @@ class ProjectManager:
                          "Processes": [[p.user, str(p.pid), str(p.ppid), p.command]
                                        for p in procs]})
 
+    async def stats(self, req: Request) -> Response:
+        """Cgroup usage of a running container (cpu ns, memory, pids), read by the engine.
+
+        The container's cgroup is ``<supervisor's cgroup>/pycompose[_<instance>]/<id>``;
+        the engine started the supervisor, so they share their own cgroup."""
+        from pycompose.runtime import cgroups  # noqa: PLC0415
+
+        rec = self._get(req.params["id"])
+        if rec.state not in ("running", "paused"):
+            raise HTTPError(409, f"container {rec.name} is not running")
+
+        def read() -> Any:
+            layout = cgroups.detect_layout()
+            return cgroups.open_cgroup(layout, self.engine.paths.host_tag, rec.id).stats()
+
+        try:
+            st = await trio.to_thread.run_sync(read)
+        except rterrors.ContainerRuntimeError as exc:
+            raise HTTPError(500, f"stats of {rec.name}: {exc}") from None
+        return Response({"id": rec.id, "name": rec.name, "service": rec.service,
+                         "read": time.time(), "cpu_usage_ns": st.cpu_usage_ns,
+                         "online_cpus": os.cpu_count() or 1,
+                         "memory_usage": st.memory_working_set or st.memory_usage,
+                         "memory_limit": st.memory_limit, "pids": st.pids_current})
+
     async def wait(self, req: Request) -> Response:
         rec = self._get(req.params["id"])
         code = await self._c().wait_exit(rec.id)
@@ -756,6 +782,7 @@ class ProjectManager:
         r.add("GET", "/containers/{id}/top", self.top)
         r.add("POST", "/containers/{id}/exec", self.exec_)
         r.add("POST", "/containers/{id}/wait", self.wait)
+        r.add("GET", "/containers/{id}/stats", self.stats)
 
 
 async def _first(events: list[trio.Event]) -> None:
