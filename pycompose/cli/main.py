@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "port": ("port", "Print the public port for a port binding"),
     "images": ("images", "List images used by the created containers"),
     "create": ("create", "Creates containers for a service"),
+    "cp": ("cp", "Copy files/folders between a service container and the local filesystem"),
     "stats": ("stats", "Display a live stream of container resource usage statistics"),
     "pull": ("pull", "Pull service images"),
     "push": ("push", "Push service images"),
