@@ -343,3 +343,40 @@ services:
     assert got.count("Address:") >= 4  # the server line, then one A record per replica
     engine.cli("up", "-d", "--scale", "app=1")
     assert [c["Name"] for c in engine.ps()] == ["project-app-1"]
+
+
+def test_secrets_configs_hooks_cp_and_stats(engine: Engine) -> None:
+    (engine.workdir / "pw.txt").write_text("s3cret\n")
+    engine.compose("""
+services:
+  app:
+    image: busybox
+    command: ["sleep", "1000"]
+    secrets: [pw]
+    configs:
+      - source: conf
+        target: /etc/app.conf
+        mode: 0400
+    post_start:
+      - command: ["sh", "-c", "echo started > /tmp/hooked"]
+secrets:
+  pw: {file: ./pw.txt}
+configs:
+  conf: {content: "level=debug"}
+""")
+    engine.cli("up", "-d")
+    out = engine.cli("exec", "app", "sh", "-c",
+                     "cat /run/secrets/pw /etc/app.conf; echo; stat -c %a /etc/app.conf; "
+                     "cat /tmp/hooked; touch /run/secrets/pw 2>/dev/null || echo read-only"
+                     ).stdout
+    assert out.split("\n") == ["s3cret", "level=debug", "400", "started", "read-only", ""]
+    dest = engine.workdir / "copied"
+    dest.mkdir()
+    engine.cli("cp", "app:/etc/app.conf", str(dest))
+    assert (dest / "app.conf").read_text() == "level=debug"
+    (dest / "in.txt").write_text("to the container")
+    engine.cli("cp", str(dest / "in.txt"), "app:/tmp/in.txt")
+    assert engine.cli("exec", "app", "cat", "/tmp/in.txt").stdout == "to the container"
+    stats = json.loads(engine.cli("stats", "--format", "json").stdout.splitlines()[0])
+    assert stats["Name"] == "project-app-1"
+    assert int(stats["PIDs"]) >= 1
