@@ -927,7 +927,12 @@ class Supervisor:
         for fd in list(ctr.pipes):
             self._close_pipe(ctr, fd)
         if ctr.cgroup is not None:
-            ctr.cgroup.remove(kill=True)
+            try:
+                ctr.cgroup.remove(kill=True)
+            except CgroupError as exc:
+                # e.g. a re-adopted container's init is a zombie of an unrelated
+                # reaper that has not collected it yet: gc() removes it later.
+                log.warning("container %s: %s (left for gc)", ctr.id[:12], exc)
         del self.containers[ctr.id]
         self._discard_dir(ctr.cdir)
         if volumes:

@@ -30,6 +30,7 @@ from pycompose.runtime.cgroups import (
     CgroupV2,
     Resources,
     detect_layout,
+    device_rules,
     gc,
     open_cgroup,
     remove_parent,
@@ -511,3 +512,27 @@ def test_v2_oom_watch_needs_the_memory_controller(v2_cgroups: Factory) -> None:
         pytest.skip("this host's cgroup2 hierarchy has the memory controller")
     with pytest.raises(CgroupError, match="needs the memory controller"):
         cg.open_oom_watch()
+
+
+def test_device_rules_allow_only_the_default_devices(process_backend: Factory,
+                                                     tmp_path: Path) -> None:
+    cg = process_backend("devices")
+    cg.create()
+    cg.apply(Resources(devices=device_rules()))
+    node = tmp_path / "kmsg"
+    script = (f"head -c 3 /dev/zero | wc -c; echo x >/dev/null && echo null-ok;"
+              f"mknod {node} c 1 11 && echo mknod-ok;"
+              f"head -c 1 {node} >/dev/null 2>&1 || echo node-denied;"
+              f"head -c 1 /dev/kmsg >/dev/null 2>&1 || echo kmsg-denied")
+    proc = _spawn(cg, script, stdout=subprocess.PIPE)
+    out, _ = proc.communicate()
+    assert out.decode().split() == ["3", "null-ok", "mknod-ok", "node-denied", "kmsg-denied"]
+
+
+def test_privileged_devices(process_backend: Factory) -> None:
+    cg = process_backend("privdevices")
+    cg.create()
+    cg.apply(Resources(devices=device_rules(privileged=True)))
+    proc = _spawn(cg, "head -c 1 /dev/kmsg >/dev/null && echo kmsg-ok", stdout=subprocess.PIPE)
+    out, _ = proc.communicate()
+    assert out == b"kmsg-ok\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import trio
 
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.errors import ContainerStateError, SpawnError
-from pycompose.runtime.logs import read_logs
+from pycompose.runtime.logs import follow, read_logs
 from pycompose.runtime.spec import Mount, MountType, Ulimit
 
 from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
@@ -155,6 +156,12 @@ async def test_start_twice_refused_and_restart(rt: Runtime, busybox_rootfs: Path
         assert status.signal == 9 and status.code == 137
         again = await rt.start(info.id)
         assert again.restart_count == 1
+        async with aclosing(follow(rt.log_path(info.id))) as entries:
+            seen = 0
+            async for _ in entries:
+                seen += 1
+                if seen == 2:
+                    break
         await rt.kill(info.id)
         assert (await rt.wait(info.id)).code == 137
         assert "".join(e.text for e in read_logs(rt.log_path(info.id))) == "run\nrun\n"

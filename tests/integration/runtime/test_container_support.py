@@ -108,23 +108,23 @@ def instance(run_id: str) -> str:
     return "t" + run_id
 
 
-@pytest.fixture
-async def rt(state_root: Path, instance: str) -> AsyncIterator[Runtime]:
+async def cleanup(state_root: Path, instance: str, extra_pids: set[int] | None = None) -> None:
+    """Remove every container of ``state_root``, stop its supervisor, and assert
+    that nothing of the test is left on the host."""
     layout = cgroups.detect_layout()
     parent = f"pycompose_{instance}"
-    async with open_runtime(state_root, instance) as runtime:
-        sup = supervisor_pid(state_root)
-        assert sup is not None
-        try:
-            yield runtime
-        finally:
-            kids = children_of(sup)
-            with trio.CancelScope(shield=True), trio.fail_after(30):
-                for info in await runtime.list():
-                    await runtime.remove(info.id, force=True, volumes=True)
-                await stop_supervisor(runtime)
-                for pid in kids:
-                    await wait_gone(pid)
+    kids = set(extra_pids or ())
+    with trio.CancelScope(shield=True), trio.fail_after(30):
+        async with open_runtime(state_root, instance) as runtime:
+            for sup in supervisor_pids(state_root):
+                kids |= children_of(sup)
+            for info in await runtime.list():
+                if info.pid:
+                    kids.add(info.pid)
+                await runtime.remove(info.id, force=True, volumes=True)
+            await stop_supervisor(runtime)
+        for pid in kids:
+            await wait_gone(pid)
     # Anything left of this test is a bug of the runtime under test.
     leftover_cgroups = [d for d in cgroups._parent_dirs(layout, parent) if d.exists()
                         and any(p.is_dir() for p in d.iterdir())]
@@ -134,5 +134,24 @@ async def rt(state_root: Path, instance: str) -> AsyncIterator[Runtime]:
             break
     assert mounts_below(state_root) == []
     assert leftover_cgroups == []
-    assert supervisor_pid(state_root) is None
-    assert [p for p in kids if os.path.exists(f"/proc/{p}")] == []
+    assert supervisor_pids(state_root) == []
+    assert [p for p in kids if alive(p)] == []
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for an unrelated reaper does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+async def rt(state_root: Path, instance: str) -> AsyncIterator[Runtime]:
+    try:
+        async with open_runtime(state_root, instance) as runtime:
+            assert supervisor_pid(state_root) is not None
+            yield runtime
+    finally:
+        await cleanup(state_root, instance)
