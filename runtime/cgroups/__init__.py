@@ -22,6 +22,14 @@ from pathlib import Path
 
 from ._io import remove_dir, subdirs
 from .base import Cgroup, OomWatch, check_name, join_cgroup
+from .devices import (
+    ALLOW_ALL_DEVICES,
+    DEFAULT_DEVICE_RULES,
+    DeviceRule,
+    device_rules,
+    host_device_rule,
+    parse_device_rule,
+)
 from .layout import (
     CGROUP2_SUPER_MAGIC,
     CGROUP_SUPER_MAGIC,
@@ -35,22 +43,28 @@ from .v1 import CgroupV1
 from .v2 import CgroupV2
 
 __all__ = [
+    "ALLOW_ALL_DEVICES",
     "CGROUP2_SUPER_MAGIC",
     "CGROUP_SUPER_MAGIC",
+    "DEFAULT_DEVICE_RULES",
     "Cgroup",
     "CgroupLayout",
     "CgroupStats",
     "CgroupV1",
     "CgroupV2",
-    "OomWatch",
-    "Resources",
     "detect_layout",
+    "device_rules",
+    "DeviceRule",
     "gc",
+    "host_device_rule",
     "join_cgroup",
+    "OomWatch",
     "open_cgroup",
     "parent_dirs",
+    "parse_device_rule",
     "parse_layout",
     "remove_parent",
+    "Resources",
     "shares_to_weight",
     "statfs_magic",
 ]

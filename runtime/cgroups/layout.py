@@ -31,7 +31,7 @@ CGROUP_SUPER_MAGIC = 0x27E0EB
 CGROUP2_SUPER_MAGIC = 0x63677270
 
 #: The v1 controllers pycompose manages; each container gets a cgroup in each.
-V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer")
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices")
 
 Mode = Literal["unified", "hybrid", "legacy"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import CgroupError
+from .devices import DeviceRule
 
 #: CFS period used when only ``cpus`` is given (Docker's default, 100 ms).
 DEFAULT_CPU_PERIOD_US = 100_000
@@ -29,6 +30,9 @@ class Resources:
       ``cpu.weight`` with runc's formula.
     * ``cpuset_cpus`` / ``cpuset_mems``: list syntax (``0-1,3``).
     * ``pids_limit``: maximum number of tasks; ``0`` or ``-1`` = unlimited.
+    * ``devices``: device access rules (see :mod:`.devices`; use
+      ``device_rules(privileged, extra)``); ``None`` leaves the parent's
+      (normally: every device).
     """
 
     memory: int | None = None
@@ -41,6 +45,7 @@ class Resources:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids_limit: int | None = None
+    devices: tuple[DeviceRule, ...] | None = None
 
     def validate(self) -> None:
         """Reject values the kernel would refuse with a less helpful message."""

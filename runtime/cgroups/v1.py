@@ -167,6 +167,11 @@ class CgroupV1(Cgroup):
         if pids_max is not None:
             write_value(self.controller_dir("pids") / "pids.max",
                         "max" if pids_max < 0 else str(pids_max))
+        if r.devices is not None:
+            dev = self.controller_dir("devices")
+            for rule in r.devices:
+                write_value(dev / ("devices.allow" if rule.allow else "devices.deny"),
+                            rule.v1_line())
 
     @staticmethod
     def _write_memory(mem: Path, limit: int, total: int | None) -> None:

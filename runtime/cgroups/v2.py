@@ -35,6 +35,7 @@ from ._io import (
     write_value,
 )
 from .base import Cgroup, OomWatch
+from .devices import attach_device_program
 from .resources import CgroupStats, Resources, shares_to_weight
 
 #: Controllers pycompose enables for its cgroups when the host offers them.
@@ -166,6 +167,9 @@ class CgroupV2(Cgroup):
         if pids_max is not None:
             self._need("pids", "a pids limit")
             write_value(d / "pids.max", "max" if pids_max < 0 else str(pids_max))
+        if r.devices is not None:
+            # No controller to enable: device control on v2 is an eBPF program.
+            attach_device_program(d, r.devices)
 
     # -- waiting on cgroup.events -----------------------------------------------------
 
