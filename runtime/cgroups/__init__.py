@@ -4,7 +4,9 @@
 
     layout = detect_layout()                       # unified / hybrid / legacy
     cg = open_cgroup(layout, "pycompose", cid)     # CgroupV2 on unified, else CgroupV1
-    cg.create(); cg.apply(Resources(memory=64 << 20, pids_limit=100))
+    cg.create()
+    cg.apply(Resources(memory=64 << 20, pids_limit=100,
+                       devices=device_rules(privileged, extra=[host_device_rule("/dev/fuse")])))
     files = cg.procs_files()                       # hand to the spawner …
     join_cgroup(files)                             # … which calls this in the child
     cg.stats(); cg.oom_killed(); cg.freeze(); cg.thaw()
