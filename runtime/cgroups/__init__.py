@@ -19,9 +19,10 @@ and the value written. See :mod:`.base` for what blocks and for how long.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..errors import CgroupError
 from ._io import remove_dir, subdirs
 from .base import Cgroup, OomWatch, check_name, join_cgroup
 from .devices import (
@@ -54,19 +55,20 @@ __all__ = [
     "CgroupStats",
     "CgroupV1",
     "CgroupV2",
+    "DeviceRule",
+    "OomWatch",
+    "Resources",
+    "cgroup_from_record",
     "detect_layout",
     "device_rules",
-    "DeviceRule",
     "gc",
     "host_device_rule",
     "join_cgroup",
-    "OomWatch",
     "open_cgroup",
     "parent_dirs",
     "parse_device_rule",
     "parse_layout",
     "remove_parent",
-    "Resources",
     "shares_to_weight",
     "statfs_magic",
 ]
@@ -82,6 +84,22 @@ def open_cgroup(layout: CgroupLayout, parent: str, name: str) -> Cgroup:
         assert layout.v2 is not None
         return CgroupV2(layout.v2, parent, name)
     return CgroupV1(layout.v1, parent, name)
+
+
+def cgroup_from_record(record: Mapping[str, object]) -> Cgroup:
+    """The cgroup described by :meth:`Cgroup.to_record` (``CgroupError`` if malformed)."""
+    try:
+        parent, name = str(record["parent"]), str(record["name"])
+        if record["version"] == 1:
+            bases = record["bases"]
+            if not isinstance(bases, Mapping):
+                raise TypeError("bases")
+            return CgroupV1({str(k): Path(str(v)) for k, v in bases.items()}, parent, name)
+        if record["version"] == 2:
+            return CgroupV2(Path(str(record["base"])), parent, name)
+    except (KeyError, TypeError) as exc:
+        raise CgroupError(f"cgroup record {dict(record)!r}: missing or bad {exc}") from None
+    raise CgroupError(f"cgroup record {dict(record)!r}: unknown version")
 
 
 def parent_dirs(layout: CgroupLayout, parent: str) -> list[Path]:

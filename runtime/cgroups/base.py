@@ -104,6 +104,14 @@ class Cgroup(ABC):
     def exists(self) -> bool:
         return any(d.is_dir() for d in self.dirs())
 
+    @abstractmethod
+    def to_record(self) -> dict[str, object]:
+        """Where this cgroup lives, as JSON-able data (see :func:`cgroup_from_record`).
+
+        Store it with the container: an engine restarted in another cgroup
+        finds the container's cgroup from the record, not from its own place.
+        """
+
     def procs_files(self) -> tuple[str, ...]:
         """The files a forked, single-threaded child writes ``0`` to, to join.
 

@@ -98,6 +98,10 @@ class CgroupV1(Cgroup):
         if not self._bases:
             raise CgroupError("no cgroup v1 controller hierarchy is mounted")
 
+    def to_record(self) -> dict[str, object]:
+        return {"version": 1, "parent": self.parent, "name": self.name,
+                "bases": {ctrl: str(base) for ctrl, base in sorted(self._bases.items())}}
+
     def _unique_bases(self) -> list[Path]:
         # freezer first: it is the hierarchy used for listing and freezing.
         order = sorted(self._bases.items(), key=lambda kv: (kv[0] != "freezer", kv[0]))

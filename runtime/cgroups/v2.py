@@ -96,6 +96,9 @@ class CgroupV2(Cgroup):
     def dirs(self) -> list[Path]:
         return [self._base / self.parent / self.name]
 
+    def to_record(self) -> dict[str, object]:
+        return {"version": 2, "parent": self.parent, "name": self.name, "base": str(self._base)}
+
     def create(self) -> None:
         parent_dir = self._base / self.parent
         make_dir(parent_dir)

@@ -13,6 +13,7 @@ Backends under test:
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -29,6 +30,7 @@ from pycompose.runtime.cgroups import (
     CgroupV1,
     CgroupV2,
     Resources,
+    cgroup_from_record,
     detect_layout,
     device_rules,
     gc,
@@ -536,3 +538,26 @@ def test_privileged_devices(process_backend: Factory) -> None:
     proc = _spawn(cg, "head -c 1 /dev/kmsg >/dev/null && echo kmsg-ok", stdout=subprocess.PIPE)
     out, _ = proc.communicate()
     assert out == b"kmsg-ok\n"
+
+
+def test_a_record_finds_the_cgroup_again(process_backend: Factory) -> None:
+    cg = process_backend("record")
+    cg.create()
+    proc = _spawn(cg, "exec sleep 1000")
+    try:
+        record = json.loads(json.dumps(cg.to_record()))  # as stored with the container
+        again = cgroup_from_record(record)
+        assert type(again) is type(cg)
+        assert again.dirs() == cg.dirs()
+        assert again.pids() == [proc.pid]
+        again.remove(kill=True)
+        assert not cg.exists()
+    finally:
+        _reap(proc)
+
+
+def test_bad_records_are_refused() -> None:
+    with pytest.raises(CgroupError, match="unknown version"):
+        cgroup_from_record({"version": 3, "parent": "p", "name": "n"})
+    with pytest.raises(CgroupError, match="missing or bad"):
+        cgroup_from_record({"version": 1, "parent": "p", "name": "n"})
