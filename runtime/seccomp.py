@@ -299,6 +299,23 @@ def _caps(values: object) -> frozenset[str]:
     return frozenset(normalize(str(v)) for v in values)
 
 
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("-")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _kernel_at_least(min_kernel: object, where: str) -> bool:
+    """Docker's ``includes.minKernel``: the rule applies only on that kernel or newer."""
+    if not min_kernel:
+        return True
+    if not isinstance(min_kernel, str) or not min_kernel[:1].isdigit():
+        raise SecurityError(f"{where}: minKernel must look like '4.8', not {min_kernel!r}")
+    return _version(os.uname().release) >= _version(min_kernel)
+
+
 def parse_docker_profile(data: object, name: str = "<profile>") -> Profile:
     """Turn a Docker-format profile (parsed JSON) into a :class:`Profile`."""
     if not isinstance(data, dict):
@@ -322,6 +339,8 @@ def parse_docker_profile(data: object, name: str = "<profile>") -> Profile:
         arches = frozenset(_DOCKER_ARCHES.get(a, a) for a in includes.get("arches") or [])
         excluded = {_DOCKER_ARCHES.get(a, a) for a in excludes.get("arches") or []}
         if native_arch() in excluded:
+            continue
+        if not _kernel_at_least(includes.get("minKernel"), where):
             continue
         cmps: list[ArgCmp] = []
         for j, arg in enumerate(call.get("args") or []):

@@ -82,3 +82,21 @@ def test_docker_profile_parsing() -> None:
 def test_bad_profiles_are_named(data: object, message: str) -> None:
     with pytest.raises(SecurityError, match=message):
         parse_docker_profile(data, "p.json")
+
+
+def test_min_kernel_and_arches() -> None:
+    profile = parse_docker_profile({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["a"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "4.8"}},
+            {"names": ["b"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "99.0"}},
+            {"names": ["c"], "action": "SCMP_ACT_ERRNO", "excludes": {"arches": ["amd64",
+                                                                                 "arm64"]}},
+            {"names": ["d"], "action": "SCMP_ACT_ERRNO", "includes": {"arches": ["s390x"]}},
+        ],
+    })
+    assert [r.names for r in profile.rules] == [("a",), ("d",)]
+    assert not profile.rules[1].applies(frozenset(), "x86_64")
+    with pytest.raises(SecurityError, match="minKernel"):
+        parse_docker_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["a"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "new"}}]})
