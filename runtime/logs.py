@@ -84,7 +84,7 @@ class LogWriter:
             rest = rest[SPLIT_AT:]
         self._partial[stream] = rest
         if out:
-            self._write(b"".join(out))
+            self._write_entries(out)
 
     def flush(self, stream: str | None = None) -> None:
         """Write a pending partial line (at EOF of the stream)."""
@@ -104,6 +104,22 @@ class LogWriter:
         return (json.dumps({"log": text.decode("utf-8", "replace"), "stream": stream,
                             "time": now}, ensure_ascii=False, separators=(",", ":"))
                 + "\n").encode()
+
+    def _write_entries(self, entries: list[bytes]) -> None:
+        """One write per batch, cut where the file must rotate."""
+        batch: list[bytes] = []
+        size = self._size
+        for entry in entries:
+            if self.max_size and size and size + len(entry) > self.max_size:
+                if batch:
+                    self._write(b"".join(batch))
+                    batch = []
+                self._rotate()
+                size = 0
+            batch.append(entry)
+            size += len(entry)
+        if batch:
+            self._write(b"".join(batch))
 
     def _write(self, data: bytes) -> None:
         if self.max_size and self._size and self._size + len(data) > self.max_size:
@@ -224,20 +240,31 @@ async def follow(path: str | os.PathLike[str], *, tail: int | None = None,
     ino = _inotify(directory)
     fh = None
     try:
-        for entry in read_logs(name, tail=tail, since=since):
-            await trio.lowlevel.checkpoint_if_cancelled()
-            yield entry
-        fh = None
+        # Open the current file first, so nothing written after the backlog is
+        # read can slip between the backlog and the live part.
         try:
             fh = open(name, "rb")  # noqa: SIM115 - closed in the finally below
-            fh.seek(0, os.SEEK_END)
         except FileNotFoundError:
             fh = None
+        backlog: list[LogEntry] = []
+        for older in log_files(name)[:-1] if fh is not None else log_files(name):
+            backlog.extend(read_logs(older))
         buf = b""
+        if fh is not None:
+            *complete, buf = fh.read().split(b"\n")
+            backlog.extend(_parse(complete))
+        since_ns = parse_time(since) if since is not None else None
+        if since_ns is not None:
+            backlog = [e for e in backlog if e.time_ns >= since_ns]
+        if tail is not None:
+            backlog = backlog[len(backlog) - tail:] if tail > 0 else []
+        for entry in backlog:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            yield entry
         while True:
             if fh is None:
                 try:
-                    fh = open(name, "rb")
+                    fh = open(name, "rb")  # noqa: SIM115
                     buf = b""
                 except FileNotFoundError:
                     pass
