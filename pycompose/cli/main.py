@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("stats", "Display a live stream of container resource usage statistics"),
     "pull": ("pull", "Pull service images"),
     "push": ("push", "Push service images"),
+    "build": ("build", "Build or rebuild services"),
 }
 
 # Global options that take a value, so that the command can be found in argv

@@ -1,0 +1,110 @@
+"""``pycompose build``: build the images of services with ``build:`` (as ``docker compose build``).
+
+The image is named by the service's ``image:``, else ``<project>-<service>``
+(Docker Compose's name), plus ``build.tags``. Output is the builder's plain
+progress (``#N [stage i/n] INSTRUCTION``, output lines, ``DONE``/``CACHED``).
+:func:`service_build` maps a service's ``build:`` to ``BuildOptions`` for any
+caller (``up --build`` in the engine can use it too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pycompose.compose.model import Project
+    from pycompose.runtime.build import BuildOptions
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="Do not use cache when building the image")
+    parser.add_argument("--pull", action="store_true",
+                        help="Always attempt to pull a newer version of the image")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VAL",
+                        help="Set build-time variables for services")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="Don't print anything to STDOUT")
+
+
+def image_name(project: Project, service: str) -> str:
+    svc = project.services[service]
+    return svc.image or f"{project.name}-{service}"
+
+
+def service_build(project: Project, service: str, *, no_cache: bool = False,
+                  pull: bool = False, build_args: dict[str, str] | None = None
+                  ) -> BuildOptions:
+    from pycompose.errors import UsageError
+    from pycompose.runtime.build import BuildOptions
+
+    svc = project.services[service]
+    b = svc.build
+    if b is None:
+        raise UsageError(f"service {service!r} has no build section")
+    if "://" in b.context or b.context.startswith("git@"):
+        raise UsageError(f"service {service!r}: build context {b.context!r}: remote contexts "
+                         "are not supported")
+    args = {k: v for k, v in b.args.items() if v is not None}
+    for k, v in b.args.items():
+        if v is None and k in project.environment:
+            args[k] = project.environment[k]
+    args.update(build_args or {})
+    dockerfile = Path(b.dockerfile) if b.dockerfile else None
+    tags = (image_name(project, service), *b.tags)
+    return BuildOptions(
+        context=Path(b.context), dockerfile=dockerfile, dockerfile_inline=b.dockerfile_inline,
+        tags=tags, build_args=args, target=b.target, labels=dict(b.labels),
+        no_cache=no_cache or b.no_cache, pull=pull or b.pull, network=b.network)
+
+
+def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from pycompose.cli.commands._registry import open_store, registry_config
+    from pycompose.cli.project import load_project
+    from pycompose.errors import UsageError
+    from pycompose.paths import host_paths
+    from pycompose.runtime.build import Builder
+
+    project = load_project(args, services=args.services)
+    names = list(args.services) or list(project.service_names)
+    unknown = [n for n in names if n not in project.services]
+    if unknown:
+        raise UsageError(f"no such service: {', '.join(unknown)}")
+    build_args: dict[str, str] = {}
+    for item in args.build_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            import os
+
+            value = os.environ.get(key, "")
+        build_args[key] = value
+    targets = [n for n in sorted(names) if project.services[n].build is not None]
+    if not targets:
+        if not args.quiet:
+            print("No services to build", file=sys.stderr)
+        return 0
+    paths = host_paths()
+    store = open_store()
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, flush=True)
+
+    async def main() -> None:
+        builder = Builder(store, paths.root, instance=paths.instance, log=log,
+                          registry_config=registry_config())
+        for name in targets:
+            options = service_build(project, name, no_cache=args.no_cache, pull=args.pull,
+                                    build_args=build_args)
+            log(f"Building {name} ({options.tags[0]})")
+            await builder.build(options)
+            log(f"{name} Built")
+
+    trio.run(main)
+    return 0

@@ -1,0 +1,840 @@
+"""Build an image from a Dockerfile on pycompose's own runtime.
+
+::
+
+    builder = Builder(store, state_root, instance="", log=print)
+    image = await builder.build(BuildOptions(context=Path("api"), tags=("api:1",)))
+
+* ``FROM`` an image of the store (pulled when missing, or always with
+  ``pull``), ``scratch``, or an earlier stage (``AS name``); only the stages
+  the target needs are built.
+* ``RUN`` runs in a container of the runtime (host network, as ``docker build
+  --network host``; ``network="none"`` for none) and its overlay upper dir
+  becomes the layer (whiteouts for deletions). ``COPY``/``ADD`` copy into a
+  fresh directory that becomes the layer: parent directories take their
+  metadata from the image, owners are ``0:0`` unless ``--chown``.
+* Metadata instructions change the config only (an empty-layer history entry).
+* Cache: every step's result (its image config) is kept under
+  ``<state_root>/build-cache/`` keyed by the parent step's key, the instruction
+  (after ARG/ENV substitution, with the build args a RUN sees) and, for
+  COPY/ADD, a hash of the copied content; a hit is used when all its layers are
+  still in the store. A rebuild with nothing changed does no container work.
+
+Output: one line per event, as ``docker build --progress plain``:
+``#3 [2/4] RUN make``, ``#3 0.52 <output line>``, ``#3 DONE 1.3s``, ``#3 CACHED``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import trio
+from pycompose.runtime.build.context import Ignore, content_hash, copy_entry, expand
+from pycompose.runtime.build.dockerfile import (
+    Instruction,
+    key_values,
+    parse,
+    split_words,
+    substitute,
+)
+from pycompose.runtime.build.errors import BuildError, BuildStepError, DockerfileError
+from pycompose.runtime.images.config import (
+    ContainerConfig,
+    Healthcheck,
+    ImageConfig,
+    empty_config,
+)
+from pycompose.runtime.images.digest import hex_of
+from pycompose.runtime.images.store import Image, ImageStore
+
+__all__ = ["BuildOptions", "Builder"]
+
+Log = Callable[[str], None]
+DEFAULT_SHELL = ("/bin/sh", "-c")
+PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                   "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_MOUNTPOINT_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname")
+_SUPPORTED_FLAGS = {
+    "FROM": {"platform"},
+    "RUN": {"network"},
+    "COPY": {"from", "chown", "chmod", "link"},
+    "ADD": {"chown", "chmod", "link"},
+    "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
+}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    context: Path
+    dockerfile: Path | None = None          # default: <context>/Dockerfile
+    dockerfile_inline: str | None = None
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    pull: bool = False
+    network: str | None = None              # None/"host"/"default": host; "none": no network
+
+
+@dataclass
+class _Stage:
+    index: int
+    name: str
+    base: str
+    from_line: Instruction
+    steps: list[Instruction]
+
+
+@dataclass
+class _State:
+    config: ImageConfig
+    key: str
+    args: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def cc(self) -> ContainerConfig:
+        return self.config.config
+
+    def env(self) -> dict[str, str]:
+        """What ``$VAR`` expands to: ARG values, overridden by ENV."""
+        out = {k: v for k, v in self.args.items() if v is not None}
+        out.update(self.cc.env_map)
+        return out
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Builder:
+    def __init__(self, store: ImageStore, state_root: Path, *, instance: str = "",
+                 log: Log = lambda _l: None, registry_config: Any = None) -> None:
+        self.store = store
+        self.root = Path(state_root)
+        self.instance = instance
+        self.log = log
+        self.registry_config = registry_config
+        self.cache_dir = self.root / "build-cache"
+        self._step = 0
+        self._runtime: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    # --- entry point ----------------------------------------------------------------------
+
+    async def build(self, options: BuildOptions) -> Image:
+        started = time.monotonic()
+        context, name, text = await trio.to_thread.run_sync(self._dockerfile, options)
+        instructions = parse(text, name)
+        global_args, stages = self._stages(instructions, name)
+        target = self._target(stages, options.target, name)
+        needed = self._needed(stages, target)
+        ignore = await trio.to_thread.run_sync(Ignore.load, context)
+        self._step = 0
+        total = sum(len(s.steps) + 1 for s in stages if s.index in needed)
+        self._count = 0
+        self._total = total
+        results: dict[int, _State] = {}
+        build_args = dict(options.build_args)
+        for key, value in global_args.items():
+            if key not in build_args and value is not None:
+                build_args.setdefault(key, value)
+        globals_env = {k: build_args.get(k, v) or "" for k, v in global_args.items()}
+        async with contextlib.AsyncExitStack() as stack:
+            self._stack = stack
+            for stage in stages:
+                if stage.index not in needed:
+                    continue
+                results[stage.index] = await self._build_stage(
+                    stage, stages, results, options, context, ignore, name, global_args,
+                    globals_env, build_args)
+            self._stack = None
+            self._runtime = None
+        final = results[target.index]
+        config = final.config
+        if options.labels:
+            labels = dict(config.config.labels)
+            labels.update(options.labels)
+            config = replace(config, config=replace(config.config, labels=labels))
+        tags = list(options.tags)
+        image = await trio.to_thread.run_sync(self.store.create_image, config,
+                                              tags[0] if tags else None)
+        for tag in tags[1:]:
+            image = await trio.to_thread.run_sync(self.store.tag, image.id, tag)
+        self._emit(f"#{self._next()} naming to {', '.join(tags) or image.id} done "
+                   f"({time.monotonic() - started:.1f}s)")
+        return image
+
+    # --- structure ---------------------------------------------------------------------------
+
+    def _dockerfile(self, options: BuildOptions) -> tuple[Path, str, str]:
+        context = Path(options.context).absolute()
+        if not context.is_dir():
+            raise BuildError(f"build context {context} is not a directory")
+        if options.dockerfile_inline is not None:
+            return context, "Dockerfile (inline)", options.dockerfile_inline
+        path = options.dockerfile or Path("Dockerfile")
+        if not path.is_absolute():
+            path = context / path
+        try:
+            return context, str(path), path.read_text()
+        except FileNotFoundError:
+            raise BuildError(f"failed to read dockerfile: {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BuildError(f"failed to read dockerfile: {path}: {exc}") from None
+
+    def _stages(self, instructions: list[Instruction], name: str
+                ) -> tuple[dict[str, str | None], list[_Stage]]:
+        global_args: dict[str, str | None] = {}
+        stages: list[_Stage] = []
+        for instr in instructions:
+            where = instr.where(name)
+            for flag in instr.flags:
+                if flag not in _SUPPORTED_FLAGS.get(instr.keyword, set()):
+                    raise DockerfileError(f"{where}: {instr.keyword} --{flag} is not supported")
+            if instr.keyword == "FROM":
+                words = split_words(instr.args, where)
+                if len(words) == 3 and words[1].lower() == "as":
+                    stage_name = words[2].lower()
+                elif len(words) == 1:
+                    stage_name = ""
+                else:
+                    raise DockerfileError(f"{where}: FROM expects IMAGE [AS NAME]")
+                stages.append(_Stage(len(stages), stage_name, words[0], instr, []))
+            elif not stages:
+                if instr.keyword != "ARG":
+                    raise DockerfileError(f"{where}: {instr.keyword} before the first FROM "
+                                          "(only ARG may come first)")
+                for key, value in self._arg_words(instr, where):
+                    global_args[key] = value
+            else:
+                if instr.keyword in ("ONBUILD",):
+                    raise DockerfileError(f"{where}: ONBUILD is not supported")
+                stages[-1].steps.append(instr)
+        if not stages:
+            raise DockerfileError(f"{name}: no FROM instruction")
+        return global_args, stages
+
+    @staticmethod
+    def _arg_words(instr: Instruction, where: str) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for word in split_words(instr.args, where):
+            key, sep, value = word.partition("=")
+            if not key:
+                raise DockerfileError(f"{where}: ARG needs a name")
+            out.append((key, value if sep else None))
+        return out
+
+    @staticmethod
+    def _target(stages: list[_Stage], target: str | None, name: str) -> _Stage:
+        if target is None:
+            return stages[-1]
+        for stage in stages:
+            if stage.name == target.lower():
+                return stage
+        raise BuildError(f"{name}: target stage {target!r} could not be found")
+
+    def _needed(self, stages: list[_Stage], target: _Stage) -> set[int]:
+        by_name = {s.name: s.index for s in stages if s.name}
+        needed: set[int] = set()
+        todo = [target.index]
+        while todo:
+            i = todo.pop()
+            if i in needed:
+                continue
+            needed.add(i)
+            stage = stages[i]
+            refs = [stage.base.lower()]
+            refs += [s.flags["from"].lower() for s in stage.steps
+                     if s.keyword == "COPY" and "from" in s.flags]
+            for ref in refs:
+                if ref in by_name and by_name[ref] < i:
+                    todo.append(by_name[ref])
+                elif ref.isdigit() and int(ref) < i:
+                    todo.append(int(ref))
+        return needed
+
+    # --- output ------------------------------------------------------------------------------
+
+    def _emit(self, line: str) -> None:
+        self.log(line)
+
+    def _next(self) -> int:
+        self._step += 1
+        return self._step
+
+    # --- stages ------------------------------------------------------------------------------
+
+    async def _build_stage(self, stage: _Stage, stages: list[_Stage], results: dict[int, _State],
+                           options: BuildOptions, context: Path, ignore: Ignore, name: str,
+                           global_args: dict[str, str | None], globals_env: dict[str, str],
+                           build_args: dict[str, str]) -> _State:
+        where = stage.from_line.where(name)
+        label = stage.name or f"stage-{stage.index}"
+        n_steps = len(stage.steps) + 1
+        base = substitute(stage.base, globals_env)
+        step = self._next()
+        self._emit(f"#{step} [{label} 1/{n_steps}] FROM {base}"
+                   + (f" AS {stage.name}" if stage.name else ""))
+        if "platform" in stage.from_line.flags:
+            self._emit(f"#{step} WARNING: {where}: --platform is ignored; building for "
+                       "this host's platform")
+        state = await self._from(base, stages, results, stage, options, where)
+        self._emit(f"#{step} DONE")
+        for i, instr in enumerate(stage.steps, start=2):
+            iwhere = instr.where(name)
+            step = self._next()
+            self._emit(f"#{step} [{label} {i}/{n_steps}] {instr.original}")
+            t0 = time.monotonic()
+            state, cached = await self._step_once(state, instr, iwhere, step, stages, results,
+                                                  options, context, ignore, global_args,
+                                                  build_args)
+            self._emit(f"#{step} CACHED" if cached
+                       else f"#{step} DONE {time.monotonic() - t0:.1f}s")
+        return state
+
+    async def _from(self, base: str, stages: list[_Stage], results: dict[int, _State],
+                    stage: _Stage, options: BuildOptions, where: str) -> _State:
+        ref = base.lower()
+        for prev in stages[:stage.index]:
+            if prev.name and prev.name == ref and prev.index in results:
+                st = results[prev.index]
+                return _State(st.config, st.key)
+        if ref == "scratch":
+            return _State(empty_config(), _key("scratch"))
+        image = await self._base_image(base, options.pull, where)
+        return _State(image.config, _key("image", image.id))
+
+    async def _base_image(self, base: str, pull: bool, where: str) -> Image:
+        from pycompose.runtime.registry.policy import ensure_image
+
+        try:
+            return await ensure_image(self.store, base, "always" if pull else "missing",
+                                      config=self.registry_config,
+                                      work_dir=self.root / "downloads")
+        except BuildError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, (trio.Cancelled, KeyboardInterrupt)):
+                raise
+            raise BuildError(f"{where}: FROM {base}: {exc}") from None
+
+    # --- one instruction ---------------------------------------------------------------------
+
+    async def _step_once(self, state: _State, instr: Instruction, where: str, step: int,
+                         stages: list[_Stage], results: dict[int, _State],
+                         options: BuildOptions, context: Path, ignore: Ignore,
+                         global_args: dict[str, str | None],
+                         build_args: dict[str, str]) -> tuple[_State, bool]:
+        kw = instr.keyword
+        env = state.env()
+        if kw == "ARG":
+            args = dict(state.args)
+            for key, default in self._arg_words(instr, where):
+                if default is not None:
+                    default = substitute(default, env)
+                elif key in global_args:
+                    default = global_args[key]
+                args[key] = build_args.get(key, default)
+            key = _key(state.key, "ARG", sorted((k, v) for k, v in args.items()))
+            return _State(state.config, key, args), False
+        if kw in ("RUN", "COPY", "ADD"):
+            return await self._fs_step(state, instr, where, step, stages, results, options,
+                                       context, ignore)
+        cc = self._metadata(state, instr, where, env)
+        shown = instr.args if kw in ("CMD", "ENTRYPOINT") else substitute(instr.args, env)
+        created_by = f"{kw} {shown}"
+        key = _key(state.key, "META", created_by, cc.to_json())
+        cached = self._cache_get(key, options)
+        if cached is not None:
+            return _State(cached, key, state.args), True
+        config = state.config.derive(config=cc, created_by=created_by.strip(),
+                                     comment="buildkit.dockerfile.v0")
+        self._cache_put(key, config)
+        return _State(config, key, state.args), False
+
+    def _metadata(self, state: _State, instr: Instruction, where: str,
+                  env: dict[str, str]) -> ContainerConfig:
+        cc = state.cc
+        kw = instr.keyword
+        text = instr.args
+        if kw == "ENV":
+            current = dict(cc.env_map)
+            order = [e.partition("=")[0] for e in cc.env]
+            for key, value in key_values(text, where, legacy=True):
+                current[key] = substitute(value, {**env, **current})
+                if key not in order:
+                    order.append(key)
+            return replace(cc, env=tuple(f"{k}={current[k]}" for k in order))
+        if kw == "LABEL":
+            labels = dict(cc.labels)
+            for key, value in key_values(substitute(text, env), where, legacy=True):
+                labels[key] = value
+            return replace(cc, labels=labels)
+        if kw == "MAINTAINER":
+            labels = dict(cc.labels)
+            labels["maintainer"] = text
+            return replace(cc, labels=labels)
+        if kw in ("CMD", "ENTRYPOINT"):
+            argv = instr.exec_form if instr.exec_form is not None else \
+                (*(cc.shell or DEFAULT_SHELL), text)
+            if kw == "CMD":
+                return replace(cc, cmd=tuple(argv))
+            return replace(cc, entrypoint=tuple(argv), cmd=None)
+        if kw == "WORKDIR":
+            path = substitute(text, env)
+            if not path.startswith("/"):
+                path = (cc.working_dir or "/").rstrip("/") + "/" + path
+            return replace(cc, working_dir=os.path.normpath(path))
+        if kw == "USER":
+            return replace(cc, user=substitute(text, env).strip())
+        if kw == "EXPOSE":
+            ports = list(cc.exposed_ports)
+            for word in split_words(substitute(text, env), where):
+                port = word if "/" in word else f"{word}/tcp"
+                if port not in ports:
+                    ports.append(port)
+            return replace(cc, exposed_ports=tuple(ports))
+        if kw == "VOLUME":
+            words = instr.exec_form if instr.exec_form is not None else \
+                tuple(split_words(substitute(text, env), where))
+            return replace(cc, volumes=tuple(sorted(set(cc.volumes) | set(words))))
+        if kw == "STOPSIGNAL":
+            sig = substitute(text, env).strip()
+            if not sig:
+                raise DockerfileError(f"{where}: STOPSIGNAL needs a signal")
+            if not sig.isdigit():
+                try:
+                    signal.Signals[sig if sig.startswith("SIG") else f"SIG{sig}"]
+                except KeyError:
+                    raise DockerfileError(f"{where}: invalid signal {sig!r}") from None
+            return replace(cc, stop_signal=sig)
+        if kw == "SHELL":
+            if instr.exec_form is None or not instr.exec_form:
+                raise DockerfileError(f"{where}: SHELL requires the JSON form, "
+                                      'e.g. SHELL ["/bin/bash", "-c"]')
+            return replace(cc, shell=tuple(instr.exec_form))
+        if kw == "HEALTHCHECK":
+            return replace(cc, healthcheck=self._healthcheck(instr, where, cc))
+        raise DockerfileError(f"{where}: {kw} is not supported")
+
+    def _healthcheck(self, instr: Instruction, where: str, cc: ContainerConfig) -> Healthcheck:
+        text = instr.args.strip()
+        if text.upper() == "NONE":
+            return Healthcheck(test=("NONE",))
+        word, _, rest = text.partition(" ")
+        if word.upper() != "CMD":
+            raise DockerfileError(f"{where}: HEALTHCHECK expects CMD or NONE")
+        rest = rest.strip()
+        try:
+            value = json.loads(rest) if rest.startswith("[") else None
+        except ValueError:
+            value = None
+        test = ("CMD", *value) if isinstance(value, list) else ("CMD-SHELL", rest)
+        durations = {}
+        for flag in ("interval", "timeout", "start-period", "start-interval"):
+            if flag in instr.flags:
+                durations[flag] = _duration_ns(instr.flags[flag], f"{where}: --{flag}")
+        retries = 0
+        if "retries" in instr.flags:
+            try:
+                retries = int(instr.flags["retries"])
+            except ValueError:
+                raise DockerfileError(f"{where}: --retries must be a number") from None
+        return Healthcheck(test=test, interval=durations.get("interval", 0),
+                           timeout=durations.get("timeout", 0),
+                           start_period=durations.get("start-period", 0),
+                           start_interval=durations.get("start-interval", 0), retries=retries)
+
+    # --- cache ---------------------------------------------------------------------------------
+
+    def _cache_get(self, key: str, options: BuildOptions) -> ImageConfig | None:
+        if options.no_cache:
+            return None
+        try:
+            data = (self.cache_dir / f"{key}.json").read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            config = ImageConfig.from_json(data, source=f"build cache {key[:12]}")
+        except Exception:  # noqa: BLE001 - a damaged cache entry is a miss
+            return None
+        if not all(self.store.has_layer(d) for d in config.diff_ids):
+            return None
+        return config
+
+    def _cache_put(self, key: str, config: ImageConfig) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_dir / f".{key}.{secrets.token_hex(4)}"
+        tmp.write_bytes(config.to_json())
+        os.rename(tmp, self.cache_dir / f"{key}.json")
+
+    # --- filesystem steps ----------------------------------------------------------------------
+
+    def _layer_paths(self, config: ImageConfig) -> list[Path]:
+        # The store's documented layout: layers/<hex>/diff is a layer's directory.
+        return [self.store.root / "layers" / hex_of(d) / "diff" for d in config.diff_ids]
+
+    async def _fs_step(self, state: _State, instr: Instruction, where: str, step: int,
+                       stages: list[_Stage], results: dict[int, _State], options: BuildOptions,
+                       context: Path, ignore: Ignore) -> tuple[_State, bool]:
+        env = state.env()
+        if instr.keyword == "RUN":
+            argv = self._run_argv(state, instr)
+            run_env = {k: v for k, v in state.args.items() if v is not None}
+            network = instr.flags.get("network") or options.network or "host"
+            key = _key(state.key, "RUN", argv, sorted(run_env.items()), network)
+            created_by = f"RUN {instr.args}" if not instr.heredocs else \
+                f"RUN {instr.original}"
+        else:
+            sources, dest, src_state = self._copy_args(instr, where, env, stages, results)
+            if src_state is None:
+                entries = await trio.to_thread.run_sync(
+                    lambda: [e for s in sources for e in expand(context, s, ignore, where)])
+                digest = await trio.to_thread.run_sync(content_hash, entries, ignore)
+            else:
+                entries = []
+                digest = src_state.key
+            key = _key(state.key, instr.keyword, sources, dest, dict(instr.flags), digest)
+            created_by = f"{instr.keyword} {substitute(instr.args, env)}"
+        cached = self._cache_get(key, options)
+        if cached is not None:
+            return _State(cached, key, state.args), True
+        if instr.keyword == "RUN":
+            layer_dir, cleanup = await self._run(state, argv, run_env, network, where, step)
+        else:
+            layer_dir, cleanup = await self._copy(state, instr, where, sources, dest, entries,
+                                                  src_state, context, ignore, env)
+        try:
+            has_content = await trio.to_thread.run_sync(lambda: any(layer_dir.iterdir()))
+            diff_ids: list[str] = []
+            if has_content:
+                layer = await trio.to_thread.run_sync(self.store.add_layer_from_dir, layer_dir)
+                diff_ids = [layer.diff_id]
+        finally:
+            await cleanup()
+        config = state.config.derive(diff_ids=diff_ids, created_by=created_by,
+                                     comment="buildkit.dockerfile.v0")
+        self._cache_put(key, config)
+        return _State(config, key, state.args), False
+
+    def _run_argv(self, state: _State, instr: Instruction) -> tuple[str, ...]:
+        if instr.heredocs:
+            # RUN <<EOF: the here-document is the script (any text before it is ignored
+            # except a leading interpreter, e.g. ``RUN python3 <<EOF``).
+            head = instr.args.split("<<", 1)[0].strip()
+            body = instr.heredocs[0][1]
+            if head:
+                return (*(state.cc.shell or DEFAULT_SHELL),
+                        f"{head} <<'__PC_EOF__'\n{body}__PC_EOF__\n")
+            return (*(state.cc.shell or DEFAULT_SHELL), body)
+        if instr.exec_form is not None:
+            return instr.exec_form
+        return (*(state.cc.shell or DEFAULT_SHELL), instr.args)
+
+    async def _get_runtime(self) -> Any:
+        if self._runtime is None:
+            from pycompose.runtime.client import open_runtime
+
+            assert self._stack is not None
+            self._runtime = await self._stack.enter_async_context(
+                open_runtime(self.root, self.instance))
+        return self._runtime
+
+    async def _run(self, state: _State, argv: tuple[str, ...], run_env: dict[str, str],
+                   network: str, where: str, step: int) -> tuple[Path, Any]:
+        from pycompose.runtime.logs import follow, read_logs
+        from pycompose.runtime.rootfs import container_dir
+        from pycompose.runtime.spec import ContainerSpec, EtcFile, ImageDefaults
+
+        rt = await self._get_runtime()
+        cid = secrets.token_hex(32)
+        layers = tuple(str(p) for p in self._layer_paths(state.config))
+        if not layers:
+            raise BuildStepError(f"{where}: RUN needs a base image with a shell "
+                                 "(FROM scratch has none)")
+        host = network in ("host", "default", "")
+        spec = ContainerSpec(
+            id=cid, name=f"pycompose-build-{cid[:12]}", layers=layers,
+            image=ImageDefaults.from_config(state.cc), entrypoint=(), command=argv,
+            env=run_env, working_dir=state.cc.working_dir or None,
+            user=state.cc.user or None, netns="host" if host else "none",
+            resolv_conf=EtcFile(path="/etc/resolv.conf") if host else None,
+            etc_hosts=EtcFile(path="/etc/hosts") if host else None,
+            labels={"org.pycompose.build": "1"})
+        await rt.create(spec)
+        removed = False
+
+        async def cleanup() -> None:
+            nonlocal removed
+            if not removed:
+                removed = True
+                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await rt.remove(cid, force=True)
+
+        t0 = time.monotonic()
+        printed = 0
+
+        def show(entry: Any) -> None:
+            for line in entry.text.rstrip("\n").split("\n"):
+                self._emit(f"#{step} {time.monotonic() - t0:.3f} {line}")
+
+        try:
+            await rt.start(cid)
+            log_path = rt.log_path(cid)
+
+            async def pump() -> None:
+                nonlocal printed
+                async with contextlib.aclosing(follow(log_path)) as entries:
+                    async for entry in entries:
+                        show(entry)
+                        printed += 1
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump)
+                status = await rt.wait(cid)
+                nursery.cancel_scope.cancel()
+            for entry in (await trio.to_thread.run_sync(read_logs, log_path))[printed:]:
+                show(entry)
+            if status.code != 0:
+                what = f"exit code {status.code}"
+                if status.oom_killed:
+                    what += " (out of memory)"
+                raise BuildStepError(f"{where}: RUN {' '.join(argv[-1:])!r} did not complete "
+                                     f"successfully: {what}")
+            upper = Path(container_dir(str(self.root), cid)) / "upper"
+            await trio.to_thread.run_sync(_drop_mountpoints, upper)
+        except BaseException:
+            await cleanup()
+            raise
+        return upper, cleanup
+
+    def _copy_args(self, instr: Instruction, where: str, env: dict[str, str],
+                   stages: list[_Stage], results: dict[int, _State]
+                   ) -> tuple[list[str], str, _State | None]:
+        if instr.heredocs:
+            raise DockerfileError(f"{where}: {instr.keyword} with a here-document is not "
+                                  "supported")
+        words = list(instr.exec_form) if instr.exec_form is not None else \
+            split_words(instr.args, where)
+        words = [substitute(w, env) for w in words]
+        if len(words) < 2:
+            raise DockerfileError(f"{where}: {instr.keyword} requires at least two arguments")
+        if instr.keyword == "ADD" and any(w.startswith(("http://", "https://", "git@"))
+                                          for w in words[:-1]):
+            raise DockerfileError(f"{where}: ADD from a URL is not supported; download it "
+                                  "in a RUN step or into the build context")
+        src_state = None
+        if "from" in instr.flags:
+            ref = substitute(instr.flags["from"], env).lower()
+            for stage in stages:
+                if (stage.name == ref or str(stage.index) == ref) and stage.index in results:
+                    src_state = results[stage.index]
+                    break
+            else:
+                raise DockerfileError(f"{where}: COPY --from={ref}: no such earlier stage "
+                                      "(copying from an image is not supported)")
+        return words[:-1], words[-1], src_state
+
+    async def _copy(self, state: _State, instr: Instruction, where: str, sources: list[str],
+                    dest: str, entries: list[tuple[Path, str]], src_state: _State | None,
+                    context: Path, ignore: Ignore, env: dict[str, str]) -> tuple[Path, Any]:
+        work = Path(tempfile.mkdtemp(prefix="build-copy-", dir=self.root))
+
+        async def cleanup() -> None:
+            await trio.to_thread.run_sync(shutil.rmtree, work, True)
+
+        lowers = self._layer_paths(state.config)
+        try:
+            uid, gid = _chown(instr.flags.get("chown"), lowers, where)
+            mode = None
+            if "chmod" in instr.flags:
+                try:
+                    mode = int(instr.flags["chmod"], 8)
+                except ValueError:
+                    raise DockerfileError(f"{where}: --chmod={instr.flags['chmod']}: expected "
+                                          "octal permissions") from None
+            workdir = state.cc.working_dir or "/"
+            target = dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest}"
+            dir_dest = dest.endswith("/") or len(sources) > 1 or dest in (".", "./")
+            diff = work / "diff"
+            diff.mkdir()
+            if src_state is not None:
+                src_layers = self._layer_paths(src_state.config)
+                entries = await trio.to_thread.run_sync(
+                    _mount_sources, work, src_layers, sources, where)
+                ignore = Ignore()
+            if len(entries) > 1:
+                dir_dest = True
+
+            def do_copy() -> None:
+                rel_target = os.path.normpath(target).lstrip("/")
+                _make_parents(diff, lowers, rel_target if dir_dest else
+                              os.path.dirname(rel_target))
+                for path, rel in entries:
+                    if path.is_dir() and not path.is_symlink():
+                        out = diff / rel_target
+                        copy_entry(path, out, uid=uid, gid=gid, mode=mode,
+                                   ignore=ignore if src_state is None else None, rel=rel)
+                    elif instr.keyword == "ADD" and path.name.endswith(_ARCHIVE_SUFFIXES):
+                        _extract(path, diff / rel_target, where)
+                    else:
+                        out = diff / rel_target / path.name if dir_dest else diff / rel_target
+                        copy_entry(path, out, uid=uid, gid=gid, mode=mode)
+
+            try:
+                await trio.to_thread.run_sync(do_copy)
+            finally:
+                await trio.to_thread.run_sync(_unmount, work / "src")
+        except BaseException:
+            await cleanup()
+            raise
+        return diff, cleanup
+
+
+def _duration_ns(text: str, where: str) -> int:
+    import re
+
+    total = 0.0
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    matches = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not matches or "".join(a + b for a, b in matches) != text:
+        raise DockerfileError(f"{where}: invalid duration {text!r} (e.g. 30s, 1m30s)")
+    for number, unit in matches:
+        total += float(number) * units[unit]
+    return int(total * 1e9)
+
+
+def _lookup(lowers: Sequence[Path], rel: str) -> Path | None:
+    """The topmost entry for ``rel`` in overlay-form layers (whiteouts and opaque dirs)."""
+    parts = [p for p in rel.split("/") if p]
+    for layer in reversed(lowers):
+        path = layer.joinpath(*parts) if parts else layer
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None:
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None
+            return path
+        # An opaque parent in this layer hides the layers below.
+        for n in range(len(parts) - 1, 0, -1):
+            parent = layer.joinpath(*parts[:n])
+            with contextlib.suppress(OSError):
+                if os.getxattr(parent, "trusted.overlay.opaque") == b"y":
+                    return None
+    return None
+
+
+def _read_file(lowers: Sequence[Path], rel: str) -> str:
+    path = _lookup(lowers, rel)
+    if path is None or not path.is_file():
+        return ""
+    return path.read_text(errors="replace")
+
+
+def _chown(value: str | None, lowers: Sequence[Path], where: str) -> tuple[int | None,
+                                                                          int | None]:
+    if not value:
+        return None, None
+    user, _, group = value.partition(":")
+
+    def resolve(name: str, file: str, what: str) -> int:
+        if name.isdigit():
+            return int(name)
+        for line in _read_file(lowers, file).splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+        raise DockerfileError(f"{where}: --chown: unknown {what} {name!r} in the image")
+
+    uid = resolve(user, "etc/passwd", "user")
+    if group:
+        gid = resolve(group, "etc/group", "group")
+    elif user.isdigit():
+        gid = uid
+    else:
+        gid = next((int(f[3]) for f in (line.split(":") for line in
+                                        _read_file(lowers, "etc/passwd").splitlines())
+                    if len(f) > 3 and f[0] == user and f[3].isdigit()), uid)
+    return uid, gid
+
+
+def _make_parents(diff: Path, lowers: Sequence[Path], rel_dir: str) -> None:
+    """Create ``rel_dir`` in ``diff`` with each directory's metadata from the image."""
+    parts = [p for p in rel_dir.split("/") if p]
+    for n in range(1, len(parts) + 1):
+        rel = "/".join(parts[:n])
+        out = diff / rel
+        if out.exists():
+            continue
+        out.mkdir()
+        lower = _lookup(lowers, rel)
+        if lower is not None and lower.is_dir():
+            st = os.lstat(lower)
+            os.chmod(out, stat.S_IMODE(st.st_mode))
+            os.lchown(out, st.st_uid, st.st_gid)
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            os.chmod(out, 0o755)
+
+
+def _drop_mountpoints(upper: Path) -> None:
+    """Files the runtime created only as bind-mount targets are not part of the layer."""
+    for rel in _MOUNTPOINT_FILES:
+        path = upper / rel
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                path.unlink()
+    etc = upper / "etc"
+    with contextlib.suppress(OSError):
+        if etc.is_dir() and not any(etc.iterdir()) and not os.listxattr(etc):
+            etc.rmdir()
+
+
+def _mount_sources(work: Path, layers: list[Path], sources: list[str],
+                   where: str) -> list[tuple[Path, str]]:
+    """A read-only merged view of a stage's layers at ``work/src``; the sources in it."""
+    from pycompose.runtime import syscalls
+
+    src = work / "src"
+    src.mkdir()
+    if len(layers) == 1:
+        syscalls.mount(str(layers[0]), str(src), None, 0x1000 | 0x4000, None)  # MS_BIND|REC
+    elif layers:
+        lowers = ":".join(str(p) for p in reversed(layers))
+        syscalls.mount("overlay", str(src), "overlay", 1, f"lowerdir={lowers}")  # MS_RDONLY
+    return [e for s in sources for e in expand(src, s, Ignore(), where)]
+
+
+def _unmount(path: Path) -> None:
+    from pycompose.runtime import syscalls
+
+    if path.exists() and os.path.ismount(path):
+        syscalls.umount(str(path), 2)  # MNT_DETACH
+
+
+def _extract(archive: Path, dest: Path, where: str) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="tar")
+    except (tarfile.TarError, OSError) as exc:
+        raise DockerfileError(f"{where}: ADD {archive.name}: cannot extract: {exc}") from None
