@@ -1,4 +1,4 @@
-"""The CLI's client for the engine API: plain ``http.client`` over a unix socket, no trio.
+"""The CLI's client for the engine API: blocking HTTP/1.1 (h11) over a unix socket, no trio.
 
 ``connect()`` returns an :class:`EngineClient`; when nothing answers on the
 socket it starts an engine (detached, in its own session, output to
@@ -11,7 +11,6 @@ its CLI connects to the winner.
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import os
 import select
@@ -43,20 +42,72 @@ class APIError(EngineError):
         self.message = message
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+class _Connection:
+    """One kept-alive HTTP/1.1 connection over the unix socket, spoken with h11 (the
+    engine's own HTTP library; cheaper to import than ``http.client`` + ``email`` + ``ssl``,
+    which is most of a short command's start-up)."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, path: Path, timeout: float | None) -> None:
+        import h11
+
+        self._h11 = h11
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(self.timeout)
-            sock.connect(str(self._path))
+            self.sock.settimeout(timeout)
+            self.sock.connect(str(path))
         except BaseException:
-            sock.close()
+            self.sock.close()
             raise
-        self.sock = sock
+        self.conn = h11.Connection(h11.CLIENT)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _next(self) -> Any:
+        h11 = self._h11
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                data = self.sock.recv(65536)
+                self.conn.receive_data(data)
+                if not data and self.conn.their_state is not h11.DONE:
+                    raise ConnectionResetError("the engine closed the connection")
+                continue
+            return event
+
+    def request(self, method: str, url: str, data: bytes | None) -> tuple[int, Any]:
+        """Send a request; return the status and an iterator over the body's chunks."""
+        h11 = self._h11
+        headers = [("Host", "localhost")]
+        if data is not None:
+            headers += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        else:
+            headers += [("Content-Length", "0")]
+        out = self.conn.send(h11.Request(method=method, target=url, headers=headers))
+        if data:
+            out += self.conn.send(h11.Data(data=data))
+        out += self.conn.send(h11.EndOfMessage())
+        self.sock.sendall(out)
+        while True:
+            event = self._next()
+            if isinstance(event, h11.Response):
+                break
+            if isinstance(event, h11.ConnectionClosed):
+                raise ConnectionResetError("the engine closed the connection")
+
+        def body() -> Any:
+            while True:
+                ev = self._next()
+                if isinstance(ev, h11.Data):
+                    yield bytes(ev.data)
+                elif isinstance(ev, h11.EndOfMessage):
+                    if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+                        self.conn.start_next_cycle()
+                    return
+                else:
+                    raise ConnectionResetError("the engine ended the answer early")
+
+        return event.status_code, body()
 
 
 def _url(path: str, query: Mapping[str, Any] | None) -> str:
@@ -77,13 +128,13 @@ class EngineClient:
     def __init__(self, paths: HostPaths, *, timeout: float | None = 60.0) -> None:
         self.paths = paths
         self.timeout = timeout
-        self._conn: _UnixConnection | None = None
+        self._conn: _Connection | None = None
 
     # ---- plumbing
 
-    def _connection(self) -> _UnixConnection:
+    def _connection(self) -> _Connection:
         if self._conn is None:
-            self._conn = _UnixConnection(self.paths.socket, self.timeout)
+            self._conn = _Connection(self.paths.socket, self.timeout)
         return self._conn
 
     def close(self) -> None:
@@ -98,57 +149,75 @@ class EngineClient:
         self.close()
 
     def _send(self, method: str, path: str, body: Any, query: Mapping[str, Any] | None,
-              stream: bool) -> http.client.HTTPResponse:
+              stream: bool) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
         url = _url(path, query)
         for attempt in (1, 2):
-            conn = self._connection()
-            if stream:
-                conn.timeout = None  # streams may stay quiet for long (logs -f, events)
-                if conn.sock is not None:
-                    conn.sock.settimeout(None)
             try:
-                conn.request(method, url, body=data, headers=headers)
-                return conn.getresponse()
-            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                conn = self._connection()
+                conn.sock.settimeout(None if stream else self.timeout)
+                return conn.request(method, url, data)
+            except (ConnectionResetError, BrokenPipeError) as exc:
                 # A kept-alive connection the engine closed meanwhile: reconnect once.
                 self.close()
                 if attempt == 2:
-                    raise EngineError(f"the engine closed the connection during {method} {path}") \
-                        from None
+                    raise EngineError(f"the engine closed the connection during {method} "
+                                      f"{path}: {exc}") from None
+            except TimeoutError:
+                self.close()
+                raise EngineError(f"the engine did not answer {method} {path} within "
+                                  f"{self.timeout:g} s") from None
             except OSError as exc:
                 self.close()
                 raise _connect_error(self.paths, exc) from None
+            except Exception:
+                self.close()  # a protocol error leaves the connection unusable
+                raise
         raise AssertionError("unreachable")
 
     def request(self, method: str, path: str, body: Any = None,
                 query: Mapping[str, Any] | None = None) -> Any:
         """One request, the decoded JSON answer; an error status raises :class:`APIError`."""
-        resp = self._send(method, path, body, query, stream=False)
-        raw = resp.read()
+        status, chunks = self._send(method, path, body, query, stream=False)
+        try:
+            raw = b"".join(chunks)
+        except (OSError, ConnectionResetError) as exc:
+            self.close()
+            raise EngineError(f"{method} {path}: {exc}") from None
         value = json.loads(raw) if raw else None
-        if resp.status >= 400:
+        if status >= 400:
             message = value.get("message") if isinstance(value, dict) else None
-            raise APIError(resp.status, message or f"{method} {path}: HTTP {resp.status}")
+            raise APIError(status, message or f"{method} {path}: HTTP {status}")
         return value
 
     def stream(self, method: str, path: str, body: Any = None,
                query: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """A newline-delimited JSON stream, one decoded value at a time."""
-        resp = self._send(method, path, body, query, stream=True)
+        status, chunks = self._send(method, path, body, query, stream=True)
+        finished = False
         try:
-            if resp.status >= 400:
-                raw = resp.read()
+            if status >= 400:
+                raw = b"".join(chunks)
+                finished = True
                 value = json.loads(raw) if raw else None
                 message = value.get("message") if isinstance(value, dict) else None
-                raise APIError(resp.status, message or f"{method} {path}: HTTP {resp.status}")
-            for line in resp:
-                if line.strip():
-                    yield json.loads(line)
+                raise APIError(status, message or f"{method} {path}: HTTP {status}")
+            buf = b""
+            try:
+                for chunk in chunks:
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            yield json.loads(line)
+            except (OSError, ConnectionResetError) as exc:
+                raise EngineError(f"{method} {path}: {exc}") from None
+            finished = True
+            if buf.strip():
+                yield json.loads(buf)
         finally:
             # A stream abandoned half-way cannot be reused: drop the connection.
-            if not resp.isclosed():
+            if not finished:
                 self.close()
 
     def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any
