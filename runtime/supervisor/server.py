@@ -137,6 +137,7 @@ class ExecProc:
 class Supervisor:
     def __init__(self, root: str, instance: str, keeper: Keeper | None = None) -> None:
         self.keeper = keeper
+        self._missing_caps: frozenset[str] | None = None
         self.root = os.path.abspath(root)
         self.instance = instance
         self.parent_cgroup = f"pycompose_{instance}" if instance else "pycompose"
@@ -440,6 +441,12 @@ class Supervisor:
     def _save(self, ctr: Ctr) -> None:
         save_state(ctr.cdir, ctr.rec.state)
 
+    def _unavailable_caps(self) -> frozenset[str]:
+        """Capabilities this process lacks (fixed for its lifetime: read once)."""
+        if self._missing_caps is None:
+            self._missing_caps = capabilities.unavailable(capabilities.all_capabilities())
+        return self._missing_caps
+
     def _prepare_process(self, ctr: Ctr) -> list[str]:
         """Resolve what every start and exec of ``ctr`` needs; returns warnings."""
         spec = ctr.rec.spec
@@ -450,7 +457,7 @@ class Supervisor:
         ctr.rlimits, warnings = clamp_ulimits(spec.ulimits)
         sec = spec.security
         ctr.caps = capabilities.resolve_capabilities(sec.cap_add, sec.cap_drop, sec.privileged)
-        missing = capabilities.unavailable(ctr.caps)
+        missing = ctr.caps & self._unavailable_caps()
         if missing and not sec.privileged:
             warnings = (*warnings, "capabilities the host does not grant were left out: "
                         + ", ".join(sorted(missing)))
@@ -480,7 +487,7 @@ class Supervisor:
                 raise ContainerError(f"container {spec.name}: image layer {layer} is missing")
         probe = Ctr(rec=Record(spec=spec, state=ContainerState(
             status=ContainerStatus.CREATED, created_at="")), cdir="")
-        warnings = tuple(self._prepare_process(probe))
+        warnings = tuple(self._prepare_process(probe))  # validates before anything is made
         check_sysctls(dict(spec.sysctls), host_network=spec.netns == "host")
         if spec.netns not in ("none", "host") and not os.path.exists(spec.netns):
             raise ContainerError(f"container {spec.name}: network namespace {spec.netns} "
@@ -527,7 +534,7 @@ class Supervisor:
             if cg is not None:
                 cg.create()
                 cg.apply(cgroups.Resources(**{
-                    k: getattr(spec.resources, k) for k in (
+                    k: getattr(req.spec.resources, k) for k in (
                         "memory", "memory_swap", "memory_reservation", "cpus", "cpu_quota",
                         "cpu_period", "cpu_shares", "cpuset_cpus", "cpuset_mems",
                         "pids_limit")}))
@@ -546,8 +553,9 @@ class Supervisor:
                 with contextlib.suppress(CgroupError):
                     cg.remove(kill=True)
             raise
-        ctr = Ctr(rec=rec, cdir=cdir, cgroup=cg)
-        self._prepare_process(ctr)
+        ctr = Ctr(rec=rec, cdir=cdir, cgroup=cg, caps=probe.caps, seccomp=probe.seccomp,
+                  process_user=probe.process_user, process_env=probe.process_env,
+                  working_dir=probe.working_dir, rlimits=probe.rlimits)
         self.containers[spec.id] = ctr
         self._emit(EventKind.CREATED, spec.id)
         self._reply(to, self._info(ctr))
@@ -761,13 +769,13 @@ class Supervisor:
         st.pid = None
         st.pid_start_time = None
         st.exit = status
-        st.paused = False
         if ctr.stop_timer is not None:
             self.cancelled_timers.add(ctr.stop_timer)
             ctr.stop_timer = None
-        if ctr.cgroup is not None and ctr.cgroup.frozen():
+        if ctr.cgroup is not None and st.paused:
             with contextlib.suppress(CgroupError):
                 ctr.cgroup.thaw()
+        st.paused = False
         self._save(ctr)
         if status.oom_killed:
             self._emit(EventKind.OOM, ctr.id)
@@ -1000,7 +1008,7 @@ class Supervisor:
                         cgroup_procs=ctr.cgroup.procs_files() if ctr.cgroup else (),
                         security=ctr.rec.spec.security,
                         caps=(capabilities.all_capabilities()
-                              - capabilities.unavailable(capabilities.all_capabilities())
+                              - self._unavailable_caps()
                               if spec.privileged else ctr.caps),
                         seccomp=None if spec.privileged else ctr.seccomp)
         pidns = os.open(f"/proc/{st.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
