@@ -162,3 +162,13 @@ def test_project_pickles(tmp_path: Path) -> None:
     again = pickle.loads(pickle.dumps(project))
     assert again == project
     assert again.services["web"].environment == {"A": "1"}
+
+
+def test_package_reexports_the_loader_api() -> None:
+    import pycompose.compose as compose
+    from pycompose.compose import loader
+
+    assert compose.load_project is loader.load_project
+    assert compose.LoadOptions is loader.LoadOptions
+    with pytest.raises(AttributeError):
+        compose.no_such_name  # noqa: B018
