@@ -504,8 +504,9 @@ class Builder:
         else:
             sources, dest, src_state = self._copy_args(instr, where, env, stages, results)
             if src_state is None:
+                cwhere = f"{where}: {instr.keyword}"
                 entries = await trio.to_thread.run_sync(
-                    lambda: [e for s in sources for e in expand(context, s, ignore, where)])
+                    lambda: [e for s in sources for e in expand(context, s, ignore, cwhere)])
                 digest = await trio.to_thread.run_sync(content_hash, entries, ignore)
             else:
                 entries = []

@@ -1,0 +1,178 @@
+"""Real builds on the runtime from a busybox image: RUN, COPY with globs and .dockerignore,
+a deletion in a later layer, multi-stage, the cache, and clear failures."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from pycompose.runtime.bootstrap import bootstrap_busybox
+from pycompose.runtime.build import Builder, BuildOptions, BuildStepError, DockerfileError
+from pycompose.runtime.client import Runtime, open_runtime
+from pycompose.runtime.images import Image, ImageStore
+from pycompose.runtime.logs import read_logs
+from pycompose.runtime.spec import ContainerSpec, ImageDefaults
+
+from tests.integration.runtime.test_container_support import cleanup
+
+pytestmark = pytest.mark.root
+
+DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM $BASE AS base
+ARG GREETING=hello
+ENV APP=/app \\
+    MODE=test
+WORKDIR $APP
+COPY *.txt ./
+COPY --chmod=0750 --chown=app:app tool.sh /usr/local/bin/tool
+RUN echo "$GREETING from RUN in $MODE" > greeting && rm /etc/group && mkdir -p data
+CMD ["cat", "greeting"]
+
+FROM busybox
+COPY --from=base /app/greeting /out/greeting
+LABEL org.example.x="y z"
+EXPOSE 8080
+USER 1000
+HEALTHCHECK --interval=5s --retries=2 CMD test -f /out/greeting
+STOPSIGNAL SIGINT
+"""
+
+
+@pytest.fixture
+def instance(run_id: str) -> str:
+    return "b" + run_id
+
+
+@pytest.fixture
+async def rt(state_root: Path, instance: str) -> AsyncIterator[Runtime]:
+    try:
+        async with open_runtime(state_root, instance) as runtime:
+            yield runtime
+    finally:
+        await cleanup(state_root, instance)
+
+
+@pytest.fixture
+def store(state_root: Path) -> ImageStore:
+    store = ImageStore(state_root / "images")
+    bootstrap_busybox(store)
+    return store
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "a.txt").write_text("A\n")
+    (ctx / "b.txt").write_text("B\n")
+    (ctx / "secret.txt").write_text("do not copy\n")
+    (ctx / "tool.sh").write_text("#!/bin/sh\necho tool\n")
+    (ctx / ".dockerignore").write_text("secret.txt\n")
+    return ctx
+
+
+async def run_in(rt: Runtime, image: Image, *argv: str) -> str:
+    cid = secrets.token_hex(32)
+    await rt.create(ContainerSpec(id=cid, name="t", layers=tuple(map(str, image.layer_dirs)),
+                                  image=ImageDefaults.from_config(image.config.config),
+                                  entrypoint=(), command=argv, user="0"))
+    try:
+        await rt.start(cid)
+        with trio.fail_after(30):
+            status = await rt.wait(cid)
+        text = "".join(e.text for e in read_logs(rt.log_path(cid)))
+        assert status.code == 0, text
+        return text
+    finally:
+        await rt.remove(cid, force=True)
+
+
+async def test_build_run_copy_multistage_and_cache(rt: Runtime, store: ImageStore,
+                                                   state_root: Path, context: Path,
+                                                   instance: str) -> None:
+    # busybox has no user "app": give the base one in a first image.
+    lines: list[str] = []
+    builder = Builder(store, state_root, instance=instance, log=lines.append)
+    (context / "Dockerfile.users").write_text(
+        "FROM busybox\nRUN echo app:x:1000:1000::/home/app:/bin/sh >> /etc/passwd"
+        " && echo app:x:1000: >> /etc/group\n")
+    await builder.build(BuildOptions(context=context, dockerfile=Path("Dockerfile.users"),
+                                     tags=("busybox:users",)))
+    with trio.fail_after(120):
+        image = await builder.build(BuildOptions(
+            context=context, tags=("app:1", "app:alias"), target="base",
+            build_args={"GREETING": "hi", "BASE": "busybox:users"}))
+    out = "\n".join(lines)
+    assert "#" in out
+    assert "RUN echo" in out
+    assert "DONE" in out
+    cc = image.config.config
+    assert cc.cmd == ("cat", "greeting")
+    assert cc.working_dir == "/app"
+    assert "MODE=test" in cc.env
+    seen = await run_in(rt, image, "sh", "-c",
+                        "cat /app/greeting; ls /app; ls -ln /usr/local/bin/tool; "
+                        "test -e /etc/group && echo group-present || echo group-gone")
+    assert "hi from RUN in test" in seen
+    assert "a.txt" in seen
+    assert "b.txt" in seen
+    assert "secret.txt" not in seen  # .dockerignore
+    assert "-rwxr-x---" in seen
+    assert " 1000 " in seen  # --chown=app:app resolved in the image's /etc/passwd
+    assert "group-gone" in seen  # deleted in a later layer: a whiteout
+    assert store.get("app:alias").id == image.id
+
+    # Rebuild with nothing changed: every step cached, same image.
+    lines.clear()
+    again = await builder.build(BuildOptions(
+        context=context, tags=("app:1",), target="base",
+        build_args={"GREETING": "hi", "BASE": "busybox:users"}))
+    assert again.id == image.id
+    steps = [line for line in lines if line.endswith("CACHED")]
+    assert len(steps) == 6, lines
+    # A changed source file: COPY and what follows run again.
+    (context / "b.txt").write_text("B2\n")
+    lines.clear()
+    changed = await builder.build(BuildOptions(
+        context=context, tags=("app:1",), target="base",
+        build_args={"GREETING": "hi", "BASE": "busybox:users"}))
+    assert changed.id != image.id
+    assert sum(line.endswith("CACHED") for line in lines) == 2  # ENV, WORKDIR; COPY ran
+
+    # The whole file: multi-stage.
+    final = await builder.build(BuildOptions(context=context, tags=("app:final",),
+                                             build_args={"BASE": "busybox:users"}))
+    fc = final.config.config
+    assert fc.labels["org.example.x"] == "y z"
+    assert fc.exposed_ports == ("8080/tcp",)
+    assert fc.user == "1000"
+    assert fc.stop_signal == "SIGINT"
+    assert fc.healthcheck is not None
+    assert fc.healthcheck.test == ("CMD-SHELL", "test -f /out/greeting")
+    assert fc.healthcheck.interval == 5_000_000_000
+    assert "hello from RUN" in await run_in(rt, final, "cat", "/out/greeting")
+    assert len(final.layers) == len(store.get("busybox").layers) + 1
+
+
+async def test_failures_name_the_line(rt: Runtime, store: ImageStore, state_root: Path,
+                                      tmp_path: Path, instance: str) -> None:
+    builder = Builder(store, state_root, instance=instance)
+    with pytest.raises(BuildStepError, match=r"Dockerfile \(inline\):3: RUN .*exit code 3"):
+        await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
+            "FROM busybox\nRUN true\nRUN echo failing; exit 3\n")))
+    with pytest.raises(DockerfileError, match=r":2: RUN --mount is not supported"):
+        await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
+            "FROM busybox\nRUN --mount=type=cache,target=/x true\n")))
+    with pytest.raises(DockerfileError, match=r":2: COPY: .missing.txt. not found"):
+        await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
+            "FROM busybox\nCOPY missing.txt /\n")))
+    before = {p.name for p in (store.root / "layers").iterdir()}
+    assert before  # busybox
+    assert not [p for p in os.listdir(state_root) if p.startswith("build-copy-")]

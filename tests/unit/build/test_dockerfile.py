@@ -1,0 +1,87 @@
+"""The Dockerfile parser, variable substitution and .dockerignore matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pycompose.runtime.build.context import Ignore, content_hash, expand
+from pycompose.runtime.build.dockerfile import key_values, parse, substitute
+from pycompose.runtime.build.errors import DockerfileError
+
+
+def test_continuations_comments_and_forms() -> None:
+    text = """# syntax=docker/dockerfile:1
+FROM busybox AS base
+# a comment
+RUN echo one \\
+    # a comment inside a continuation
+    && echo two
+CMD ["sh", "-c", "echo hi"]
+copy --chown=1:2 --chmod=0644 a b /dst/
+"""
+    out = parse(text, "Df")
+    assert [i.keyword for i in out] == ["FROM", "RUN", "CMD", "COPY"]
+    assert out[1].args == "echo one && echo two"
+    assert out[1].line == 4
+    assert out[2].exec_form == ("sh", "-c", "echo hi")
+    assert out[3].flags == {"chown": "1:2", "chmod": "0644"}
+    assert out[3].args == "a b /dst/"
+
+
+def test_escape_directive_and_heredoc() -> None:
+    out = parse("# escape=`\nFROM x\nRUN echo a `\n  b\nRUN <<EOF\necho 1\necho 2\nEOF\n"
+                "RUN echo after\n")
+    assert out[1].args == "echo a b"
+    assert out[2].heredocs == (("EOF", "echo 1\necho 2\n"),)
+    assert out[3].args == "echo after"
+
+
+def test_errors_name_the_line() -> None:
+    with pytest.raises(DockerfileError, match=r"Df:3: unknown instruction: FETCH"):
+        parse("FROM x\n\nFETCH y\n", "Df")
+    with pytest.raises(DockerfileError, match=r"Df:2: .*not terminated"):
+        parse("FROM x\nRUN <<EOF\necho\n", "Df")
+
+
+def test_substitute() -> None:
+    env = {"A": "1", "E": ""}
+    assert substitute("$A ${A} ${B:-two} ${E:-x} ${E-y} ${A:+set} \\$A", env) == \
+        "1 1 two x  set $A"
+
+
+def test_key_values() -> None:
+    assert key_values('A=1 B="two words"', "w", legacy=True) == [("A", "1"),
+                                                                 ("B", "two words")]
+    assert key_values("A value with spaces", "w", legacy=True) == [("A", "value with spaces")]
+    with pytest.raises(DockerfileError, match="KEY=VALUE"):
+        key_values("A b", "w", legacy=False)
+
+
+def test_dockerignore(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text("# c\n*.log\n/build\n**/secret*\n!keep.log\n")
+    ign = Ignore.load(tmp_path)
+    assert ign.ignored("x.log")
+    assert not ign.ignored("keep.log")
+    assert ign.ignored("build/out/a.o")
+    assert ign.ignored("deep/er/secret.txt")
+    assert not ign.ignored("src/x.log")  # * does not cross /
+    assert not ign.ignored("src/main.py")
+
+
+def test_globs_and_content_hash(tmp_path: Path) -> None:
+    for name in ("a.txt", "b.txt", "c.md", ".hidden.txt"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / ".dockerignore").write_text("b.txt\n")
+    ign = Ignore.load(tmp_path)
+    got = [rel for _, rel in expand(tmp_path, "*.txt", ign, "w")]
+    assert got == [".hidden.txt", "a.txt"]
+    with pytest.raises(DockerfileError, match="outside the build context"):
+        expand(tmp_path, "../etc/passwd", ign, "w")
+    with pytest.raises(DockerfileError, match="excluded by .dockerignore"):
+        expand(tmp_path, "b.txt", ign, "w")
+    first = content_hash(expand(tmp_path, ".", ign, "w"), ign)
+    (tmp_path / "b.txt").write_text("changed but ignored")
+    assert content_hash(expand(tmp_path, ".", ign, "w"), ign) == first
+    (tmp_path / "a.txt").write_text("changed")
+    assert content_hash(expand(tmp_path, ".", ign, "w"), ign) != first
