@@ -497,6 +497,14 @@ def env_file(value: Any, path: KeyPath, ctx: Context) -> Any:
     return _keep(value, out)
 
 
+def label_file(value: Any, path: KeyPath, ctx: Context) -> Any:
+    if value is RESET:
+        return value
+    items = [value] if isinstance(value, str) else value
+    return _keep(value, [item if ctx.is_raw(item) else resolve_path(item, ctx.base_dir, ctx.home)
+                         for item in items])
+
+
 def file_refs(value: Any, path: KeyPath, ctx: Context) -> Any:
     if value is RESET:
         return value
@@ -728,7 +736,7 @@ CANONICAL: RuleTable[Rule] = RuleTable({
     "services.*.dns_search": str_list,
     "services.*.entrypoint": command,
     "services.*.env_file": env_file,
-    "services.*.label_file": str_list,
+    "services.*.label_file": label_file,
     "services.*.environment": list_or_dict,
     "services.*.expose": expose,
     "services.*.extends": extends,

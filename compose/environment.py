@@ -13,7 +13,7 @@ from typing import Any
 
 from .dotenv import EnvFileSpec, read_env_files
 
-__all__ = ["resolve_environment"]
+__all__ = ["resolve_environment", "resolve_labels"]
 
 
 def resolve_environment(service: Mapping[str, Any], project_env: Mapping[str, str],
@@ -32,3 +32,12 @@ def resolve_environment(service: Mapping[str, Any], project_env: Mapping[str, st
         else:
             env[key] = value
     return env
+
+
+def resolve_labels(service: Mapping[str, Any], project_env: Mapping[str, str],
+                   warn: Callable[[str], None] | None = None) -> dict[str, str]:
+    """``label_file`` entries (``.env`` syntax) first, ``labels`` over them."""
+    labels: dict[str, str] = dict(read_env_files(service.get("label_file") or (), project_env,
+                                                 warn=warn))
+    labels.update(service.get("labels") or {})
+    return labels

@@ -382,7 +382,7 @@ def _resolve(doc: dict[str, Any], disabled: dict[str, Any], session: _Session,
         session.warnings.extend(unsupported_warnings(services))
     if not session.options.resolve_environment:
         return doc
-    from .environment import resolve_environment
+    from .environment import resolve_environment, resolve_labels
     from .errors import EnvFileError
 
     resolved = {}
@@ -395,6 +395,15 @@ def _resolve(doc: dict[str, Any], disabled: dict[str, Any], session: _Session,
             env_errors.append(EnvFileError(file_of(name), f"services.{name}.env_file",
                                            f"{where}: {exc.message}"))
             continue
+        if svc.get("label_file"):
+            try:
+                labels = resolve_labels(svc, session.env, session.warnings.append)
+            except (EnvFileError, InterpolationError) as exc:
+                where = ": ".join(p for p in (exc.file, exc.path) if p)
+                env_errors.append(EnvFileError(file_of(name), f"services.{name}.label_file",
+                                               f"{where}: {exc.message}"))
+                continue
+            svc = {k: v for k, v in svc.items() if k != "label_file"} | {"labels": labels}
         svc = {k: v for k, v in svc.items() if k != "env_file"} | {"environment": env} \
             if (env or "environment" in svc) else svc
         resolved[name] = svc

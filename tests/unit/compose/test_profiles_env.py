@@ -107,3 +107,22 @@ def test_interpolation_error_names_path(tmp_path: Path) -> None:
     errors = load_errors(tmp_path, 'services:\n  web: {image: "${NEED?please set NEED}"}\n')
     assert errors == ["compose.yaml: services.web.image: required variable NEED is not set: "
                       "please set NEED"]
+
+
+def test_label_file(tmp_path: Path) -> None:
+    write(tmp_path, "labels.env", "team=core\nowner=ops\n")
+    project = load(tmp_path, """
+        services:
+          web:
+            image: a
+            label_file: ./labels.env
+            labels: {owner: dev}
+    """)
+    assert dict(project.services["web"].labels) == {"team": "core", "owner": "dev"}
+    assert "label_file" not in project.services["web"].extra
+
+
+def test_missing_label_file(tmp_path: Path) -> None:
+    errors = load_errors(tmp_path, "services:\n  web: {image: a, label_file: nope}\n")
+    assert errors == [f"compose.yaml: services.web.label_file: {tmp_path}/nope: "
+                      "env file not found"]
