@@ -124,6 +124,13 @@ class Containers:
 
     async def _reconcile(self) -> None:
         infos = {i.id: i for i in await self.rt.list()}
+        # Containers the runtime has but the database does not: an engine killed between
+        # the runtime's create and the database insert. Nobody can name them: remove them.
+        for cid, info in infos.items():
+            if cid not in self.records and "com.docker.compose.project" in info.labels:
+                log.warning("removing container %s unknown to the engine's records", info.name)
+                with contextlib.suppress(rterrors.ContainerRuntimeError):
+                    await self.rt.remove(cid, force=True, volumes=True)
         for cid, rec in list(self.records.items()):
             info = infos.get(cid)
             if info is None:

@@ -27,6 +27,9 @@ from pycompose.paths import HostPaths
 
 log = logging.getLogger("pycompose.engine")
 
+SHUTDOWN_GRACE = 30.0
+"""Seconds a SIGTERM waits for running jobs before the engine stops anyway."""
+
 
 class Engine:
     """What every request handler shares: paths, store, bus, and the engine's own nursery."""
@@ -81,6 +84,14 @@ async def run(paths: HostPaths, *, ready_fd: int | None = None) -> None:
                     nursery.start_soon(_stop_on_signal, signals, engine)
                     await engine.shutdown.wait()
                     log.info("engine stopping")
+                    manager = engine.services.get("projects")
+                    if manager is not None:
+                        # Jobs in flight finish (bounded), so no project is left half-done.
+                        with trio.move_on_after(SHUTDOWN_GRACE) as grace:
+                            await manager.wait_idle()  # type: ignore[attr-defined]
+                        if grace.cancelled_caught:
+                            log.warning("jobs still running after %ss; stopping anyway",
+                                        SHUTDOWN_GRACE)
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):

@@ -9,7 +9,8 @@ at most once per ``interval`` (as Docker would have probed), and failures
 inside ``start_period`` do not count. ``retries`` counted failures in a row
 make the container unhealthy; one success makes it healthy again. A probe that
 outlives ``timeout`` is killed and counts as a failure. Every (re)start resets
-the status to ``starting``. The last :data:`LOG_SIZE` probe results are kept for ``inspect`` and error messages.
+the status to ``starting``. The last :data:`LOG_SIZE` probe results are kept for
+``inspect`` and error messages.
 """
 
 from __future__ import annotations

@@ -84,6 +84,8 @@ class ProjectManager:
         self.engine = engine
         self.containers: Containers | None = None
         self.networks: Any = None
+        self._jobs = 0
+        self._idle = trio.Event()
         self._nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ start-up
@@ -113,6 +115,11 @@ class ProjectManager:
             raise EngineError(
                 f"the runtime supervisor of {paths.root} did not answer within "
                 f"{STARTUP_TIMEOUT:g} s; see {paths.root / 'supervisor.log'}")
+
+    async def wait_idle(self) -> None:
+        """Return once no job (up, down, ...) is running: a graceful stop lets them finish."""
+        while self._jobs:
+            await self._idle.wait()
 
     async def _collect_garbage(self, rt: Any) -> None:
         """Leftovers of containers and networks that no longer exist (a crashed engine,
@@ -162,6 +169,7 @@ class ProjectManager:
                 send_ch.send_nowait(msg)
 
         async def runner() -> None:
+            self._jobs += 1
             with send_ch:
                 try:
                     async with self.engine.project_lock(project_name):
@@ -173,6 +181,11 @@ class ProjectManager:
                     log.exception("job on project %s failed", project_name)
                     emit({"type": "error",
                           "message": f"internal error: {type(exc).__name__}: {exc}"})
+                finally:
+                    self._jobs -= 1
+                    if self._jobs == 0:
+                        self._idle.set()
+                        self._idle = trio.Event()
 
         assert self._nursery is not None
         self._nursery.start_soon(runner)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -116,8 +117,18 @@ def follow_until_interrupted(c: Any, project: str, args: argparse.Namespace) -> 
     except KeyboardInterrupt:
         print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
         c.close()
-        return render_stream(
-            ec.stream(c, "POST", ec.path("projects", project, "stop"),
-                      {"services": args.services, "timeout": getattr(args, "timeout", None)}),
-            choose_mode(args.progress), command="stop", ansi=args.ansi, project=project)
+        try:
+            return render_stream(
+                ec.stream(c, "POST", ec.path("projects", project, "stop"),
+                          {"services": args.services,
+                           "timeout": getattr(args, "timeout", None)}),
+                choose_mode(args.progress), command="stop", ansi=args.ansi, project=project)
+        except KeyboardInterrupt:
+            # Second Ctrl-C: kill what still runs (the stop job then finds it stopped).
+            c.close()
+            for i in ec.containers(c, project, all=False, services=args.services):
+                with contextlib.suppress(Exception):
+                    c.post(ec.path("containers", i["Id"], "kill"), signal="SIGKILL")
+            print("Killed", file=sys.stderr)
+            return 130
     return 0
