@@ -82,6 +82,7 @@ log = logging.getLogger("pycompose.supervisor")
 SOCKET_NAME = "supervisor.sock"
 INIT_BINARY = "/usr/bin/catatonit"
 EVENTS_KEPT = 1000
+IDLE_CLEANUP_DELAY = 0.2  #: seconds without events before trash is deleted
 _ID_CHARS = set("0123456789abcdef")
 
 
@@ -156,6 +157,7 @@ class Supervisor:
         self.layout: cgroups.CgroupLayout | None = None
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.trash = os.path.join(self.root, "trash")
+        self.trash_pending = True  # leftovers of an earlier supervisor, if any
         for sub in ("containers", "volumes", "trash"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
 
@@ -249,6 +251,10 @@ class Supervisor:
             timeout = None
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
+            if self.trash_pending:
+                # Deleting removed containers' directories waits for a quiet moment.
+                timeout = IDLE_CLEANUP_DELAY if timeout is None else min(timeout,
+                                                                         IDLE_CLEANUP_DELAY)
             ready = self.sel.select(timeout)
             for key, mask in ready:
                 try:
@@ -265,7 +271,7 @@ class Supervisor:
                     cb()
                 except Exception:
                     log.exception("timer failed")
-            if not ready and not self.timers:
+            if not ready and self.trash_pending:
                 self._empty_trash(one=True)
 
     def _add_timer(self, delay: float, cb: Callable[[], None]) -> int:
@@ -278,16 +284,12 @@ class Supervisor:
         try:
             names = os.listdir(self.trash)
         except FileNotFoundError:
-            return removed
-        for name in names:
+            names = []
+        for name in names[:1] if one else names:
             path = os.path.join(self.trash, name)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
-            if one:
-                # Come back for the rest on the next idle turn.
-                if len(names) > 1:
-                    self._add_timer(0, lambda: None)
-                break
+        self.trash_pending = len(names) > len(removed)
         return removed
 
     # -- connections --------------------------------------------------------------------
@@ -566,6 +568,7 @@ class Supervisor:
         dest = os.path.join(self.trash, f"{os.path.basename(path)}-{secrets.token_hex(4)}")
         try:
             os.rename(path, dest)
+            self.trash_pending = True
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
 
