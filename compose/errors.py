@@ -4,6 +4,7 @@
 
     ComposeError                      anything the compose layer reports
     ├── ComposeFileError              a problem at a place in a file: (file, path, message)
+    │   ├── YamlError                 not valid YAML, a repeated key, recursive aliases
     │   ├── InterpolationError        bad ${...} syntax, or ${VAR?err} with VAR unset
     │   ├── SchemaError               unknown key, wrong type, bad value
     │   ├── MergeError                files or extends that cannot be combined
@@ -38,6 +39,10 @@ class ComposeFileError(ComposeError):
     def __str__(self) -> str:
         where = [part for part in (self.file, self.path) if part]
         return ": ".join([*where, self.message])
+
+
+class YamlError(ComposeFileError):
+    """The file is not valid YAML, repeats a key, or has recursive or exploding aliases."""
 
 
 class InterpolationError(ComposeFileError):

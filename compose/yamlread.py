@@ -22,7 +22,7 @@ from typing import Any, Final
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import ComposeFileError
+from .errors import YamlError
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -30,10 +30,6 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 __all__ = ["RESET", "OverrideList", "OverrideMapping", "Reset", "YamlError", "read_yaml"]
-
-
-class YamlError(ComposeFileError):
-    """The file is not valid YAML, or repeats a key."""
 
 
 class Reset:
