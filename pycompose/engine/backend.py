@@ -55,7 +55,7 @@ class ImageResolver:
             return await trio.to_thread.run_sync(get, limiter=self._limiter)
         except rterrors.ImageNotFoundError:
             raise rterrors.ImageNotFoundError(
-                f"image {ref!r} is not in the image store; pulling is not supported yet: "
+                f"image {ref!r} is not in the image store: pull it (`pycompose pull`), or "
                 f"import it with `pycompose image import ROOTFS.tar {ref}` or "
                 f"`pycompose image load -i ARCHIVE`") from None
 

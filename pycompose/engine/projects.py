@@ -197,22 +197,49 @@ class ProjectManager:
 
         return StreamResponse(produce)
 
-    async def _preflight_images(self, project: Project, plan: Plan) -> list[str]:
-        """Every image a create needs must exist before anything starts."""
-        c = self._c()
+    async def _preflight_images(self, project: Project, plan: Plan,
+                                emit: Callable[[dict[str, Any]], None] | None = None,
+                                pull: str | None = None) -> list[str]:
+        """Every image a create needs must be there before anything starts: pulled as the
+        service's ``pull_policy`` (or ``up --pull``) says, each image once."""
+        from pycompose.runtime.images import ImageStore  # noqa: PLC0415
+        from pycompose.runtime.registry import (  # noqa: PLC0415
+            RegistryConfig,
+            RegistryError,
+            ensure_image,
+        )
+
+        root = self.engine.paths.root
         errors = []
         needed = sorted({op.service for op in plan.operations()
                          if op.action is Action.CREATE and op.service})
+        store = ImageStore(root / "images")
+        config = RegistryConfig.load(root, os.environ)
+        done: dict[tuple[str, str], str | None] = {}
         for name in needed:
             svc = project.services[name]
             if not svc.image:
                 errors.append(f"service {name}: no image (build: is not supported by the "
                               "engine yet)")
                 continue
-            try:
-                await c.resolve_image(svc.image)
-            except rterrors.ImageError as exc:
-                errors.append(f"service {name}: {exc}")
+            policy = pull or svc.pull_policy or "missing"
+            key = (svc.image, policy)
+            if key not in done:
+                def progress(_event: Any, image: str = svc.image, service: str = name
+                             ) -> None:
+                    if emit is not None:
+                        emit({"type": "progress", "resource": image, "status": "Pulling",
+                              "kind": "image", "service": service, "text": "",
+                              "details": {}})
+
+                try:
+                    await ensure_image(store, svc.image, policy, config=config,
+                                       work_dir=root / "downloads", progress=progress)
+                    done[key] = None
+                except (rterrors.ImageError, RegistryError, ValueError) as exc:
+                    done[key] = str(exc)
+            if done[key] is not None:
+                errors.append(f"service {name}: {done[key]}")
         from pycompose.runtime.volumes import inspect_volume  # noqa: PLC0415
 
         for key, vol in sorted(project.volumes.items()):
@@ -271,7 +298,7 @@ class ProjectManager:
             if dry_run:
                 return {"type": "result", "ok": True, "dry_run": True, "services": [],
                         "errors": []}
-            missing = await self._preflight_images(project, plan)
+            missing = await self._preflight_images(project, plan, emit, o.get("pull"))
             if not missing and self.networks is not None:
                 creating = sorted({op.service for op in plan.operations()
                                    if op.action is Action.CREATE and op.service})
@@ -401,6 +428,11 @@ class ProjectManager:
                                 return {"type": "result", "ok": False, "services": [],
                                         "errors": [f"not started: dependency {dep} failed: "
                                                    f"{exc}"]}
+            own = Plan(project=project.name, order=(name,), services=FrozenDict({name: ((
+                Operation(action=Action.CREATE, subject=name, cause="run", service=name),),)}))
+            missing = await self._preflight_images(project, own, emit)
+            if missing:
+                return {"type": "result", "ok": False, "services": [], "errors": missing}
             number = 1 + max((r.number for r in c.of_project(project.name, oneoff=True)
                               if r.service == name), default=0)
             cname = o.get("name") or f"{project.name}-{name}-run-{secrets.token_hex(6)}"

@@ -19,6 +19,6 @@ def run(args: argparse.Namespace) -> int:
     for name, default in (("detach", True), ("wait", False), ("wait_timeout", None),
                           ("no_deps", False), ("no_start", True), ("timeout", None),
                           ("up_dry_run", False), ("abort_on_container_exit", False),
-                          ("exit_code_from", None)):
+                          ("exit_code_from", None), ("pull", None)):
         setattr(args, name, default)
     return up.run(args)

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Never recreate existing containers")
     parser.add_argument("--no-deps", action="store_true", help="Don't start linked services")
     parser.add_argument("--no-start", action="store_true", help="Create, don't start")
+    parser.add_argument("--pull", choices=["always", "missing", "never"],
+                        help="Pull images before running (default: each service's "
+                        "pull_policy, else missing)")
     parser.add_argument("--remove-orphans", action="store_true",
                         help="Remove containers of services not in the compose file")
     parser.add_argument("--scale", action="append", default=[], metavar="SERVICE=NUM",
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "remove_orphans": args.remove_orphans, "no_start": args.no_start, "scale": scale,
         "wait": args.wait, "wait_timeout": args.wait_timeout, "timeout": args.timeout,
         "dry_run": args.dry_run or args.up_dry_run, "parallel": args.parallel,
+        "pull": args.pull,
     }
     c = ec.client()
     mode = choose_mode(args.progress)
