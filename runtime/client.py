@@ -44,6 +44,7 @@ from pycompose.runtime.spec import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     ExecSpec,
     ExitStatus,
     GcReport,
@@ -161,6 +162,11 @@ class Runtime:
 
     async def top(self, cid: str) -> list[ProcessInfo]:
         result: list[ProcessInfo] = await self._call(P.Top(cid))
+        return result
+
+    async def stats(self, cid: str) -> ContainerStats:
+        """CPU time, memory and pids from the container's cgroup."""
+        result: ContainerStats = await self._call(P.Stats(cid))
         return result
 
     async def gc(self) -> GcReport:

@@ -244,6 +244,19 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class ContainerStats:
+    """Usage for ``stats`` (``None``: not available on this host or not running)."""
+
+    cpu_usage_ns: int | None = None
+    memory_usage: int | None = None
+    memory_working_set: int | None = None  #: what ``docker stats`` shows as usage
+    memory_limit: int | None = None
+    pids_current: int | None = None
+    pids_limit: int | None = None
+    oom_kills: int = 0
+
+
+@dataclass(frozen=True)
 class ProcessInfo:
     """One row of ``top``."""
 

@@ -26,6 +26,7 @@ from pycompose.runtime.spec import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     ExecSpec,
     ExitStatus,
     GcReport,
@@ -162,6 +163,13 @@ class Top(Request):
 
 
 @dataclass(frozen=True)
+class Stats(Request):
+    op = "stats"
+    result = ContainerStats
+    id: str
+
+
+@dataclass(frozen=True)
 class Subscribe(Request):
     """Start receiving events on this connection; replays those after ``since``."""
 
@@ -186,7 +194,8 @@ class Shutdown(Request):
 
 REQUESTS: dict[str, type[Request]] = {
     cls.op: cls for cls in (Hello, Create, Start, Wait, Stop, Kill, Pause, Unpause, Remove,
-                            Inspect, ListContainers, Exec, ExecWait, ExecKill, Top, Subscribe,
+                            Inspect, ListContainers, Exec, ExecWait, ExecKill, Top, Stats,
+                            Subscribe,
                             Gc, Shutdown)
 }
 

@@ -57,6 +57,7 @@ from pycompose.runtime.spec import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     ContainerStatus,
     EventKind,
     ExitStatus,
@@ -968,6 +969,17 @@ class Supervisor:
         if pid is None:
             raise ContainerStateError(f"container {ctr.rec.spec.name} is not running")
         self._reply(to, container_processes(pid))
+
+    def op_stats(self, to: Reply, req: P.Stats) -> None:
+        ctr = self._get(req.id)
+        if ctr.cgroup is None or not ctr.cgroup.exists():
+            self._reply(to, ContainerStats())
+            return
+        st = ctr.cgroup.stats()
+        self._reply(to, ContainerStats(
+            cpu_usage_ns=st.cpu_usage_ns, memory_usage=st.memory_usage,
+            memory_working_set=st.memory_working_set, memory_limit=st.memory_limit,
+            pids_current=st.pids_current, pids_limit=st.pids_limit, oom_kills=st.oom_kills))
 
     def op_subscribe(self, to: Reply, req: P.Subscribe) -> None:
         conn = to[0]
