@@ -13,7 +13,7 @@ APT_RUNTIME := busybox-static catatonit nftables iproute2 libseccomp2 zstd skope
 # Needed only to build the virtualenv.
 APT_BUILD   := python3-venv python3-dev
 # Peers measured side by side by the benchmark harness.
-APT_BENCH   := docker-compose crun runc
+APT_BENCH   := docker-compose crun runc time
 
 .PHONY: demo test bench check apt apt-bench venv clean
 

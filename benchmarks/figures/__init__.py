@@ -10,4 +10,5 @@ GROUPS: tuple[str, ...] = (
     "network",  # net_setup_ms, dns_qps
     "lifecycle",  # up_n1_s .. up_n50_s, up_chain10_s, up_noop_n10_s, down_n50_s
     "runtime",  # start_exit_ms, mem_per_container_kib
+    "images",  # pull_s, pull_peak_rss_mib, rebuild_nochange_s
 )

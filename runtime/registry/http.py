@@ -34,7 +34,7 @@ import trio
 __all__ = ["HttpClient", "HttpError", "Response", "Url"]
 
 USER_AGENT = "pycompose"
-_CHUNK = 1 << 16
+_CHUNK = 1 << 18
 
 
 class HttpError(Exception):

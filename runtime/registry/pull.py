@@ -29,10 +29,11 @@ import fcntl
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import trio
 from pycompose.runtime.images.archive import LayerSource
@@ -134,13 +135,89 @@ async def _resolve_at(client: RegistryClient, ref: Reference,
     return ResolvedImage(client, ref, repo, digest, manifest, config_bytes, config)
 
 
-@dataclass
 class _Download:
-    desc: Descriptor
-    diff_id: str
-    path: Path
-    done: trio.Event = field(default_factory=trio.Event)
-    error: BaseException | None = None
+    """One layer being fetched, shared by its download task (trio) and the store's
+    worker thread, which unpacks the blob while it is still arriving.
+
+    The download task reports how many bytes are on disk (``grow``) and the end
+    (``finish``); :class:`_FollowReader` reads the file behind it, blocking on a
+    ``threading.Condition`` for more. The store verifies the digest as it reads,
+    and the download task verifies it too before the blob is renamed into place.
+    """
+
+    def __init__(self, desc: Descriptor, diff_id: str, path: Path) -> None:
+        self.desc = desc
+        self.diff_id = diff_id
+        self.path = path                   # where the verified blob ends up
+        self.partial: Path | None = None   # the file being written
+        self.size = 0
+        self.complete = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+
+    def started(self, partial: Path) -> None:
+        with self.cond:
+            self.partial = partial
+            self.cond.notify_all()
+
+    def grow(self, n: int) -> None:
+        with self.cond:
+            self.size += n
+            self.cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self.cond:
+            self.complete = True
+            self.error = error
+            self.cond.notify_all()
+
+
+class _FollowReader:
+    """Reads a blob while it is downloaded (in the store's worker thread)."""
+
+    def __init__(self, item: _Download) -> None:
+        self.item = item
+        self.pos = 0
+        with item.cond:
+            while item.partial is None and not item.complete:
+                item.cond.wait()
+            self._raise_if_failed()
+            path = item.partial if item.partial is not None and not item.complete \
+                else item.path
+        try:
+            self.file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            # Renamed into place between the check and the open: the blob is complete.
+            self.file = open(item.path, "rb")  # noqa: SIM115
+
+    def _raise_if_failed(self) -> None:
+        if self.item.error is not None:
+            raise RegistryError(f"layer {self.item.desc.digest} could not be downloaded")
+
+    def read(self, n: int = -1) -> bytes:
+        item = self.item
+        with item.cond:
+            while self.pos >= item.size and not item.complete:
+                item.cond.wait()
+            self._raise_if_failed()
+            available = item.size - self.pos
+        if available <= 0:
+            return b""
+        data = self.file.read(available if n < 0 else min(n, available))
+        self.pos += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> _FollowReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _sweep_partials(work_dir: Path) -> None:
@@ -163,13 +240,15 @@ def _sweep_partials(work_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-async def _fetch_blob(client: RegistryClient, repo: str, desc: Descriptor, dest: Path,
+async def _fetch_blob(client: RegistryClient, repo: str, item: _Download,
                       progress: Progress) -> None:
-    """Download ``desc`` to ``dest`` (renamed into place only when digest and size match)."""
+    """Download ``item`` to its path (renamed into place only when digest and size match)."""
+    desc, dest = item.desc, item.path
     short = hex_of(desc.digest)[:12]
     partial = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    item.started(partial)
     out = os.fdopen(fd, "wb")
     hasher = hashlib.sha256()
     written = 0
@@ -177,6 +256,7 @@ async def _fetch_blob(client: RegistryClient, repo: str, desc: Descriptor, dest:
     def write(data: bytes) -> None:
         hasher.update(data)
         out.write(data)
+        out.flush()  # the store's reader follows the file
 
     try:
         for attempt, delay in enumerate((*_RETRIES, None)):
@@ -193,10 +273,12 @@ async def _fetch_blob(client: RegistryClient, repo: str, desc: Descriptor, dest:
                             data, buf = bytes(buf), bytearray()
                             await trio.to_thread.run_sync(write, data)
                             written += len(data)
+                            item.grow(len(data))
                             progress(ProgressEvent(short, "Downloading", written, desc.size))
                     if buf:
                         await trio.to_thread.run_sync(write, bytes(buf))
                         written += len(buf)
+                        item.grow(len(buf))
                 break
             except (RegistryUnavailableError, HttpError) as exc:
                 if delay is None:
@@ -278,36 +360,29 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     keep_blobs = False
 
     async def download(item: _Download) -> None:
+        error: BaseException | None = None
         try:
-            if not await trio.to_thread.run_sync(item.path.is_file):
-                async with limiter:
-                    await _fetch_blob(res.client, res.repository, item.desc, item.path,
-                                      progress)
-            else:
+            if await trio.to_thread.run_sync(item.path.is_file):
+                item.size = item.desc.size  # verified by an earlier, interrupted pull
                 progress(ProgressEvent(hex_of(item.desc.digest)[:12], "Download complete",
                                        item.desc.size, item.desc.size))
+            else:
+                async with limiter:
+                    await _fetch_blob(res.client, res.repository, item, progress)
         except BaseException as exc:
-            item.error = exc
+            error = exc
             raise
         finally:
-            item.done.set()
-
-    async def wait_for(item: _Download) -> None:
-        await item.done.wait()
-        if item.error is not None:
-            raise RegistryError(f"layer {item.desc.digest} could not be downloaded")
+            item.finish(error)
 
     def opener(item: _Download) -> Callable[[], BinaryIO]:
         def open_blob() -> BinaryIO:
-            # Runs in the store's worker thread: block until this blob is complete.
-            trio.from_thread.run(wait_for, item)
-            progress_threadsafe(ProgressEvent(hex_of(item.desc.digest)[:12], "Extracting",
-                                              item.desc.size, item.desc.size))
-            return item.path.open("rb")
+            # Runs in the store's worker thread, possibly before the download is done.
+            reader = _FollowReader(item)
+            trio.from_thread.run_sync(progress, ProgressEvent(
+                hex_of(item.desc.digest)[:12], "Extracting", item.desc.size, item.desc.size))
+            return cast(BinaryIO, reader)
         return open_blob
-
-    def progress_threadsafe(event: ProgressEvent) -> None:
-        trio.from_thread.run_sync(progress, event)
 
     sources = [
         None if d is None else LayerSource(
