@@ -72,9 +72,9 @@ def _entry(entry: Mapping[str, object], where: str) -> Credentials | None:
         if not sep:
             raise RegistryError(f"{where}.auth: expected base64 of user:password")
         return Credentials(user, password, token)
-    user, password = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(password, str) and user:
-        return Credentials(user, password, token)
+    name, secret = entry.get("username"), entry.get("password")
+    if isinstance(name, str) and isinstance(secret, str) and name:
+        return Credentials(name, secret, token)
     if token:
         return Credentials("<token>", "", token)
     return None

@@ -193,7 +193,7 @@ class HttpClient:
             except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
                 await conn.aclose()
                 raise HttpError(f"{conn.origin[1]}: connection lost: {_describe(exc)}") from None
-            conn.conn.receive_data(data)
+            conn.conn.receive_data(bytes(data))
 
     async def _release(self, conn: _Connection) -> None:
         if conn.conn.our_state is h11.DONE and conn.conn.their_state is h11.DONE:

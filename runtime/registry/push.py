@@ -138,9 +138,9 @@ def _make_blob(layer: Layer, work_dir: Path) -> _Blob:
 
     with path.open("wb") as raw:
         out = _HashOut(raw)
-        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0,  # type: ignore[arg-type]
+        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0,
                            filename="") as gz:
-            write_layer_tar(layer.path, _TarOut(gz))  # type: ignore[arg-type]
+            write_layer_tar(layer.path, _TarOut(gz))
     return _Blob("sha256:" + tar_hash.hexdigest(), "sha256:" + blob_hash.hexdigest(), size, path)
 
 
