@@ -57,6 +57,16 @@ log = logging.getLogger("pycompose.engine.containers")
 RUNNING = ("running", "paused", "restarting")
 
 
+def image_reference(project: Project, service: Service) -> str:
+    """The image a service runs: ``image:``, else the one ``build:`` makes,
+    ``<project>-<service>`` (docker compose's name)."""
+    if service.image:
+        return service.image
+    if service.build is not None:
+        return f"{project.name}-{service.name}"
+    raise rterrors.ImageError(f"service {service.name} has neither image nor build")
+
+
 class ContainerStateConflict(Exception):
     """The container is not in a state that allows the operation (HTTP 409)."""
 
@@ -209,10 +219,8 @@ class Containers:
         """Create (not start) a container for ``service``; ``inherit`` maps mount targets to
         anonymous volumes to reuse."""
         svc = override or service
-        if not svc.image:
-            raise rterrors.ImageError(f"service {service.name} has no image (build: is not "
-                                      "supported by the engine yet)")
-        image = await self.resolve_image(svc.image)
+        image_ref = image_reference(project, svc)
+        image = await self.resolve_image(image_ref)
         cid = secrets.token_hex(32)
         anonymous = await self._anonymous_mounts(svc, image.info, inherit or {})
         spec = container_spec(project, svc, cid=cid, name=name, number=number,
@@ -261,7 +269,7 @@ class Containers:
             raise
         rec = ContainerRecord(
             id=cid, name=name, project=project.name, service=service.name, number=number,
-            config_hash=config_hash, image=svc.image, config=config,
+            config_hash=config_hash, image=image_ref, config=config,
             labels=dict(spec.labels), state="created", oneoff=oneoff,
             created_at=time.time())
         volumes = {m.target: m.source for m in spec.mounts if m.type.value == "volume"

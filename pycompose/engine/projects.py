@@ -42,7 +42,12 @@ from pycompose.compose.plan import (
 from pycompose.compose.scheduler import RunResult, Scheduler
 from pycompose.engine.backend import EngineBackend, EngineBackendError, ImageResolver
 from pycompose.engine.codec import decode_project, encode_project
-from pycompose.engine.containers import Containers, ContainerStateConflict, NoSuchContainer
+from pycompose.engine.containers import (
+    Containers,
+    ContainerStateConflict,
+    NoSuchContainer,
+    image_reference,
+)
 from pycompose.engine.daemon import Engine
 from pycompose.engine.http import (
     HTTPError,
@@ -218,14 +223,17 @@ class ProjectManager:
         done: dict[tuple[str, str], str | None] = {}
         for name in needed:
             svc = project.services[name]
-            if not svc.image:
-                errors.append(f"service {name}: no image (build: is not supported by the "
-                              "engine yet)")
+            try:
+                ref = image_reference(project, svc)
+            except rterrors.ImageError as exc:
+                errors.append(str(exc))
                 continue
-            policy = pull or svc.pull_policy or "missing"
-            key = (svc.image, policy)
+            # A built image is never pulled: `up` builds it first (or says to).
+            policy = "build" if svc.build is not None and not svc.image else (
+                pull or svc.pull_policy or "missing")
+            key = (ref, policy)
             if key not in done:
-                def progress(_event: Any, image: str = svc.image, service: str = name
+                def progress(_event: Any, image: str = ref, service: str = name
                              ) -> None:
                     if emit is not None:
                         emit({"type": "progress", "resource": image, "status": "Pulling",
@@ -233,7 +241,7 @@ class ProjectManager:
                               "details": {}})
 
                 try:
-                    await ensure_image(store, svc.image, policy, config=config,
+                    await ensure_image(store, ref, policy, config=config,
                                        work_dir=root / "downloads", progress=progress)
                     done[key] = None
                 except (rterrors.ImageError, RegistryError, ValueError) as exc:

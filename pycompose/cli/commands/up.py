@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Never recreate existing containers")
     parser.add_argument("--no-deps", action="store_true", help="Don't start linked services")
     parser.add_argument("--no-start", action="store_true", help="Create, don't start")
+    parser.add_argument("--build", action="store_true",
+                        help="Build images before starting containers")
+    parser.add_argument("--no-build", action="store_true",
+                        help="Don't build an image, even if it's missing")
     parser.add_argument("--pull", choices=["always", "missing", "never"],
                         help="Pull images before running (default: each service's "
                         "pull_policy, else missing)")
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run or args.up_dry_run, "parallel": args.parallel,
         "pull": args.pull,
     }
+    if not options["dry_run"]:
+        _build(project, args)
     c = ec.client()
     mode = choose_mode(args.progress)
     if options["dry_run"]:
@@ -83,6 +89,60 @@ def run(args: argparse.Namespace) -> int:
     from pycompose.cli.commands.logs import follow_until_interrupted
 
     return follow_until_interrupted(c, project.name, args)
+
+
+def _build(project: object, args: argparse.Namespace) -> None:
+    """Services with ``build:``: build their image here (as docker compose builds on the
+    client side) when it is missing, or always with ``--build``; never with ``--no-build``."""
+    import sys
+
+    from pycompose.compose.model import Project
+    from pycompose.runtime.errors import ImageNotFoundError
+
+    assert isinstance(project, Project)
+    if getattr(args, "no_build", False):
+        return
+    from pycompose.cli.commands.build import image_name, service_build
+
+    selected = set(args.services) or set(project.services)
+    wanted = [n for n in sorted(selected) if project.services[n].build is not None]
+    if not wanted:
+        return
+    from pycompose.cli.commands._registry import open_store, registry_config
+
+    store = open_store()
+    todo = []
+    for name in wanted:
+        if getattr(args, "build", False):
+            todo.append(name)
+            continue
+        try:
+            store.get(image_name(project, name))
+        except ImageNotFoundError:
+            todo.append(name)
+    if not todo:
+        return
+    import trio
+
+    from pycompose.paths import host_paths
+    from pycompose.runtime.build import Builder
+
+    paths = host_paths()
+    quiet = args.progress in ("quiet", "json")
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    async def main() -> None:
+        builder = Builder(store, paths.root, instance=paths.instance, log=log,
+                          registry_config=registry_config())
+        for name in todo:
+            options = service_build(project, name)
+            log(f"Building {name} ({options.tags[0]})")
+            await builder.build(options)
+
+    trio.run(main)
 
 
 def _dry_run(c: object, project: object, options: dict[str, object], mode: str) -> int:
