@@ -380,3 +380,13 @@ configs:
     stats = json.loads(engine.cli("stats", "--format", "json").stdout.splitlines()[0])
     assert stats["Name"] == "project-app-1"
     assert int(stats["PIDs"]) >= 1
+
+
+def test_up_builds_a_missing_image_first(engine: Engine) -> None:
+    (engine.workdir / "Dockerfile").write_text(
+        'FROM busybox\nRUN echo built > /msg\nCMD ["sh", "-c", "cat /msg; exec sleep 1000"]\n')
+    engine.compose("services:\n  app:\n    build: .\n")
+    engine.cli("up", "-d")
+    [c] = engine.ps()
+    assert c["Image"] == "project-app"
+    assert engine.cli("logs", "--no-log-prefix", "app").stdout == "built\n"
