@@ -716,6 +716,13 @@ def test_deep_nesting(text: str) -> None:
         "services:\n  web:\n    image: busybox\n    environment: !override [A=1]\n",
         "services:\n  web:\n    image: busybox\n    env_file:\n      - !reset\n",
         "services:\n  web:\n    image: busybox\nnetworks: !reset\n",
+        "services:\n  web:\n    image: busybox\n    ulimits:\n      nofile:\n"
+        "        soft: !reset\n        hard: 2\n",
+        "services:\n  web:\n    image: busybox\n    healthcheck:\n      test: !reset\n",
+        "services:\n  web:\n    image: busybox\n    ports:\n      - target: !reset\n",
+        "services:\n  web:\n    image: busybox\n    depends_on:\n      db:\n"
+        "        condition: !reset\n  db:\n    image: busybox\n",
+        "services:\n  web:\n    image: busybox\n    deploy:\n      resources: !reset\n",
     ],
 )
 def test_markers_where_they_make_no_sense(text: str) -> None:
