@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from pycompose.runtime.images import Image, ImageStore
+
 from tests.helpers.registry import RegistryServer
 
 
