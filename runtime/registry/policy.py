@@ -32,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import trio
-
 from pycompose.runtime.errors import ImageNotFoundError
 from pycompose.runtime.images.reference import parse_reference
 from pycompose.runtime.images.store import Image, ImageStore
@@ -109,13 +108,15 @@ async def ensure_image(store: ImageStore, reference: str, policy: str | None = "
         result = await pull_image(store, reference, config=config, work_dir=work_dir,
                                   progress=progress)
     except (RegistryUnavailableError, ManifestNotFoundError, RegistryAuthError) as exc:
+        where = ("is not in the image store and" if local is None
+                 else f"could not be pulled (pull_policy {policy}):")
         if isinstance(exc, ManifestNotFoundError):
             raise ManifestNotFoundError(
-                f"image {reference!r} is not in the image store and the registry does not "
-                f"have it ({exc}); {bootstrap_hint(reference)}") from None
+                f"image {reference!r} {where} the registry does not have it ({exc}); "
+                f"{bootstrap_hint(reference)}") from None
         if isinstance(exc, RegistryUnavailableError):
             raise RegistryUnavailableError(
-                f"image {reference!r} is not in the image store and its registry cannot be "
-                f"reached ({exc}); {bootstrap_hint(reference)}") from None
+                f"image {reference!r} {where} its registry cannot be reached ({exc}); "
+                f"{bootstrap_hint(reference)}") from None
         raise
     return result.image
