@@ -123,8 +123,14 @@ class Renderer:
             task = self._progress.add_task("", total=event.total, label=f"{head}{event.id}",
                                            status=event.status)
             self._tasks[key] = task
-        self._progress.update(task, completed=event.current, total=event.total or None,
-                              status=event.status)
+        if event.total is not None:
+            self._progress.update(task, completed=event.current, total=event.total,
+                                  status=event.status)
+        else:  # a status without sizes ("Pull complete"): keep the bar where it is
+            done = self._progress.tasks[task].total if event.status in (
+                "Pull complete", "Already exists", "Layer already exists") else None
+            self._progress.update(task, status=event.status,
+                                  **({"completed": done} if done is not None else {}))
         now = time.monotonic()
         if now - self._refreshed > 0.1 or not event.status.startswith(("Downloading",
                                                                        "Pushing")):
