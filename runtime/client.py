@@ -26,6 +26,8 @@ carries ``step`` and ``path``.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import errno
 import json
 import os
@@ -38,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from pycompose.runtime import errors
 from pycompose.runtime.spec import (
     ContainerEvent,
@@ -89,8 +90,9 @@ class ExecProcess:
         """The exit code (128+N when killed by signal N)."""
         if self.status is None:
             self.status = await self._rt._call(P.ExecWait(self.exec_id))
-        assert self.status.code is not None
-        return self.status.code
+        code = self.status.code
+        assert code is not None  # an exec is always our child: never unknown
+        return int(code)
 
     async def kill(self, signal: str = "SIGKILL") -> None:
         await self._rt._call(P.ExecKill(self.exec_id, signal))
@@ -132,7 +134,8 @@ class Runtime:
         return result
 
     async def stop(self, cid: str, signal: str | None = None,
-                   timeout: float | None = None) -> ExitStatus:
+                   timeout: float | None = None,  # noqa: ASYNC109 - the grace period, Docker's name
+                   ) -> ExitStatus:
         """Send the stop signal (the spec's by default), SIGKILL after ``timeout``
         (the spec's ``stop_grace_period`` by default); returns the exit status."""
         result: ExitStatus = await self._call(P.Stop(cid, signal, timeout))
@@ -160,8 +163,8 @@ class Runtime:
         result: list[ContainerInfo] = await self._call(P.ListContainers())
         return result
 
-    async def top(self, cid: str) -> list[ProcessInfo]:
-        result: list[ProcessInfo] = await self._call(P.Top(cid))
+    async def top(self, cid: str) -> builtins.list[ProcessInfo]:
+        result: builtins.list[ProcessInfo] = await self._call(P.Top(cid))
         return result
 
     async def stats(self, cid: str) -> ContainerStats:
@@ -207,10 +210,8 @@ class Runtime:
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 if proc.status is None:
-                    try:
+                    with contextlib.suppress(errors.ContainerError):
                         await proc.kill()
-                    except errors.ContainerError:
-                        pass
             raise
         finally:
             await proc.aclose()
@@ -219,7 +220,8 @@ class Runtime:
     # -- events -----------------------------------------------------------------------
 
     @asynccontextmanager
-    async def events(self, since: int = 0) -> AsyncIterator[trio.MemoryReceiveChannel[ContainerEvent]]:
+    async def events(self, since: int = 0
+                     ) -> AsyncIterator[trio.MemoryReceiveChannel[ContainerEvent]]:
         """A channel of :class:`ContainerEvent`; ``since`` replays retained events
         with a larger ``seq`` (pass the last one seen before a reconnect)."""
         send, recv = trio.open_memory_channel[ContainerEvent](1000)
@@ -239,7 +241,7 @@ class Runtime:
             os.close(fd)
         return result
 
-    async def _call_fds(self, req: P.Request) -> tuple[Any, list[int]]:
+    async def _call_fds(self, req: P.Request) -> tuple[Any, builtins.list[int]]:
         if self._closed is not None:
             raise errors.SupervisorError(f"connection to the supervisor lost: {self._closed}")
         self._seq += 1
@@ -289,7 +291,7 @@ class Runtime:
             for send in list(self._subscribers):
                 send.close()
 
-    def _dispatch(self, msg: dict[str, Any], fd_queue: list[int]) -> None:
+    def _dispatch(self, msg: dict[str, Any], fd_queue: builtins.list[int]) -> None:
         if "event" in msg:
             event = P.decode_event(msg["event"])
             for send in list(self._subscribers):

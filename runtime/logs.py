@@ -41,7 +41,7 @@ def parse_time(value: str | float | _dt.datetime) -> int:
         return int(value * 1_000_000_000)
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
+            value = value.replace(tzinfo=_dt.UTC)
         return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
     text = value.strip()
     if text.endswith("Z"):
@@ -56,7 +56,7 @@ def parse_time(value: str | float | _dt.datetime) -> int:
         text = head + rest
     parsed = _dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=_dt.UTC)
     return int(parsed.timestamp()) * 1_000_000_000 + frac_ns
 
 
@@ -222,7 +222,7 @@ def _inotify(directory: str) -> int:
         err = ctypes.get_errno()
         os.close(fd)
         raise OSError(err, f"inotify_add_watch {directory}: {os.strerror(err)}")
-    return fd
+    return int(fd)
 
 
 async def follow(path: str | os.PathLike[str], *, tail: int | None = None,

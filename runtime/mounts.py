@@ -49,7 +49,7 @@ def bind(source: str, rootfs: str, target: str, *, read_only: bool,
     syscalls.mount(None, dest, None, syscalls.MS_PRIVATE | syscalls.MS_REC)
     if read_only:
         remount_readonly(dest)
-    return dest
+    return str(dest)
 
 
 def remount_readonly(path: str) -> None:

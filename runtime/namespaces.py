@@ -37,7 +37,7 @@ def unshare_flags(netns: str) -> int:
              | syscalls.CLONE_NEWCGROUP)
     if netns == "none":
         flags |= syscalls.CLONE_NEWNET
-    return flags
+    return int(flags)
 
 
 def open_namespaces(pid: int) -> list[tuple[int, int]]:

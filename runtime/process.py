@@ -94,7 +94,7 @@ def find_executable(name: str, env: tuple[str, ...] | list[str]) -> str:
         try:
             st = os.stat(name)
         except OSError as exc:
-            raise SpawnError(f'exec: "{name}": stat {name}: {exc.strerror.lower()}',
+            raise SpawnError(f'exec: "{name}": stat {name}: {(exc.strerror or str(exc)).lower()}',
                              step="exec", path=name) from None
         if not st.st_mode & 0o111 or os.path.isdir(name):
             raise SpawnError(f'exec: "{name}": permission denied', step="exec", path=name)

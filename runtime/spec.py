@@ -65,7 +65,7 @@ class ImageDefaults:
         )
 
 
-class MountType(str, enum.Enum):
+class MountType(enum.StrEnum):
     BIND = "bind"
     VOLUME = "volume"
     TMPFS = "tmpfs"
@@ -190,7 +190,7 @@ class ExecSpec:
     privileged: bool = False
 
 
-class ContainerStatus(str, enum.Enum):
+class ContainerStatus(enum.StrEnum):
     """Docker's states; the predicates hold the lifecycle rules in one place."""
 
     CREATED = "created"
@@ -267,7 +267,7 @@ class ProcessInfo:
     command: str
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     CREATED = "created"
     STARTED = "started"
     EXITED = "exited"  #: ``status`` set

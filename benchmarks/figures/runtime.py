@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -88,14 +89,11 @@ def _setup(ctx: Context) -> None:
 def _teardown(ctx: Context) -> None:
     if ctx.state.get("rt_hugetlb_mounted"):
         subprocess.run(["umount", str(HUGETLB)], check=False)
-        try:
+        with contextlib.suppress(OSError):
             HUGETLB.rmdir()
-        except OSError:
-            pass
     root = ctx.state.get("rt_root")
     if root is not None and Path(root).exists():
         import trio
-
         from pycompose.runtime.client import open_runtime
         from pycompose.runtime.supervisor import protocol as P
 
@@ -110,10 +108,8 @@ def _teardown(ctx: Context) -> None:
         from pycompose.runtime import cgroups
 
         layout = cgroups.detect_layout()
-        try:
+        with contextlib.suppress(Exception):
             cgroups.remove_parent(layout, f"pycompose_{ctx.state['rt_instance']}")
-        except Exception:
-            pass
     base = ctx.state.get("rt_base")
     if base is not None:
         shutil.rmtree(base, ignore_errors=True)
@@ -121,7 +117,6 @@ def _teardown(ctx: Context) -> None:
 
 def _pycompose_start_exit(ctx: Context) -> float:
     import trio
-
     from pycompose.runtime.client import open_runtime
     from pycompose.runtime.spec import ContainerSpec
 
@@ -173,7 +168,6 @@ def _rss_kib(pids: list[int]) -> int:
 
 def _pycompose_mem(ctx: Context) -> float:
     import trio
-
     from pycompose.runtime.client import open_runtime
     from pycompose.runtime.spec import ContainerSpec
 

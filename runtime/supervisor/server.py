@@ -61,7 +61,6 @@ from pycompose.runtime.spec import (
     ContainerStatus,
     EventKind,
     ExitStatus,
-    GcReport,
     MountType,
     ProcessInfo,
 )
@@ -123,7 +122,7 @@ class Ctr:
 
     @property
     def id(self) -> str:
-        return self.rec.spec.id
+        return str(self.rec.spec.id)
 
 
 @dataclass
@@ -1113,7 +1112,10 @@ class Supervisor:
         ex.waiters.clear()
         self._emit(EventKind.EXEC_EXITED, ex.cid, ex.status, ex.exec_id)
         # Keep the status for a late exec_wait; forget it after a minute.
-        self._add_timer(60, lambda: self.execs.pop(ex.exec_id, None))
+        self._add_timer(60, lambda: self._forget_exec(ex.exec_id))
+
+    def _forget_exec(self, exec_id: str) -> None:
+        self.execs.pop(exec_id, None)
 
     def op_exec_wait(self, to: Reply, req: P.ExecWait) -> None:
         ex = self.execs.get(req.exec_id)
@@ -1160,7 +1162,7 @@ def _etc_content(fname: str, etc: Any, spec: ContainerSpec) -> str | None:
                 raise ContainerError(f"container {spec.name}: read {etc.path} for "
                                      f"/etc/{fname}: {exc.strerror}") from None
     if fname == "hostname":
-        return hostname + "\n"
+        return str(hostname) + "\n"
     if fname == "hosts":
         return ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                 f"127.0.1.1\t{hostname}\n")

@@ -39,6 +39,7 @@ the init's namespaces instead of unshare), 5, 8-11.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
@@ -65,13 +66,13 @@ from pycompose.runtime.process import (
     apply_sysctls,
     find_executable,
 )
-from pycompose.runtime.seccomp import CompiledFilter
 from pycompose.runtime.rootfs import (
     mount_overlay,
     pivot_into,
     remount_readonly_root,
     secure_join,
 )
+from pycompose.runtime.seccomp import CompiledFilter
 from pycompose.runtime.spec import Security
 from pycompose.runtime.users import ResolvedUser, resolve_user
 
@@ -155,10 +156,8 @@ def _report(sync_w: int, step: str, exc: BaseException) -> None:
         msg = {"step": step, "path": "", "message": str(exc)}
     else:
         msg = {"step": step, "path": "", "message": f"{step}: {type(exc).__name__}: {exc}"}
-    try:
+    with contextlib.suppress(OSError):
         os.write(sync_w, json.dumps(msg).encode())
-    except OSError:
-        pass
 
 
 def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
@@ -316,7 +315,11 @@ def _finish(step: _Step, working_dir: str, argv: list[str], env: list[str],
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     _close_range_cloexec(3)
-    os.execve(exe, argv, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+    environ = {}
+    for entry in env:
+        key, _, value = entry.partition("=")
+        environ[key] = value
+    os.execve(exe, argv, environ)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

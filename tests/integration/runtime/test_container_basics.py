@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.errors import ContainerStateError, SpawnError
 from pycompose.runtime.logs import follow, read_logs
-from pycompose.runtime.spec import Mount, MountType, Ulimit
+from pycompose.runtime.spec import Mount, MountType, Security, Ulimit
 
-from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
+from .test_container_support import TEST_TIMEOUT, spec
 
 pytestmark = pytest.mark.root
 
@@ -102,7 +101,8 @@ async def test_user_numeric_and_named(rt: Runtime, busybox_rootfs: Path) -> None
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "id; echo $HOME",
                                        user="app", group_add=("daemon",)))
         assert code == 0
-        assert out.split("\n")[0] == "uid=1000(app) gid=1000(app) groups=1(daemon),1000(app),2000(extra)"
+        assert out.split("\n")[0] == ("uid=1000(app) gid=1000(app) "
+                                       "groups=1(daemon),1000(app),2000(extra)")
         assert out.split("\n")[1] == "/home/app"
         info = await rt.create(spec(busybox_rootfs, "true", user="nosuchuser"))
         with pytest.raises(SpawnError, match="unable to find user nosuchuser"):
@@ -185,8 +185,7 @@ async def test_capabilities_seccomp_and_masked_paths(rt: Runtime, busybox_rootfs
         assert "unshare-refused" in out
         assert "masked=1:3" in out  # /dev/null bound over it
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "grep CapEff /proc/self/status",
-                                       security=__import__("pycompose.runtime.spec", fromlist=["Security"])
-                                       .Security(cap_drop=("ALL",), cap_add=("CHOWN",))))
+                                       security=Security(cap_drop=("ALL",), cap_add=("CHOWN",))))
         assert "CapEff:\t0000000000000001" in out
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "grep CapEff /proc/self/status",
                                        user="1000"))

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.errors import ContainerStateError, SpawnError
 from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import EventKind, ExecSpec
 
-from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
+from .test_container_support import TEST_TIMEOUT, spec
 
 pytestmark = pytest.mark.root
 
@@ -85,7 +84,8 @@ async def test_init_reaps_zombies_and_forwards_signals(rt: Runtime, busybox_root
         # which must reap it once it exits.
         res = await rt.exec_run(info.id, ExecSpec(("sh", "-c", "sleep 0.2 & exit 0")))
         assert res.exit_code == 0
-        res = await rt.exec_run(info.id, ExecSpec(("sh", "-c", "sleep 1; ps -o pid,ppid,stat,comm")))
+        res = await rt.exec_run(info.id, ExecSpec(("sh", "-c",
+                                                   "sleep 1; ps -o pid,ppid,stat,comm")))
         assert " Z " not in res.stdout.decode(), res.stdout.decode()
         # catatonit forwards SIGTERM to sleep, which dies of it: no grace-period wait.
         before = trio.current_time()
@@ -111,7 +111,8 @@ async def test_exec_sees_container_and_returns_code(rt: Runtime, busybox_rootfs:
         res = await rt.exec_run(info.id, ExecSpec(("cat",), stdin=True), input=b"piped\n")
         assert (res.exit_code, res.stdout) == (0, b"piped\n")
         # the exec'd process is inside the container's pid namespace
-        res = await rt.exec_run(info.id, ExecSpec(("sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'")))
+        res = await rt.exec_run(info.id, ExecSpec(("sh", "-c",
+                                                   "echo $$; ls /proc | grep -c '^[0-9]'")))
         pid_inside = int(res.stdout.split()[0])
         assert pid_inside > 1 and int(res.stdout.split()[1]) <= 4
         with pytest.raises(SpawnError, match="executable file not found"):

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import EventKind, Resources
 
-from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
+from .test_container_support import TEST_TIMEOUT, spec
 
 pytestmark = pytest.mark.root
 MIB = 1 << 20
@@ -43,8 +42,7 @@ async def test_pids_limit_stops_fork_bomb(rt: Runtime, busybox_rootfs: Path) -> 
         info = await rt.create(spec(busybox_rootfs, "sh", "-c", script,
                                     resources=Resources(pids_limit=20)))
         await rt.start(info.id)
-        stats = None
-        status = await rt.wait(info.id)
+        await rt.wait(info.id)
         stats = await rt.stats(info.id)
     out = "".join(e.text for e in read_logs(rt.log_path(info.id)))
     assert "can't fork" in out or "Resource temporarily unavailable" in out

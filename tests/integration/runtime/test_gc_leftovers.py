@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime import cgroups
 from pycompose.runtime.client import Runtime
 
 from .test_container_support import (
     TEST_TIMEOUT,
-    instance,  # noqa: F401
     mounts_below,
     new_id,
-    rt,  # noqa: F401
     spec,
 )
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.logs import log_files, read_logs
 from pycompose.runtime.spec import LogConfig
 
-from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
+from .test_container_support import TEST_TIMEOUT, spec
 
 pytestmark = pytest.mark.root
 

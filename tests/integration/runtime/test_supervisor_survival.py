@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.client import open_runtime
 from pycompose.runtime.logs import follow, read_logs
 from pycompose.runtime.spec import ContainerStatus
@@ -28,7 +27,6 @@ from pycompose.runtime.spec import ContainerStatus
 from .test_container_support import (
     TEST_TIMEOUT,
     cleanup,
-    instance,  # noqa: F401
     spec,
     supervisor_pids,
     wait_gone,

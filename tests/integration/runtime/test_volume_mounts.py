@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import ImageDefaults, Mount, MountType
 from pycompose.runtime.volumes import list_volumes
 
-from .test_container_support import TEST_TIMEOUT, instance, rt, spec  # noqa: F401
+from .test_container_support import TEST_TIMEOUT, spec
 
 pytestmark = pytest.mark.root
 
@@ -103,9 +102,11 @@ async def test_bind_mounts_ro_rw_and_created(rt: Runtime, busybox_rootfs: Path,
     single.write_text("k=v\n")
     with trio.fail_after(TEST_TIMEOUT):
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c",
-                                       "cat /ro/in.txt; touch /ro/x 2>/dev/null || echo ro-refused; "
-                                       "echo out > /rw/out.txt; ls -d /made; cat /etc/app.conf",
-                                       mounts=(Mount(MountType.BIND, "/ro", str(ro), read_only=True),
+                                       "cat /ro/in.txt; touch /ro/x 2>/dev/null || "
+                                       "echo ro-refused; echo out > /rw/out.txt; ls -d /made; "
+                                       "cat /etc/app.conf",
+                                       mounts=(Mount(MountType.BIND, "/ro", str(ro),
+                                                     read_only=True),
                                                Mount(MountType.BIND, "/rw", str(rw)),
                                                Mount(MountType.BIND, "/made", str(missing)),
                                                Mount(MountType.BIND, "/etc/app.conf", str(single),
@@ -135,7 +136,8 @@ async def test_tmpfs_size_mode_and_shm(rt: Runtime, busybox_rootfs: Path) -> Non
 async def test_network_namespaces(rt: Runtime, busybox_rootfs: Path, tmp_path: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c",
-                                       "ip -o link | cut -d: -f2; ip -o addr show lo | grep -c 127.0.0.1"))
+                                       "ip -o link | cut -d: -f2; "
+                                       "ip -o addr show lo | grep -c 127.0.0.1"))
         assert code == 0
         assert out.split() == ["lo", "1"]
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "ip -o link | wc -l",
