@@ -34,6 +34,8 @@ class ObservedContainer:
     exit_code: int | None = None
     health: str = ""  # '' (no healthcheck) | starting | healthy | unhealthy
     oneoff: bool = False
+    image_id: str = ""
+    """The id of the image it was created from ('' when unknown)."""
 
     @property
     def running(self) -> bool:

@@ -134,6 +134,9 @@ class UpOptions:
     scale: Mapping[str, int] = field(default_factory=dict)
     config_hash: HashFn | None = None
     """The hash deciding "unchanged"; ``None``: :func:`pycompose.compose.hashing.config_hash`."""
+    image_ids: Mapping[str, str] = field(default_factory=dict)
+    """Service -> id of the image it should run now (after pulls and builds); a container
+    made from another image is recreated ("image changed")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -338,6 +341,9 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
             reason = "recreate: --force-recreate"
         elif current.config_hash != want_hash and not options.no_recreate:
             reason = "recreate: " + describe_change(current.config, config)
+        elif (not options.no_recreate and current.image_id
+              and options.image_ids.get(service.name, current.image_id) != current.image_id):
+            reason = "recreate: image changed"
         elif restart_because and not options.no_recreate:
             reason = f"recreate: dependency {', '.join(restart_because)} recreated " \
                      "(depends_on restart: true)"

@@ -83,7 +83,8 @@ class EngineBackend:
             containers=tuple(ObservedContainer(
                 id=r.id, name=r.name, service=r.service, number=r.number, state=r.state,
                 config_hash=r.config_hash, config=_plain_config(r.config),
-                exit_code=r.exit_code, health=r.health, oneoff=r.oneoff) for r in recs),
+                exit_code=r.exit_code, health=r.health, oneoff=r.oneoff,
+                image_id=str(r.config.get("_image_id", ""))) for r in recs),
             networks=frozenset(n.key for n in networks),
             volumes=frozenset(v.key for v in volumes if not v.anonymous and v.key),
         )

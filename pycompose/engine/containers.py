@@ -255,6 +255,7 @@ class Containers:
             (image.info.defaults.cmd or () if spec.entrypoint is None else ()))
         config["_stop_grace"] = spec.stop_grace_period
         config["_net"] = net
+        config["_image_id"] = image.info.id
         config["_dns_names"] = [name, service.name, *([svc.hostname] if svc.hostname else []),
                                 cid[:12]]
         config["_publishers"] = net.get("ports", [])

@@ -37,6 +37,7 @@ from pycompose.compose.plan import (
     UpOptions,
     plan_down,
     plan_up,
+    selected_services,
     topological_order,
 )
 from pycompose.compose.scheduler import RunResult, Scheduler
@@ -202,11 +203,14 @@ class ProjectManager:
 
         return StreamResponse(produce)
 
-    async def _preflight_images(self, project: Project, plan: Plan,
+    async def _preflight_images(self, project: Project, services: list[str],
                                 emit: Callable[[dict[str, Any]], None] | None = None,
-                                pull: str | None = None) -> list[str]:
-        """Every image a create needs must be there before anything starts: pulled as the
-        service's ``pull_policy`` (or ``up --pull``) says, each image once."""
+                                pull: str | None = None, *, fetch: bool = True
+                                ) -> tuple[list[str], dict[str, str]]:
+        """Every image the services need must be there before anything starts: pulled as
+        the service's ``pull_policy`` (or ``up --pull``) says, each image once. Returns the
+        errors and, per service, the id of its image (what the plan compares containers
+        with). ``fetch=False`` (dry runs) only looks."""
         from pycompose.runtime.images import ImageStore  # noqa: PLC0415
         from pycompose.runtime.registry import (  # noqa: PLC0415
             RegistryConfig,
@@ -215,13 +219,13 @@ class ProjectManager:
         )
 
         root = self.engine.paths.root
-        errors = []
-        needed = sorted({op.service for op in plan.operations()
-                         if op.action is Action.CREATE and op.service})
+        errors: list[str] = []
+        ids: dict[str, str] = {}
         store = ImageStore(root / "images")
         config = RegistryConfig.load(root, os.environ)
-        done: dict[tuple[str, str], str | None] = {}
-        for name in needed:
+        done: dict[tuple[str, str], str] = {}
+        failed: dict[tuple[str, str], str] = {}
+        for name in sorted(set(services)):
             svc = project.services[name]
             try:
                 ref = image_reference(project, svc)
@@ -231,8 +235,10 @@ class ProjectManager:
             # A built image is never pulled: `up` builds it first (or says to).
             policy = "build" if svc.build is not None and not svc.image else (
                 pull or svc.pull_policy or "missing")
+            if not fetch:
+                policy = "never"
             key = (ref, policy)
-            if key not in done:
+            if key not in done and key not in failed:
                 def progress(_event: Any, image: str = ref, service: str = name
                              ) -> None:
                     if emit is not None:
@@ -241,18 +247,26 @@ class ProjectManager:
                               "details": {}})
 
                 try:
-                    await ensure_image(store, ref, policy, config=config,
-                                       work_dir=root / "downloads", progress=progress)
-                    done[key] = None
+                    image = await ensure_image(store, ref, policy, config=config,
+                                               work_dir=root / "downloads", progress=progress)
+                    done[key] = image.id
                 except (rterrors.ImageError, RegistryError, ValueError) as exc:
-                    done[key] = str(exc)
-            if done[key] is not None:
-                errors.append(f"service {name}: {done[key]}")
+                    failed[key] = str(exc)
+            if key in failed:
+                if fetch:
+                    errors.append(f"service {name}: {failed[key]}")
+                continue
+            ids[name] = done[key]
+        return errors, ids
+
+    async def _preflight_volumes(self, project: Project, services: list[str]) -> list[str]:
+        """``external: true`` volumes must exist before anything starts."""
         from pycompose.runtime.volumes import inspect_volume  # noqa: PLC0415
 
+        errors = []
         for key, vol in sorted(project.volumes.items()):
             used = any(v.type == "volume" and v.source == key
-                       for n in needed for v in project.services[n].volumes)
+                       for n in services for v in project.services[n].volumes)
             if not (vol.external and used):
                 continue
             try:
@@ -295,8 +309,12 @@ class ProjectManager:
 
         async def job(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
             backend = self._backend()
+            selected = selected_services(project, options)
+            # Images first (pulls, and the ids a recreate decision needs), then the plan.
+            missing, image_ids = await self._preflight_images(
+                project, selected, emit, o.get("pull"), fetch=not dry_run)
             observed = await backend.observe(project)
-            plan = plan_up(project, observed, options)
+            plan = plan_up(project, observed, dataclasses.replace(options, image_ids=image_ids))
             warnings = list(plan.warnings)
             if self.networks is None:
                 warnings += [w for s in plan.order
@@ -306,7 +324,12 @@ class ProjectManager:
             if dry_run:
                 return {"type": "result", "ok": True, "dry_run": True, "services": [],
                         "errors": []}
-            missing = await self._preflight_images(project, plan, emit, o.get("pull"))
+            creating_services = sorted({op.service for op in plan.operations()
+                                        if op.action is Action.CREATE and op.service})
+            missing = [m for m in missing
+                       if any(m.startswith(f"service {s}:") for s in creating_services)
+                       or not m.startswith("service ")]
+            missing += await self._preflight_volumes(project, creating_services)
             if not missing and self.networks is not None:
                 creating = sorted({op.service for op in plan.operations()
                                    if op.action is Action.CREATE and op.service})
@@ -408,9 +431,10 @@ class ProjectManager:
             deps = sorted(service_dependencies(project, base))
             if deps and not o.get("no_deps"):
                 backend = self._backend()
+                missing, ids = await self._preflight_images(
+                    project, selected_services(project, UpOptions(services=tuple(deps))), emit)
                 plan = plan_up(project, await backend.observe(project),
-                               UpOptions(services=tuple(deps)))
-                missing = await self._preflight_images(project, plan)
+                               UpOptions(services=tuple(deps), image_ids=ids))
                 if missing:
                     return {"type": "result", "ok": False, "services": [],
                             "errors": missing + ["nothing was started"]}
@@ -436,9 +460,7 @@ class ProjectManager:
                                 return {"type": "result", "ok": False, "services": [],
                                         "errors": [f"not started: dependency {dep} failed: "
                                                    f"{exc}"]}
-            own = Plan(project=project.name, order=(name,), services=FrozenDict({name: ((
-                Operation(action=Action.CREATE, subject=name, cause="run", service=name),),)}))
-            missing = await self._preflight_images(project, own, emit)
+            missing, _ = await self._preflight_images(project, [name], emit)
             if missing:
                 return {"type": "result", "ok": False, "services": [], "errors": missing}
             number = 1 + max((r.number for r in c.of_project(project.name, oneoff=True)

@@ -390,3 +390,10 @@ def test_up_builds_a_missing_image_first(engine: Engine) -> None:
     [c] = engine.ps()
     assert c["Image"] == "project-app"
     assert engine.cli("logs", "--no-log-prefix", "app").stdout == "built\n"
+    assert "leave running — unchanged" in engine.cli("up", "--dry-run").stdout
+    (engine.workdir / "Dockerfile").write_text(
+        'FROM busybox\nRUN echo rebuilt > /msg\nCMD ["sh", "-c", "cat /msg; exec sleep 1000"]\n')
+    engine.cli("up", "-d", "--build")  # same config, new image: recreated
+    [again] = engine.ps()
+    assert again["ID"] != c["ID"]
+    assert engine.cli("logs", "--no-log-prefix", "app").stdout == "rebuilt\n"

@@ -193,3 +193,16 @@ def test_describe_change() -> None:
     assert describe_change({"a": 1}, {"a": 2, "x": 1, "y": 1, "z": 1}) \
         == "a, x, y and 1 more changed"
     assert describe_change(None, {"a": 1}) == "configuration changed"
+
+
+def test_a_new_image_recreates_even_when_the_config_is_the_same() -> None:
+    p = stack()
+    obs = observed_from(p)
+    obs = Observed(containers=tuple(dataclasses.replace(c, image_id="sha256:old")
+                                    for c in obs.containers),
+                   networks=obs.networks, volumes=obs.volumes)
+    text = str(plan_up(p, obs, opts(image_ids={"web": "sha256:new", "db": "sha256:old"})))
+    assert "web-1: create — recreate: image changed" in text
+    assert "db-1: leave running — unchanged" in text
+    kept = str(plan_up(p, obs, opts(image_ids={"web": "sha256:new"}, no_recreate=True)))
+    assert "web-1: leave running" in kept
