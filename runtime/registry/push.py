@@ -5,16 +5,16 @@
     result = await push_image(store, "localhost:5000/app:1", source="app:1",
                               config=cfg, work_dir=root / "downloads", progress=on_event)
 
-The store keeps layers unpacked, not their blobs, so each layer is written
-again as a tar of its directory (sorted, numeric owners: the same directory
-always gives the same bytes), gzip-compressed with a zero timestamp, hashed,
-and uploaded when the registry does not have it (``HEAD``; a cross-repository
-mount when another repository of that registry is known to hold it). The
-diff-id and blob digest of each regenerated layer are cached in
-``work_dir/push-cache.json`` so a second push of the same layer costs one
-``HEAD``. When a regenerated tar differs from the one the image was made from
-(an image pulled or loaded from elsewhere), the pushed config lists the new
-diff-ids, so the pushed image has a new id; the image's content is the same.
+The store keeps layers unpacked, not their blobs, so each layer's tar is
+produced again: byte for byte by ``ImageStore.export_layer`` (from the tar
+record kept when the layer was unpacked), or, for a layer the store cannot
+reproduce, as a tar of its directory (sorted, numeric owners). It is
+gzip-compressed with a zero timestamp, hashed, and uploaded when the registry
+does not have it (``HEAD``; a cross-repository mount from ``mount_from``). The
+diff-id and blob digest of each layer are cached in ``work_dir/push-cache.json``
+so a second push of the same layer costs one ``HEAD``. When a re-made tar
+differs from the original, the pushed config lists the new diff-ids (a new
+image id, the same content).
 Uploads run in parallel (``config.max_concurrent_uploads``), monolithic by
 default or in PATCH chunks of ``chunk_size`` bytes.
 """
@@ -27,12 +27,13 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import trio
+from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.digest import hex_of, sha256_digest
 from pycompose.runtime.images.layers import write_layer_tar
 from pycompose.runtime.images.reference import parse_reference
@@ -108,8 +109,17 @@ def _save_cache(work_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
         os.close(lock_fd)
 
 
-def _make_blob(layer: Layer, work_dir: Path) -> _Blob:
-    """Tar + gzip ``layer``'s directory into ``work_dir``; hash both forms on the way."""
+def _make_blob(store: ImageStore, layer: Layer, work_dir: Path) -> _Blob:
+    """The gzip blob of ``layer`` in ``work_dir``: its exact tar from the store when the store
+    can reproduce it (so diff-ids, and the image id, stay the same), else a tar of its
+    directory. Both forms are hashed on the way."""
+    try:
+        return _write_blob(layer, work_dir, lambda out: store.export_layer(layer.diff_id, out))
+    except ImageError:
+        return _write_blob(layer, work_dir, lambda out: write_layer_tar(layer.path, out))
+
+
+def _write_blob(layer: Layer, work_dir: Path, produce: Callable[[Any], object]) -> _Blob:
     path = work_dir / f"push-{hex_of(layer.diff_id)[:16]}-{secrets.token_hex(4)}.tar.gz"
     tar_hash = hashlib.sha256()
     blob_hash = hashlib.sha256()
@@ -136,11 +146,15 @@ def _make_blob(layer: Layer, work_dir: Path) -> _Blob:
             tar_hash.update(data)
             return self.gz.write(data)
 
-    with path.open("wb") as raw:
-        out = _HashOut(raw)
-        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0,
-                           filename="") as gz:
-            write_layer_tar(layer.path, _TarOut(gz))
+    try:
+        with path.open("wb") as raw:
+            out = _HashOut(raw)
+            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0,
+                               filename="") as gz:
+                produce(_TarOut(gz))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return _Blob("sha256:" + tar_hash.hexdigest(), "sha256:" + blob_hash.hexdigest(), size, path)
 
 
@@ -200,7 +214,7 @@ async def _push(store: ImageStore, client: RegistryClient, repo: str, tag: str, 
                 counts["skipped"] += 1
                 progress(ProgressEvent(short, "Layer already exists"))
                 return
-            blob = await trio.to_thread.run_sync(_make_blob, layer, work_dir)
+            blob = await trio.to_thread.run_sync(_make_blob, store, layer, work_dir)
             assert blob.path is not None
             path = blob.path
             try:
