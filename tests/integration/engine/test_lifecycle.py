@@ -397,3 +397,30 @@ def test_up_builds_a_missing_image_first(engine: Engine) -> None:
     [again] = engine.ps()
     assert again["ID"] != c["ID"]
     assert engine.cli("logs", "--no-log-prefix", "app").stdout == "rebuilt\n"
+
+
+def test_a_busy_host_port_is_a_clear_error_and_starts_nothing(engine: Engine) -> None:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        engine.compose(f"""
+services:
+  other:
+    image: busybox
+    command: ["sleep", "1000"]
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80"]
+    ports: ["127.0.0.1:{port}:80"]
+""")
+        res = engine.cli("up", "-d", check=False)
+    finally:
+        holder.close()
+    assert res.returncode != 0
+    assert f"host port 127.0.0.1:{port}/tcp of service web is already in use by pid " \
+           f"{os.getpid()}" in res.stderr
+    assert engine.ps() == []
