@@ -84,7 +84,11 @@ class RegistryClient:
         if endpoint is not None:
             self._bases = [endpoint.rstrip("/")]
         elif self.config.is_insecure(host):
+            # Docker's order is HTTPS first; a registry on loopback is nearly always plain
+            # HTTP, so there HTTP goes first (the ping below tells a TLS server apart).
             self._bases = [f"https://{host}", f"http://{host}"]
+            if _loopback(host):
+                self._bases.reverse()
         else:
             self._bases = [f"https://{host}"]
         self._base: str | None = None
@@ -108,11 +112,14 @@ class RegistryClient:
                 except HttpError as exc:
                     last = exc
                     continue
-                if resp.status == 401:
-                    self._challenge = _pick(parse_challenges(resp.header("www-authenticate")))
-                elif resp.status >= 500:
+                if resp.status >= 500:
                     raise RegistryUnavailableError(
                         f"registry {self.name}: {resp.status} {resp.reason}")
+                if resp.status not in (200, 401):  # not the API (an HTTPS port spoken to
+                    last = HttpError(f"{base}/v2/ answered {resp.status}")  # in plain HTTP)
+                    continue
+                if resp.status == 401:
+                    self._challenge = _pick(parse_challenges(resp.header("www-authenticate")))
                 self._base = base
                 return base
             raise RegistryUnavailableError(f"registry {self.name} is unreachable: {last}")
@@ -374,6 +381,12 @@ class RegistryClient:
                 raise RegistryError(f"registry {self.name}: {what}: {resp.status} "
                                     f"{resp.reason}{': ' + detail if detail else ''}")
         return sha256_digest(body)
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.strip("[]")
+    return name == "localhost" or name.startswith("127.") or name == "::1"
 
 
 def _pick(challenges: list[Challenge]) -> Challenge | None:
