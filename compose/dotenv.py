@@ -346,6 +346,8 @@ def read_env_files(
             raise EnvFileError(name, None, "is a directory, not an env file") from None
         except OSError as e:
             raise EnvFileError(name, None, f"cannot read env file: {e.strerror}") from None
+        except ValueError:  # a NUL byte in the path
+            raise EnvFileError(repr(name), None, "invalid env file path") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:

@@ -386,3 +386,8 @@ def test_whitespace_is_gos_not_pythons() -> None:
         parse_dotenv("\x1fA=1", file=".env", env={})
     assert parse_dotenv("A=x\x1f", file=".env", env={}) == {"A": "x\x1f"}
     assert parse_dotenv("\u3000A=1\u3000\n", file=".env", env={}) == {"A": "1"}
+
+
+def test_nul_in_path_is_an_error() -> None:
+    with pytest.raises(EnvFileError, match="invalid env file path"):
+        read_env_files(["a\x00b.env"], {})

@@ -729,3 +729,66 @@ def test_markers_where_they_make_no_sense(text: str) -> None:
     """``!reset`` / ``!override`` in a single file, at any level."""
     with project_dir(text) as path:
         load_or_compose_error(path)
+
+
+# -- `config` output is itself a Compose file that resolves to the same project -----
+
+
+def _config_round_trip(directory: Path, env: dict[str, str]) -> None:
+    """If the project loads, its ``config`` output reloads to the same output."""
+    from pycompose.compose.serialize import dump_yaml, project_to_dict, to_output
+
+    options = LoadOptions(working_dir=str(directory), files=["compose.yaml"], environ=env)
+    with time_bound():
+        try:
+            project = load_project(options)
+        except ComposeError:
+            return
+        if project.disabled_services:
+            return  # optional dependencies on disabled services are printed, not defined
+        first = dump_yaml(to_output(project_to_dict(project)))
+        (directory / "resolved.yaml").write_text(first)
+        again = LoadOptions(
+            working_dir=str(directory),
+            files=["resolved.yaml"],
+            environ=env,
+            project_name=project.name,
+        )
+        try:
+            second = dump_yaml(to_output(project_to_dict(load_project(again))))
+        except ComposeError as e:
+            raise AssertionError(f"config output does not load again: {e}\n{first}") from None
+    assert second == first
+
+
+@pytest.mark.skipif(not SEEDS, reason="needs the conformance kit (/work/shared/conformance)")
+@fuzz_settings(150)
+@given(st.data())
+def test_config_output_round_trips(data: st.DataObject) -> None:
+    case_dir, env = data.draw(st.sampled_from(SEEDS), label="case")
+    docs = read_yaml((case_dir / "compose.yaml").read_text(), file="compose.yaml")
+    doc = docs[0] if docs else None
+    new = data.draw(st.one_of(st.just(doc), mutated(doc)), label="document")
+    with tempfile.TemporaryDirectory(prefix="pc-fuzz-") as tmp:
+        path = Path(tmp) / case_dir.name
+        shutil.copytree(case_dir, path)
+        (path / "compose.yaml").write_text(dump(new))
+        _config_round_trip(path, env)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'services:\n  web:\n    extends:\n      file: "\\0"\n      service: x\n',
+        'include:\n  - "a\\0b.yaml"\nservices:\n  web:\n    image: busybox\n',
+        'services:\n  web:\n    image: busybox\n    env_file: "a\\0b"\n',
+        'services:\n  web:\n    build: "a\\0b"\n',
+        'services:\n  web:\n    image: busybox\n    volumes: ["./a\\0b:/x"]\n',
+        'services:\n  web:\n    image: busybox\n    secrets: [s]\n'
+        'secrets:\n  s:\n    file: "a\\0b"\n',
+        'services:\n  web:\n    image: busybox\n    label_file: "a\\0b"\n',
+    ],
+)
+def test_nul_bytes_in_paths(text: str) -> None:
+    with project_dir(text) as path:
+        load_or_compose_error(path)
