@@ -122,3 +122,7 @@ class Backend(Protocol):
     async def wait_exit(self, container_id: str) -> int:
         """Return the container's exit code once it has exited (at once if it already has)."""
         ...
+
+    async def failure_details(self, container_id: str) -> Mapping[str, Any]:
+        """What helps a person see why the container failed (last log lines ...)."""
+        ...

@@ -373,8 +373,10 @@ class Scheduler:
     async def _expect_success(self, name: str, cid: str) -> None:
         code = await self.backend.wait_exit(cid)
         if code != 0:
-            raise ConditionFailed(name, f"exited with code {code}",
-                                  details={"exit_code": code})
+            details = dict(await self.backend.failure_details(cid))
+            details.setdefault("exit_code", code)
+            raise ConditionFailed(details.get("container", name), f"exited with code {code}",
+                                  details=details)
 
     # ---- down
 

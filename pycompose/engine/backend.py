@@ -177,3 +177,9 @@ class EngineBackend:
 
     async def wait_exit(self, container_id: str) -> int:
         return await self.containers.wait_exit(container_id)
+
+    async def failure_details(self, container_id: str) -> dict[str, Any]:
+        rec = self.containers.records.get(container_id)
+        if rec is None:
+            return {}
+        return await trio.to_thread.run_sync(self.containers.failure_details, rec)

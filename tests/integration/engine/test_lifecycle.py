@@ -110,6 +110,8 @@ services:
     assert up.returncode != 0
     assert "not started: dependency db failed" in up.stderr
     assert "exited with code 3" in up.stderr
+    assert "    cannot open data dir" in up.stderr  # the culprit's last log lines
+    assert "see more: pycompose logs db" in up.stderr
     states = {c["Service"]: c["State"] for c in engine.ps()}
     assert states == {"db": "exited", "cache": "running"}
 

@@ -203,6 +203,10 @@ class MemoryBackend:
         elif c.state == "exited" and c.exit_code != 0:
             raise ConditionFailed(c.name, f"exited with code {c.exit_code}")
 
+    async def failure_details(self, container_id: str) -> dict[str, object]:
+        c = self.containers[container_id]
+        return {"container": c.name, "exit_code": c.exit_code}
+
     async def wait_exit(self, container_id: str) -> int:
         c = self.containers[container_id]
         while c.state != "exited":
