@@ -42,7 +42,7 @@ from pycompose.runtime.registry.errors import (
     RegistryUnavailableError,
 )
 from pycompose.runtime.registry.events import Progress, ignore
-from pycompose.runtime.registry.pull import pull_image
+from pycompose.runtime.registry.pull import pull_image, pulled_image_id
 
 __all__ = ["ensure_image", "bootstrap_hint", "POLICIES"]
 
@@ -76,7 +76,13 @@ def _max_age(policy: str) -> timedelta | None:
     return None
 
 
-async def _local(store: ImageStore, reference: str) -> Image | None:
+async def _local(store: ImageStore, reference: str, work_dir: Path) -> Image | None:
+    if parse_reference(reference).digest is not None:
+        # The store names tags only; digests pulled are remembered next to the downloads.
+        found = await trio.to_thread.run_sync(pulled_image_id, work_dir, reference)
+        if found is None:
+            return None
+        reference = found
     try:
         return await trio.to_thread.run_sync(store.get, reference)
     except ImageNotFoundError:
@@ -90,7 +96,8 @@ async def ensure_image(store: ImageStore, reference: str, policy: str | None = "
     policy = policy or "missing"
     if policy not in POLICIES and not _EVERY.match(policy):
         raise ValueError(f"unknown pull_policy {policy!r}")
-    local = await _local(store, reference)
+    work_dir = Path(work_dir) if work_dir is not None else store.root.parent / "downloads"
+    local = await _local(store, reference, work_dir)
     if policy in ("never", "build"):
         if local is not None:
             return local

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import threading
@@ -415,6 +416,10 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
                 for item in pending:
                     await trio.to_thread.run_sync(item.path.unlink, True)
     assert image is not None
+    keys = {f"{ref.repository}@{res.digest}"}
+    if ref.digest is not None:
+        keys.add(f"{ref.repository}@{ref.digest}")
+    await trio.to_thread.run_sync(record_digests, work_dir, keys, image.id)
     for d in pending:
         progress(ProgressEvent(hex_of(d.desc.digest)[:12], "Pull complete"))
     progress(ProgressEvent("", f"Digest: {res.digest}"))
@@ -423,3 +428,37 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
               else f"Image is up to date for {ref.familiar}")
     progress(ProgressEvent("", f"Status: {status}"))
     return PullResult(image, ref.familiar, res.digest, len(pending), existed, updated)
+
+
+_DIGESTS = "digests.json"
+
+
+def record_digests(work_dir: Path, keys: set[str], image_id: str) -> None:
+    """Remember which image ``repo@sha256:…`` references pulled (the store names only tags)."""
+    lock_fd = os.open(work_dir / f"{_DIGESTS}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                      0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        known = _read_digests(work_dir)
+        known.update({k: image_id for k in keys})
+        tmp = work_dir / f"{_DIGESTS}.{secrets.token_hex(4)}.tmp"
+        tmp.write_text(json.dumps(dict(sorted(known.items())), indent=1))
+        os.rename(tmp, work_dir / _DIGESTS)
+    finally:
+        os.close(lock_fd)
+
+
+def _read_digests(work_dir: Path) -> dict[str, str]:
+    try:
+        doc = json.loads((work_dir / _DIGESTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+
+def pulled_image_id(work_dir: Path, reference: str) -> str | None:
+    """The image id a digest reference (``repo@sha256:…``) was pulled as, if it was."""
+    ref = parse_reference(reference)
+    if ref.digest is None:
+        return None
+    return _read_digests(work_dir).get(f"{ref.repository}@{ref.digest}")

@@ -44,6 +44,16 @@ async def test_policies(registry: RegistryServer, store: ImageStore, dest_store:
     await ensure_image(dest_store, ref, "always", work_dir=work, progress=events.append)
     assert any(e.status.startswith("Status: Image is up to date") for e in events)
 
+    # By digest: no tag to name it in the store, found again all the same.
+    by_digest = f"{registry.host}/pc{run_id}/policy@{pushed.manifest.digest}"
+    other = ImageStore(tmp_path / "other" / "images")
+    with pytest.raises(ImageNotFoundError):
+        await ensure_image(other, by_digest, "never", work_dir=tmp_path / "o")
+    pulled = await ensure_image(other, by_digest, "missing", work_dir=tmp_path / "o")
+    assert pulled.id == image.id
+    assert pulled.names == ()
+    assert (await ensure_image(other, by_digest, "never", work_dir=tmp_path / "o")).id == image.id
+
 
 async def test_unreachable_registry_says_how_to_bootstrap(dest_store: ImageStore,
                                                           tmp_path: Path) -> None:
