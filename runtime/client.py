@@ -75,16 +75,30 @@ class ExecResult:
 class ExecProcess:
     """A process started by :meth:`Runtime.exec`. Close it (``aclose``) when done."""
 
-    def __init__(self, rt: Runtime, started: P.ExecStarted, fds: list[int]) -> None:
+    def __init__(self, rt: Runtime, started: P.ExecStarted, fds: builtins.list[int]) -> None:
         self._rt = rt
         self.exec_id = started.exec_id
         self.pid = started.pid
-        it = iter(fds)
-        self.stdin: trio.lowlevel.FdStream | None = (
-            trio.lowlevel.FdStream(next(it)) if started.stdin else None)
-        self.stdout = trio.lowlevel.FdStream(next(it))
-        self.stderr = trio.lowlevel.FdStream(next(it))
+        self.tty = started.tty
+        self.stdin: trio.lowlevel.FdStream | None
+        self.stdout: trio.abc.ReceiveStream
+        #: ``None`` with a tty: the terminal carries both outputs on ``stdout``.
+        self.stderr: trio.abc.ReceiveStream | None
+        if started.tty:
+            (master,) = fds
+            self.stdin = trio.lowlevel.FdStream(os.dup(master)) if started.stdin else None
+            self.stdout = _PtyStream(trio.lowlevel.FdStream(master))
+            self.stderr = None
+        else:
+            it = iter(fds)
+            self.stdin = trio.lowlevel.FdStream(next(it)) if started.stdin else None
+            self.stdout = trio.lowlevel.FdStream(next(it))
+            self.stderr = trio.lowlevel.FdStream(next(it))
         self.status: ExitStatus | None = None
+
+    async def resize(self, rows: int, columns: int) -> None:
+        """Set the terminal size (with ``tty`` only)."""
+        await self._rt._call(P.ExecResize(self.exec_id, rows, columns))
 
     async def wait(self) -> int:
         """The exit code (128+N when killed by signal N)."""
@@ -101,6 +115,24 @@ class ExecProcess:
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 await stream.aclose()
+
+
+class _PtyStream(trio.abc.ReceiveStream):
+    """A pty master's output; EIO (every slave end closed) reads as end of stream."""
+
+    def __init__(self, stream: trio.lowlevel.FdStream) -> None:
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            return await self._stream.receive_some(max_bytes)
+        except trio.BrokenResourceError as exc:
+            if isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EIO:
+                return b""
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class Runtime:
@@ -194,14 +226,15 @@ class Runtime:
         out: list[bytes] = []
         err: list[bytes] = []
 
-        async def pump(stream: trio.lowlevel.FdStream, into: list[bytes]) -> None:
+        async def pump(stream: trio.abc.ReceiveStream, into: list[bytes]) -> None:
             while chunk := await stream.receive_some(65536):
-                into.append(chunk)
+                into.append(bytes(chunk))
 
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pump, proc.stdout, out)
-                nursery.start_soon(pump, proc.stderr, err)
+                if proc.stderr is not None:
+                    nursery.start_soon(pump, proc.stderr, err)
                 if proc.stdin is not None:
                     if input:
                         await proc.stdin.send_all(input)

@@ -188,6 +188,8 @@ class ExecSpec:
     working_dir: str | None = None  #: ``None``: the container's
     stdin: bool = False  #: give the process a stdin pipe (else /dev/null)
     privileged: bool = False
+    tty: bool = False  #: a pseudo-terminal from the container's devpts (stderr joins stdout)
+    tty_size: tuple[int, int] | None = None  #: initial (rows, columns)
 
 
 class ContainerStatus(enum.StrEnum):

@@ -127,9 +127,13 @@ class ListContainers(Request):
 
 @dataclass(frozen=True)
 class ExecStarted:
+    """fds sent with it: stdin's write end (when asked), stdout's and stderr's read
+    ends; with a tty, only the terminal's master end (stdin and stdout both)."""
+
     exec_id: str
     pid: int
-    stdin: bool  #: fds sent: stdin write end (when asked), stdout and stderr read ends
+    stdin: bool
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,15 @@ class ExecKill(Request):
     result = type(None)
     exec_id: str
     signal: str = "SIGKILL"
+
+
+@dataclass(frozen=True)
+class ExecResize(Request):
+    op = "exec_resize"
+    result = type(None)
+    exec_id: str
+    rows: int
+    columns: int
 
 
 @dataclass(frozen=True)
@@ -194,7 +207,8 @@ class Shutdown(Request):
 
 REQUESTS: dict[str, type[Request]] = {
     cls.op: cls for cls in (Hello, Create, Start, Wait, Stop, Kill, Pause, Unpause, Remove,
-                            Inspect, ListContainers, Exec, ExecWait, ExecKill, Top, Stats,
+                            Inspect, ListContainers, Exec, ExecWait, ExecKill, ExecResize, Top,
+                            Stats,
                             Subscribe,
                             Gc, Shutdown)
 }

@@ -133,6 +133,8 @@ class ExecProc:
     starting: tuple[Reply, int, bytearray, list[int], bool] | None
     status: ExitStatus | None = None
     waiters: list[Reply] = field(default_factory=list)
+    tty_sock: int = -1  #: the master of the exec's pty arrives on it
+    pty_master: int = -1  #: kept for resizing
 
 
 class Supervisor:
@@ -1024,16 +1026,27 @@ class Supervisor:
                         caps=(capabilities.all_capabilities()
                               - self._unavailable_caps()
                               if spec.privileged else ctr.caps),
-                        seccomp=None if spec.privileged else ctr.seccomp)
+                        seccomp=None if spec.privileged else ctr.seccomp,
+                        tty_size=spec.tty_size)
         pidns = os.open(f"/proc/{st.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         ns_fds = open_namespaces(st.pid)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        if spec.stdin:
-            in_r, in_w = os.pipe2(os.O_CLOEXEC)
-        else:
+        tty_parent = tty_child = -1
+        if spec.tty:
+            # The pty comes from the container's own devpts: the child opens it
+            # and sends the master back. Its stdio pipes are not needed.
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            tty_parent, tty_child = a.detach(), b.detach()
+            out_r, out_w = -1, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+            err_r, err_w = -1, os.dup(out_w)
             in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            if spec.stdin:
+                in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            else:
+                in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         try:
             # As for start: the next child is born in the container's pid namespace.
             syscalls.setns(pidns, syscalls.CLONE_NEWPID)
@@ -1046,22 +1059,24 @@ class Supervisor:
                 syscalls.setns(self.own_pidns, syscalls.CLONE_NEWPID)
             else:
                 try:
-                    for fd in (sync_r, out_r, err_r, in_w, pidns):
+                    for fd in (sync_r, out_r, err_r, in_w, pidns, tty_parent):
                         if fd >= 0:
                             os.close(fd)
-                    run_exec(plan, ns_fds, sync_w, (in_r, out_w, err_w))
+                    run_exec(plan, ns_fds, sync_w, (in_r, out_w, err_w), tty_child)
                 finally:
                     os._exit(127)
         finally:
             os.close(pidns)
             for fd, _ in ns_fds:
                 os.close(fd)
-            for fd in (sync_w, out_w, err_w, in_r):
-                os.close(fd)
+            for fd in (sync_w, out_w, err_w, in_r, tty_child):
+                if fd >= 0:
+                    os.close(fd)
         exec_id = secrets.token_hex(16)
-        client_fds = ([in_w] if in_w >= 0 else []) + [out_r, err_r]
+        client_fds = [] if spec.tty else ([in_w] if in_w >= 0 else []) + [out_r, err_r]
         ex = ExecProc(exec_id=exec_id, cid=ctr.id, pid=pid,
-                      starting=(to, sync_r, bytearray(), client_fds, spec.stdin))
+                      starting=(to, sync_r, bytearray(), client_fds, spec.stdin),
+                      tty_sock=tty_parent)
         self.execs[exec_id] = ex
         self.exec_by_pid[pid] = ex
         self.sel.register(sync_r, selectors.EVENT_READ, lambda _m, e=ex: self._on_exec_sync(e))
@@ -1087,9 +1102,19 @@ class Supervisor:
         self.sel.unregister(fd)
         os.close(fd)
         ex.starting = None
+        if ex.tty_sock >= 0:
+            with socket.socket(fileno=ex.tty_sock) as sock:
+                ex.tty_sock = -1
+                sock.setblocking(False)
+                with contextlib.suppress(OSError):
+                    _msg, got, _flags, _addr = socket.recv_fds(sock, 16, 1)
+                    if got:
+                        ex.pty_master = got[0]
+                        fds = [os.dup(got[0])]
         if data:
             for f in fds:
                 os.close(f)
+            self._close_pty(ex)
             try:
                 err = json.loads(bytes(data))
             except ValueError:
@@ -1098,13 +1123,19 @@ class Supervisor:
             self._fail(to, SpawnError(err["message"], step=err.get("step", ""),
                                       path=err.get("path", "")))
             return
-        self._reply(to, P.ExecStarted(ex.exec_id, ex.pid, stdin), fds)
+        self._reply(to, P.ExecStarted(ex.exec_id, ex.pid, stdin, tty=ex.pty_master >= 0), fds)
+
+    def _close_pty(self, ex: ExecProc) -> None:
+        if ex.pty_master >= 0:
+            os.close(ex.pty_master)
+            ex.pty_master = -1
 
     def _on_exec_exit(self, ex: ExecProc, status: int) -> None:
         if ex.starting is not None:
             self._finish_exec_start(ex)
             if ex.exec_id not in self.execs:
                 return
+        self._close_pty(ex)
         code, sig = _decode_status(status)
         ex.status = ExitStatus(code=code, signal=sig, exited_at=rfc3339_nano())
         for to in ex.waiters:
@@ -1125,6 +1156,19 @@ class Supervisor:
             self._reply(to, ex.status)
         else:
             ex.waiters.append(to)
+
+    def op_exec_resize(self, to: Reply, req: P.ExecResize) -> None:
+        ex = self.execs.get(req.exec_id)
+        if ex is None:
+            raise ContainerNotFoundError(f"no such exec: {req.exec_id}")
+        if ex.pty_master < 0:
+            raise ContainerStateError("exec has no terminal to resize")
+        import fcntl
+        import struct
+
+        fcntl.ioctl(ex.pty_master, 0x5414,  # TIOCSWINSZ
+                    struct.pack("HHHH", req.rows, req.columns, 0, 0))
+        self._reply(to, None)
 
     def op_exec_kill(self, to: Reply, req: P.ExecKill) -> None:
         ex = self.execs.get(req.exec_id)

@@ -132,6 +132,7 @@ class ExecPlan:
     security: Security = field(default_factory=Security)
     caps: frozenset[str] = frozenset()
     seccomp: CompiledFilter | None = None
+    tty_size: tuple[int, int] | None = None
 
 
 class _Step:
@@ -224,8 +225,13 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
 
 
 def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
-             stdio: tuple[int, int, int]) -> None:
-    """Child side of an exec: join the container, then as for init; never returns."""
+             stdio: tuple[int, int, int], tty_sock: int = -1) -> None:
+    """Child side of an exec: join the container, then as for init; never returns.
+
+    With ``tty_sock``, the process gets a pseudo-terminal of the container's own
+    devpts instance as its controlling terminal and stdio; the master end goes
+    back to the supervisor over ``tty_sock``.
+    """
     gc.disable()
     step = _Step()
     try:
@@ -236,6 +242,10 @@ def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
         os.chdir("/")
         step("user")
         user = resolve_user("/", plan.user, plan.group_add)
+        if tty_sock >= 0:
+            step("tty")
+            slave = _open_pty(tty_sock, user.uid, plan.tty_size)
+            stdio = (slave, slave, slave)
         step("rlimits")
         apply_rlimits(plan.rlimits)
         _finish(step, plan.working_dir, list(plan.argv), list(plan.env), user, plan,
@@ -243,6 +253,31 @@ def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
     except BaseException as exc:  # noqa: B036
         _report(sync_w, step.name, exc)
     os._exit(127)
+
+
+TIOCSPTLCK, TIOCGPTN, TIOCSCTTY, TIOCSWINSZ = 0x40045431, 0x80045430, 0x540E, 0x5414
+
+
+def _open_pty(tty_sock: int, uid: int, size: tuple[int, int] | None) -> int:
+    """A pty pair from the container's /dev/ptmx; send the master, keep the slave."""
+    import fcntl
+    import socket
+    import struct
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
+    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    os.fchown(slave, uid, -1)
+    if size:
+        fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    with socket.socket(fileno=os.dup(tty_sock)) as sock:
+        socket.send_fds(sock, [b"m"], [master])
+    os.close(master)
+    os.close(tty_sock)
+    os.setsid()
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    return slave
 
 
 def _apply_mount(rootfs: str, m: PlannedMount) -> None:

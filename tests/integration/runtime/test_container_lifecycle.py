@@ -158,3 +158,27 @@ async def test_events_stream(rt: Runtime, busybox_rootfs: Path) -> None:
                 if ev.kind is EventKind.REMOVED:
                     break
     assert kinds == [EventKind.CREATED, EventKind.STARTED, EventKind.EXITED, EventKind.REMOVED]
+
+
+async def test_exec_with_tty(rt: Runtime, busybox_rootfs: Path) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        info = await rt.create(spec(busybox_rootfs, "sleep", "300"))
+        await rt.start(info.id)
+        res = await rt.exec_run(info.id, ExecSpec(
+            ("sh", "-c", "tty; stty size; echo to-stderr >&2; exit 4"), tty=True,
+            tty_size=(33, 101), user="1000"))
+        assert res.exit_code == 4
+        lines = res.stdout.decode().replace("\r", "").split("\n")
+        assert lines[0].startswith("/dev/pts/")
+        assert lines[1:3] == ["33 101", "to-stderr"]
+        # Interactive: input through the terminal, resize while running.
+        proc = await rt.exec(info.id, ExecSpec(("sh",), tty=True, stdin=True))
+        assert proc.stdin is not None and proc.stderr is None
+        await proc.resize(10, 20)
+        await proc.stdin.send_all(b"stty size; exit 6\n")
+        out = b""
+        while chunk := await proc.stdout.receive_some(1024):
+            out += chunk
+        assert await proc.wait() == 6
+        await proc.aclose()
+        assert b"10 20" in out
