@@ -129,6 +129,27 @@ def stop_supervisor(root: Path, instance: str) -> None:
             wait_gone(helper)
 
 
+def cgroup_children(instance: str) -> list[Path]:
+    """Container cgroups left under this instance's parent, in every hierarchy."""
+    from pycompose.runtime import cgroups
+
+    out = []
+    for d in cgroups.parent_dirs(cgroups.detect_layout(), f"pycompose_{instance}"):
+        if d.is_dir():
+            out += [c for c in d.iterdir() if c.is_dir()]
+    return out
+
+
+def remove_cgroup_parent(instance: str) -> None:
+    """The (empty) parent cgroup the runtime made for this test's instance."""
+    from pycompose.runtime import cgroups
+
+    try:
+        cgroups.remove_parent(cgroups.detect_layout(), f"pycompose_{instance}")
+    except Exception as exc:  # noqa: BLE001 - shown, and the test's own checks decide
+        print(f"cgroup parent pycompose_{instance} not removed: {exc}")
+
+
 def _helper_processes(root: Path) -> list[int]:
     """Runtime processes serving ``root`` (their command line names it)."""
     out = []
@@ -177,3 +198,4 @@ def engine(state_root: Path, instance: str, busybox_rootfs: Path, tmp_path: Path
                 os.kill(eng.pid, signal.SIGTERM)
                 wait_gone(eng.pid)
             stop_supervisor(state_root, instance)
+            remove_cgroup_parent(instance)

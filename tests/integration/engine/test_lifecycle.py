@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.engine.conftest import Engine, supervisor_pid, wait_gone
+from tests.integration.engine.conftest import Engine, cgroup_children, supervisor_pid, wait_gone
 
 pytestmark = pytest.mark.root
 
@@ -191,6 +191,7 @@ volumes:
         wait_gone(pid)
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(engine.root) not in mounts
+    assert cgroup_children(engine.env["PYCOMPOSE_INSTANCE"]) == []
     with engine.api() as api:
         assert api.get("/projects", all=True) == []
 
