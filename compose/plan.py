@@ -153,7 +153,7 @@ class DownOptions:
 
 def container_name(project: str, service: Service, number: int) -> str:
     if service.container_name and number == 1:
-        return service.container_name
+        return str(service.container_name)
     return f"{project}-{service.name}-{number}"
 
 
@@ -192,11 +192,11 @@ def topological_order(project: Project) -> tuple[str, ...]:
 def service_config(service: Service) -> dict[str, Any]:
     """The plain configuration stored with a container, to explain later changes: exactly
     what the config hash covers."""
-    return hashing.hash_input(service)
+    return dict(hashing.hash_input(service))
 
 
 def _default_hash(service: Service) -> str:
-    return hashing.config_hash(service)
+    return str(hashing.config_hash(service))
 
 
 def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any], limit: int = 3) -> str:

@@ -36,7 +36,7 @@ def project_name(args: argparse.Namespace) -> str:
         from pycompose.compose.loader import normalize_project_name
 
         return str(normalize_project_name(args.project_name))
-    return load(args).name
+    return str(load(args).name)
 
 
 def try_load(args: argparse.Namespace) -> Project | None:

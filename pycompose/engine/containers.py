@@ -61,7 +61,7 @@ def image_reference(project: Project, service: Service) -> str:
     """The image a service runs: ``image:``, else the one ``build:`` makes,
     ``<project>-<service>`` (docker compose's name)."""
     if service.image:
-        return service.image
+        return str(service.image)
     if service.build is not None:
         return f"{project.name}-{service.name}"
     raise rterrors.ImageError(f"service {service.name} has neither image nor build")

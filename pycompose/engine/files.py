@@ -46,9 +46,9 @@ def _content(project: Project, kind: str, ref: FileReference, obj: FileObject) -
         value = project.environment.get(obj.environment)
         if value is None:
             raise FileObjectError(f"{where}: environment variable {obj.environment} is not set")
-        return value.encode()
+        return str(value).encode()
     if obj.content is not None:
-        return obj.content.encode()
+        return str(obj.content).encode()
     raise FileObjectError(f"{where}: needs file, environment or content")
 
 

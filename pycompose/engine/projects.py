@@ -408,7 +408,7 @@ class ProjectManager:
         body = req.json() or {}
         project = decode_project(body["project"])
         o = body.get("options") or {}
-        name = o.get("service")
+        name = str(o.get("service") or "")
         if name not in project.services:
             raise HTTPError(404, f"no such service: {name}")
         base = project.services[name]

@@ -58,7 +58,7 @@ def volume_name(project: Project, key: str) -> str:
 def network_mode(service: Service) -> str:
     mode = service.network_mode
     if mode in ("host", "none"):
-        return mode
+        return str(mode)
     return "none"
 
 

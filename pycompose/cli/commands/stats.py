@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Live(_table(rows), console=console, auto_refresh=False) as live:
             while True:
-                before, after = after, None
+                before = after
                 time.sleep(1.0)
                 _, _, items = targets(args, all=False)
                 after = _sample(c, items)

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     for i in items:
         try:
             c.post(ec.path("containers", i["Id"], "unpause"))
-            print(f"Container {i['Name']}  {'Paused' if 'unpause' == 'pause' else 'Unpaused'}",
+            print(f"Container {i['Name']}  Unpaused",
                   file=sys.stderr)
         except APIError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -153,7 +153,7 @@ def _dry_run(c: object, project: object, options: dict[str, object], mode: str) 
     assert hasattr(project, "name")
     code = 0
     for msg in ec.stream(c, "POST", ec.path("projects", project.name, "up"),  # type: ignore[arg-type]
-                         {"project": ec.encode(project), "options": options}):  # type: ignore[arg-type]
+                         {"project": ec.encode(project), "options": options}):
         if mode == "json":
             print(json.dumps(msg))
         elif msg["type"] == "plan":
