@@ -427,3 +427,21 @@ services:
     assert f"host port 127.0.0.1:{port}/tcp of service web is already in use by pid " \
            f"{os.getpid()}" in res.stderr
     assert engine.ps() == []
+
+
+def test_wait_timeout_names_the_service_that_is_not_ready(engine: Engine) -> None:
+    engine.compose("""
+services:
+  seed:
+    image: busybox
+    command: ["sh", "-c", "echo seeded"]
+  slow:
+    image: busybox
+    command: ["sleep", "1000"]
+    healthcheck: {test: ["CMD", "false"], interval: 30s, start_interval: 200ms}
+""")
+    res = engine.cli("up", "-d", "--wait", "--wait-timeout", "2", check=False)
+    assert res.returncode != 0
+    assert "timed out after 2" in res.stderr
+    assert "service slow failed: not ready when --wait-timeout expired" in res.stderr
+    assert "service seed" not in res.stderr  # a one-shot that exited 0 is ready
