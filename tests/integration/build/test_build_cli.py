@@ -1,0 +1,68 @@
+"""``pycompose build`` as a user runs it: a compose project with build:, then a cached rebuild."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from pycompose.runtime.bootstrap import bootstrap_busybox
+from pycompose.runtime.images import ImageStore
+
+from tests.integration.runtime.test_container_support import cleanup
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def instance(run_id: str) -> str:
+    return "c" + run_id
+
+
+@pytest.fixture
+def root(state_root: Path, instance: str) -> Iterator[Path]:
+    bootstrap_busybox(ImageStore(state_root / "images"))
+    try:
+        yield state_root
+    finally:
+        trio.run(cleanup, state_root, instance)
+
+
+def cli(*argv: str, root: Path, instance: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCOMPOSE_")}
+    env.update(PYCOMPOSE_ROOT=str(root), PYCOMPOSE_INSTANCE=instance)
+    return subprocess.run([sys.executable, "-m", "pycompose", *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_build_services(root: Path, instance: str, tmp_path: Path) -> None:
+    proj = tmp_path / "shop"
+    (proj / "api").mkdir(parents=True)
+    (proj / "api" / "Dockerfile").write_text(
+        "FROM busybox\nARG FLAVOUR=plain\nCOPY hello.txt /srv/\n"
+        "RUN echo \"$FLAVOUR\" > /srv/flavour\nCMD [\"cat\", \"/srv/flavour\"]\n")
+    (proj / "api" / "hello.txt").write_text("hi\n")
+    (proj / "compose.yaml").write_text(
+        "services:\n"
+        "  api:\n    build:\n      context: ./api\n      args:\n        FLAVOUR: spicy\n"
+        "      labels:\n        team: shop\n"
+        "  web:\n    image: busybox\n")
+    out = cli("build", root=root, instance=instance, cwd=proj)
+    assert out.returncode == 0, out.stderr
+    assert "[stage-0 4/5] RUN echo" in out.stdout
+    assert "naming to shop-api" in out.stdout
+    image = ImageStore(root / "images").get("shop-api")
+    assert image.config.config.labels["team"] == "shop"
+    flavour = image.layers[-1].path / "srv" / "flavour"
+    assert flavour.read_text() == "spicy\n"
+    again = cli("build", "api", root=root, instance=instance, cwd=proj)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("CACHED") == 3  # COPY, RUN, CMD
+    assert ImageStore(root / "images").get("shop-api").id == image.id
+    bad = cli("build", "nope", root=root, instance=instance, cwd=proj)
+    assert bad.returncode == 1
+    assert "no such service: nope" in bad.stderr
