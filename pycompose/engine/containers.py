@@ -130,7 +130,11 @@ class Containers:
                         await self._on_runtime_event(ev.kind, ev.id, ev.status)
                     except Exception:  # one bad event must not stop exit handling
                         log.exception("handling runtime event %s %s", ev.kind, ev.id)
-            log.error("the runtime supervisor connection ended")
+            # Without its supervisor the engine can do nothing right: stop, so that the next
+            # command starts a fresh engine, which starts a supervisor and adopts everything.
+            raise rterrors.SupervisorError(
+                "the connection to the runtime supervisor was lost; the engine stops (the "
+                "next command starts a new one, which adopts the containers)")
 
     async def _reconcile(self) -> None:
         infos = {i.id: i for i in await self.rt.list()}
