@@ -445,3 +445,17 @@ services:
     assert "timed out after 2" in res.stderr
     assert "service slow failed: not ready when --wait-timeout expired" in res.stderr
     assert "service seed" not in res.stderr  # a one-shot that exited 0 is ready
+
+
+def test_losing_the_supervisor_restarts_the_engine_which_adopts(engine: Engine) -> None:
+    engine.compose("services:\n  app:\n    image: busybox\n    command: [sleep, '1000']\n")
+    engine.cli("up", "-d")
+    [before] = engine.ps()
+    sup = supervisor_pid(engine.root)
+    assert sup is not None
+    os.kill(sup, signal.SIGKILL)
+    wait_gone(engine.pid)  # the engine notices and stops
+    engine.start()
+    [after] = engine.ps()
+    assert (after["ID"], after["State"]) == (before["ID"], "running")
+    assert engine.cli("exec", "app", "echo", "still here").stdout == "still here\n"
