@@ -199,6 +199,16 @@ class Runtime:
         result: builtins.list[ProcessInfo] = await self._call(P.Top(cid))
         return result
 
+    async def attach(self, cid: str) -> trio.lowlevel.FdStream:
+        """A stream to the stdin of a container created with ``stdin_open`` or ``tty``
+        (its terminal then). Output is read from the logs (``logs.follow``)."""
+        _attached, fds = await self._call_fds(P.Attach(cid))
+        return trio.lowlevel.FdStream(fds[0])
+
+    async def resize(self, cid: str, rows: int, columns: int) -> None:
+        """Set the terminal size of a ``tty`` container."""
+        await self._call(P.Resize(cid, rows, columns))
+
     async def stats(self, cid: str) -> ContainerStats:
         """CPU time, memory and pids from the container's cgroup."""
         result: ContainerStats = await self._call(P.Stats(cid))

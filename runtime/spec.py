@@ -163,6 +163,8 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     netns: str = "none"  #: ``none`` (own netns, only lo), ``host``, or a netns path to join
     init: bool = False  #: run catatonit as PID 1 (bind-mounted from the host)
+    tty: bool = False  #: stdio is a terminal (also /dev/console); logs read from it
+    stdin_open: bool = False  #: stdin stays open (a pipe, or the terminal) for ``attach``
     etc_hosts: EtcFile | None = None  #: ``None``: localhost entries plus the hostname
     resolv_conf: EtcFile | None = None  #: ``None``: the image's file is left alone
     etc_hostname: EtcFile | None = None  #: ``None``: the hostname

@@ -176,6 +176,29 @@ class Top(Request):
 
 
 @dataclass(frozen=True)
+class Attached:
+    """Sent with one fd: where to write the container's stdin (the terminal with tty)."""
+
+    tty: bool
+
+
+@dataclass(frozen=True)
+class Attach(Request):
+    op = "attach"
+    result = Attached
+    id: str
+
+
+@dataclass(frozen=True)
+class Resize(Request):
+    op = "resize"
+    result = type(None)
+    id: str
+    rows: int
+    columns: int
+
+
+@dataclass(frozen=True)
 class Stats(Request):
     op = "stats"
     result = ContainerStats
@@ -208,8 +231,7 @@ class Shutdown(Request):
 REQUESTS: dict[str, type[Request]] = {
     cls.op: cls for cls in (Hello, Create, Start, Wait, Stop, Kill, Pause, Unpause, Remove,
                             Inspect, ListContainers, Exec, ExecWait, ExecKill, ExecResize, Top,
-                            Stats,
-                            Subscribe,
+                            Stats, Attach, Resize, Subscribe,
                             Gc, Shutdown)
 }
 

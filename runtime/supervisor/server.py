@@ -115,6 +115,8 @@ class Ctr:
     remove_after_exit: list[tuple[Reply, bool]] = field(default_factory=list)
     caps: frozenset[str] = frozenset()
     seccomp: seccomp.CompiledFilter | None = None
+    tty_sock: int = -1  #: a starting tty container's master arrives on it
+    stdin_w: int = -1  #: write end of an open stdin (``stdin_open`` without tty)
     process_user: str = ""
     process_env: tuple[str, ...] = ()
     working_dir: str = "/"
@@ -218,6 +220,10 @@ class Supervisor:
                     self.by_pid[st.pid] = ctr
                     ctr.cgroup = self._cgroup(cid)
                     self._attach_pipes(ctr, parked.pop(cid, []))
+                    stdin = parked.pop(cid + ".stdin", [])
+                    if stdin:
+                        ctr.stdin_w = stdin[0]
+                        os.set_inheritable(ctr.stdin_w, False)
                     self.sel.register(ctr.pidfd, selectors.EVENT_READ,
                                       lambda _m, c=ctr: self._on_adopted_exit(c))
                     log.info("re-adopted %s (pid %d)", cid[:12], st.pid)
@@ -603,7 +609,7 @@ class Supervisor:
             shm_size=spec.shm_size, rlimits=ctr.rlimits, sysctls=dict(spec.sysctls),
             oom_score_adj=spec.oom_score_adj,
             cgroup_procs=ctr.cgroup.procs_files() if ctr.cgroup else (),
-            security=spec.security, caps=ctr.caps, seccomp=ctr.seccomp)
+            security=spec.security, caps=ctr.caps, seccomp=ctr.seccomp, tty=spec.tty)
 
     def op_start(self, to: Reply, req: P.Start) -> None:
         ctr = self._get(req.id)
@@ -620,10 +626,24 @@ class Supervisor:
         if ctr.log is None:
             ctr.log = LogWriter(self._log_path(ctr), ctr.rec.spec.log.max_size,
                                 ctr.rec.spec.log.max_file)
+        spec = ctr.rec.spec
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        tty_parent = tty_child = -1
+        if spec.tty:
+            # The terminal comes from the container's own devpts; the child sends
+            # its master back, and that is what logs are read from.
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            tty_parent, tty_child = a.detach(), b.detach()
+            out_r, out_w = -1, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+            err_r, err_w = -1, os.dup(out_w)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        stdin_w = -1
+        if spec.stdin_open and not spec.tty:
+            null, stdin_w = os.pipe2(os.O_CLOEXEC)  # open for attach, never EOF by itself
+        else:
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         oom_before = 0
         if ctr.cgroup is not None:
             with contextlib.suppress(CgroupError):
@@ -635,32 +655,39 @@ class Supervisor:
             pid = os.fork()
         except BaseException:
             syscalls.setns(self.own_pidns, syscalls.CLONE_NEWPID)
-            for fd in (sync_r, sync_w, out_r, out_w, err_r, err_w, null):
-                os.close(fd)
+            for fd in (sync_r, sync_w, out_r, out_w, err_r, err_w, null, stdin_w, tty_parent,
+                       tty_child):
+                if fd >= 0:
+                    os.close(fd)
             raise
         if pid == 0:
             try:
-                os.close(sync_r)
-                os.close(out_r)
-                os.close(err_r)
-                run_init(plan, sync_w, (null, out_w, err_w))
+                for fd in (sync_r, out_r, err_r, stdin_w, tty_parent):
+                    if fd >= 0:
+                        os.close(fd)
+                run_init(plan, sync_w, (null, out_w, err_w), tty_child)
             finally:
                 os._exit(127)
         syscalls.setns(self.own_pidns, syscalls.CLONE_NEWPID)
-        for fd in (sync_w, out_w, err_w, null):
-            os.close(fd)
+        for fd in (sync_w, out_w, err_w, null, tty_child):
+            if fd >= 0:
+                os.close(fd)
+        ctr.tty_sock = tty_parent
+        if stdin_w >= 0:
+            ctr.stdin_w = stdin_w
+            if self.keeper is not None:
+                self.keeper.put(ctr.id + ".stdin", [stdin_w])
         ctr.is_child = True
         self.by_pid[pid] = ctr
         st.pid = pid
         st.pid_start_time = process_start_time(pid)
         st.oom_count = oom_before
         st.stopping = False
-        if self.keeper is not None:
-            self.keeper.put(ctr.id, [out_r, err_r])
-        for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
-            os.set_blocking(fd, False)
-            ctr.pipes[fd] = name
-            self.sel.register(fd, selectors.EVENT_READ, lambda _m, c=ctr, f=fd: self._on_log(c, f))
+        if out_r >= 0:
+            if self.keeper is not None:
+                self.keeper.put(ctr.id, [out_r, err_r])
+            for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
+                self._watch_log_fd(ctr, fd, name)
         ctr.starting = (to, sync_r, bytearray())
         self.sel.register(sync_r, selectors.EVENT_READ, lambda _m, c=ctr: self._on_sync(c))
 
@@ -687,6 +714,16 @@ class Supervisor:
         os.close(fd)
         ctr.starting = None
         st = ctr.rec.state
+        if ctr.tty_sock >= 0:
+            with socket.socket(fileno=ctr.tty_sock) as sock:
+                ctr.tty_sock = -1
+                sock.setblocking(False)
+                with contextlib.suppress(OSError):
+                    _msg, got, _flags, _addr = socket.recv_fds(sock, 16, 1)
+                    if got:
+                        if self.keeper is not None:
+                            self.keeper.put(ctr.id, [got[0]])
+                        self._watch_log_fd(ctr, got[0], "stdout")
         if data:
             try:
                 err = json.loads(bytes(data))
@@ -743,6 +780,7 @@ class Supervisor:
         code, sig = _decode_status(status)
         if ctr.spawn_failed:
             ctr.spawn_failed = False
+            self._close_stdin(ctr)
             ctr.rec.state.pid = None
             self._save(ctr)
             for to, volumes in ctr.remove_after_exit:
@@ -768,7 +806,15 @@ class Supervisor:
                 oom = ctr.cgroup.oom_killed(ctr.rec.state.oom_count)
         self._record_exit(ctr, ExitStatus(code=None, oom_killed=oom, exited_at=rfc3339_nano()))
 
+    def _close_stdin(self, ctr: Ctr) -> None:
+        if ctr.stdin_w >= 0:
+            os.close(ctr.stdin_w)
+            ctr.stdin_w = -1
+            if self.keeper is not None:
+                self.keeper.drop(ctr.id + ".stdin")
+
     def _record_exit(self, ctr: Ctr, status: ExitStatus) -> None:
+        self._close_stdin(ctr)
         st = ctr.rec.state
         st.status = ContainerStatus.EXITED
         st.pid = None
@@ -799,11 +845,18 @@ class Supervisor:
 
     # -- logs -----------------------------------------------------------------------------
 
+    def _watch_log_fd(self, ctr: Ctr, fd: int, name: str) -> None:
+        os.set_blocking(fd, False)
+        ctr.pipes[fd] = name
+        self.sel.register(fd, selectors.EVENT_READ, lambda _m, c=ctr, f=fd: self._on_log(c, f))
+
     def _on_log(self, ctr: Ctr, fd: int) -> None:
         try:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
             return
+        except OSError:  # EIO: a terminal whose every slave end is closed
+            data = b""
         name = ctr.pipes.get(fd, "stdout")
         if data:
             if ctr.log is not None:
@@ -825,7 +878,7 @@ class Supervisor:
         for fd in list(ctr.pipes):
             name = ctr.pipes[fd]
             try:
-                while data := os.read(fd, 1 << 16):
+                while data := _read_eio_eof(fd):
                     if ctr.log is not None:
                         ctr.log.feed(name, data)
             except BlockingIOError:
@@ -970,6 +1023,32 @@ class Supervisor:
         if pid is None:
             raise ContainerStateError(f"container {ctr.rec.spec.name} is not running")
         self._reply(to, container_processes(pid))
+
+    def op_attach(self, to: Reply, req: P.Attach) -> None:
+        ctr = self._get(req.id)
+        if ctr.rec.state.pid is None:
+            raise ContainerStateError(f"container {ctr.rec.spec.name} is not running")
+        if ctr.rec.spec.tty:
+            master = next(iter(ctr.pipes), -1)
+            if master < 0:
+                raise ContainerStateError(f"container {ctr.rec.spec.name}: terminal is closed")
+            self._reply(to, P.Attached(tty=True), [os.dup(master)])
+        elif ctr.stdin_w >= 0:
+            self._reply(to, P.Attached(tty=False), [os.dup(ctr.stdin_w)])
+        else:
+            raise ContainerStateError(f"container {ctr.rec.spec.name} has no open stdin "
+                                      "(create it with stdin_open or tty)")
+
+    def op_resize(self, to: Reply, req: P.Resize) -> None:
+        ctr = self._get(req.id)
+        master = next(iter(ctr.pipes), -1) if ctr.rec.spec.tty else -1
+        if master < 0:
+            raise ContainerStateError(f"container {ctr.rec.spec.name} has no terminal")
+        import fcntl
+        import struct
+
+        fcntl.ioctl(master, 0x5414, struct.pack("HHHH", req.rows, req.columns, 0, 0))
+        self._reply(to, None)
 
     def op_stats(self, to: Reply, req: P.Stats) -> None:
         ctr = self._get(req.id)
@@ -1178,6 +1257,15 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(ex.pid, parse_signal(req.signal))
         self._reply(to, None)
+
+
+def _read_eio_eof(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        raise
+    except OSError:
+        return b""
 
 
 def _decode_status(status: int) -> tuple[int, int | None]:

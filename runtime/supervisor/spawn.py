@@ -118,6 +118,7 @@ class InitPlan:
     security: Security = field(default_factory=Security)
     caps: frozenset[str] = frozenset()  #: the container's capability set
     seccomp: CompiledFilter | None = None  #: compiled by the supervisor, loaded last
+    tty: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,13 @@ def _report(sync_w: int, step: str, exc: BaseException) -> None:
         os.write(sync_w, json.dumps(msg).encode())
 
 
-def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
-    """Child side of a container start; never returns."""
+def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int],
+             tty_sock: int = -1) -> None:
+    """Child side of a container start; never returns.
+
+    With ``plan.tty``, stdio is a terminal of the container's devpts (also bound
+    at /dev/console); its master goes to the supervisor over ``tty_sock``.
+    """
     gc.disable()  # a collection would touch (and copy) every page of the parent's heap
     step = _Step()
     try:
@@ -196,6 +202,14 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
 
         step("user")
         user = resolve_user(rootfs, plan.user, plan.group_add)
+        if plan.tty:
+            step("tty")
+            slave = _open_pty(tty_sock, user.uid, None, devpts=os.path.join(rootfs, "dev"),
+                              controlling=False)
+            console = os.path.join(rootfs, "dev", "console")
+            make_mountpoint(console, is_dir=False)
+            syscalls.mount(f"/proc/self/fd/{slave}", console, None, syscalls.MS_BIND)
+            stdio = (slave, slave, slave)
 
         step("pivot_root")
         pivot_into(rootfs)
@@ -216,6 +230,11 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int]) -> None:
         apply_rlimits(plan.rlimits)
         apply_oom_score_adj(plan.oom_score_adj)
 
+        if plan.tty:
+            os.setsid()
+            import fcntl
+
+            fcntl.ioctl(stdio[0], TIOCSCTTY, 0)
         argv = list(plan.argv)
         _finish(step, plan.working_dir, argv, list(plan.env), user, plan, sync_w,
                 stdio, init=bool(plan.init_binary))
@@ -258,16 +277,17 @@ def run_exec(plan: ExecPlan, ns_fds: list[tuple[int, int]], sync_w: int,
 TIOCSPTLCK, TIOCGPTN, TIOCSCTTY, TIOCSWINSZ = 0x40045431, 0x80045430, 0x540E, 0x5414
 
 
-def _open_pty(tty_sock: int, uid: int, size: tuple[int, int] | None) -> int:
-    """A pty pair from the container's /dev/ptmx; send the master, keep the slave."""
+def _open_pty(tty_sock: int, uid: int, size: tuple[int, int] | None, *, devpts: str = "/dev",
+              controlling: bool = True) -> int:
+    """A pty pair from the container's ptmx; send the master, keep the slave."""
     import fcntl
     import socket
     import struct
 
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    master = os.open(f"{devpts}/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
     number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
-    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    slave = os.open(f"{devpts}/pts/{number}", os.O_RDWR | os.O_NOCTTY)
     os.fchown(slave, uid, -1)
     if size:
         fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
@@ -275,8 +295,9 @@ def _open_pty(tty_sock: int, uid: int, size: tuple[int, int] | None) -> int:
         socket.send_fds(sock, [b"m"], [master])
     os.close(master)
     os.close(tty_sock)
-    os.setsid()
-    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    if controlling:
+        os.setsid()
+        fcntl.ioctl(slave, TIOCSCTTY, 0)
     return slave
 
 

@@ -182,3 +182,35 @@ async def test_exec_with_tty(rt: Runtime, busybox_rootfs: Path) -> None:
         assert await proc.wait() == 6
         await proc.aclose()
         assert b"10 20" in out
+
+
+async def test_tty_and_stdin_open_containers(rt: Runtime, busybox_rootfs: Path) -> None:
+    from contextlib import aclosing
+
+    from pycompose.runtime.logs import follow
+
+    with trio.fail_after(TEST_TIMEOUT):
+        # `tty: true` + `stdin_open: true` keeps a shell alive, as on Docker.
+        info = await rt.create(spec(busybox_rootfs, "sh", tty=True, stdin_open=True))
+        await rt.start(info.id)
+        assert (await rt.inspect(info.id)).status.value == "running"
+        await rt.resize(info.id, 25, 90)
+        term = await rt.attach(info.id)
+        await term.send_all(b"tty; stty size; ls -l /dev/console | cut -c1; exit 9\n")
+        assert (await rt.wait(info.id)).code == 9
+        await term.aclose()
+        text = "".join(e.text for e in read_logs(rt.log_path(info.id))).replace("\r", "")
+        assert "/dev/pts/0\n25 90\nc\n" in text
+        # stdin_open without a terminal: a pipe that stays open until written to.
+        info = await rt.create(spec(busybox_rootfs, "sh", "-c", "echo waiting; read x; echo got-$x",
+                                    stdin_open=True))
+        await rt.start(info.id)
+        async with aclosing(follow(rt.log_path(info.id))) as entries:
+            async for entry in entries:
+                if entry.text == "waiting\n":
+                    break
+        stdin = await rt.attach(info.id)
+        await stdin.send_all(b"hello\n")
+        await stdin.aclose()
+        assert (await rt.wait(info.id)).code == 0
+        assert read_logs(rt.log_path(info.id))[-1].text == "got-hello\n"
