@@ -49,4 +49,5 @@ def test_one_engine_per_root_and_clean_sigterm(state_root: Path, run_id: str) ->
         remove_cgroup_parent(instance)
     assert not paths.socket.exists()  # removed on a clean stop
     log = (state_root / "engine.log").read_text()
-    assert "received SIGTERM" in log and "engine stopped" in log
+    assert "received SIGTERM" in log
+    assert "engine stopped" in log
