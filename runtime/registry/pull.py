@@ -150,15 +150,18 @@ class _Download:
         self.desc = desc
         self.diff_id = diff_id
         self.path = path                   # where the verified blob ends up
-        self.partial: Path | None = None   # the file being written
+        # A read-only fd on the blob's inode, taken before the file can be renamed or
+        # removed (by this pull, or by another pull of the same layer): readers dup it.
+        self.fd: int | None = None
         self.size = 0
         self.complete = False
         self.error: BaseException | None = None
         self.cond = threading.Condition()
 
-    def started(self, partial: Path) -> None:
+    def started(self, fd: int, size: int = 0) -> None:
         with self.cond:
-            self.partial = partial
+            self.fd = fd
+            self.size = size
             self.cond.notify_all()
 
     def grow(self, n: int) -> None:
@@ -172,6 +175,11 @@ class _Download:
             self.error = error
             self.cond.notify_all()
 
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
 
 class _FollowReader:
     """Reads a blob while it is downloaded (in the store's worker thread)."""
@@ -180,16 +188,12 @@ class _FollowReader:
         self.item = item
         self.pos = 0
         with item.cond:
-            while item.partial is None and not item.complete:
+            while item.fd is None and not item.complete:
                 item.cond.wait()
             self._raise_if_failed()
-            path = item.partial if item.partial is not None and not item.complete \
-                else item.path
-        try:
-            self.file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
-            # Renamed into place between the check and the open: the blob is complete.
-            self.file = open(item.path, "rb")  # noqa: SIM115
+            if item.fd is None:
+                raise RegistryError(f"layer {item.desc.digest}: no downloaded blob")
+            self.file: BinaryIO = os.fdopen(os.dup(item.fd), "rb")
 
     def _raise_if_failed(self) -> None:
         if self.item.error is not None:
@@ -221,6 +225,18 @@ class _FollowReader:
         self.close()
 
 
+def _open_complete(path: Path, size: int) -> int | None:
+    """An fd on a complete blob kept by an earlier pull, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if os.fstat(fd).st_size != size:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _sweep_partials(work_dir: Path) -> None:
     """Remove ``*.partial`` files of pulls that died (their flock is gone)."""
     with contextlib.suppress(FileNotFoundError):
@@ -249,7 +265,7 @@ async def _fetch_blob(client: RegistryClient, repo: str, item: _Download,
     partial = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    item.started(partial)
+    item.started(os.open(partial, os.O_RDONLY | os.O_CLOEXEC))
     out = os.fdopen(fd, "wb")
     hasher = hashlib.sha256()
     written = 0
@@ -363,8 +379,9 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     async def download(item: _Download) -> None:
         error: BaseException | None = None
         try:
-            if await trio.to_thread.run_sync(item.path.is_file):
-                item.size = item.desc.size  # verified by an earlier, interrupted pull
+            fd = await trio.to_thread.run_sync(_open_complete, item.path, item.desc.size)
+            if fd is not None:  # verified by an earlier pull that was interrupted
+                item.started(fd, item.desc.size)
                 progress(ProgressEvent(hex_of(item.desc.digest)[:12], "Download complete",
                                        item.desc.size, item.desc.size))
             else:
@@ -411,6 +428,8 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             raise cause from None
         raise
     finally:
+        for item in pending:
+            item.close()
         if success or not keep_blobs:
             with trio.CancelScope(shield=True):
                 for item in pending:

@@ -102,3 +102,22 @@ def test_registry_config_is_plain_json(tmp_path: Path) -> None:
     assert cfg.is_insecure("127.0.0.1:5000")
     assert not cfg.is_insecure("reg.lan:443")
     assert cfg.docker_config == Path("/home/x/.docker/config.json")
+
+
+async def test_concurrent_pulls_sharing_layers(registry: RegistryServer, store: ImageStore,
+                                               dest_store: ImageStore, multilayer: Image,
+                                               tmp_path: Path, run_id: str) -> None:
+    refs = [f"{registry.host}/pc{run_id}/shared-{n}:1" for n in range(3)]
+    for ref in refs:
+        await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+    results = []
+
+    async def one(ref: str) -> None:
+        results.append(await pull_image(dest_store, ref, work_dir=tmp_path / "d"))
+
+    async with trio.open_nursery() as nursery:
+        for ref in refs:
+            nursery.start_soon(one, ref)
+    assert {r.image.id for r in results} == {multilayer.id}
+    assert len(dest_store.get(refs[0]).names) == 3
+    assert not [p for p in (tmp_path / "d").iterdir() if not p.name.startswith("digests.")]
