@@ -685,7 +685,11 @@ class Builder:
 
             def do_copy() -> None:
                 rel_target = os.path.normpath(target).lstrip("/")
-                _make_parents(diff, lowers, rel_target if dir_dest else
+                into_dir = dir_dest
+                existing = _lookup(lowers, rel_target)
+                if existing is not None and existing.is_dir() and not existing.is_symlink():
+                    into_dir = True  # COPY file /existing/dir: into it, as Docker
+                _make_parents(diff, lowers, rel_target if into_dir else
                               os.path.dirname(rel_target))
                 for path, rel in entries:
                     if path.is_dir() and not path.is_symlink():
@@ -695,7 +699,7 @@ class Builder:
                     elif instr.keyword == "ADD" and path.name.endswith(_ARCHIVE_SUFFIXES):
                         _extract(path, diff / rel_target, where)
                     else:
-                        out = diff / rel_target / path.name if dir_dest else diff / rel_target
+                        out = diff / rel_target / path.name if into_dir else diff / rel_target
                         copy_entry(path, out, uid=uid, gid=gid, mode=mode)
 
             try:
