@@ -459,3 +459,45 @@ def test_losing_the_supervisor_restarts_the_engine_which_adopts(engine: Engine) 
     [after] = engine.ps()
     assert (after["ID"], after["State"]) == (before["ID"], "running")
     assert engine.cli("exec", "app", "echo", "still here").stdout == "still here\n"
+
+
+def test_exits_while_the_engine_is_down_are_recorded_and_policies_applied(
+        engine: Engine) -> None:
+    engine.compose("""
+services:
+  once:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; exit 4"]
+  again:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; exit 5"]
+    restart: always
+""")
+    engine.cli("up", "-d")
+    ids = [c["ID"] for c in engine.ps()]
+    with engine.api() as api:
+        ids = [api.get(f"/containers/{i}/json")["Id"] for i in ids]
+    os.kill(engine.pid, signal.SIGKILL)
+    wait_gone(engine.pid)
+
+    async def both_exit() -> None:  # ask the runtime itself: both exit meanwhile
+        import trio
+
+        from pycompose.runtime.client import open_runtime
+
+        async with open_runtime(engine.root, engine.env["PYCOMPOSE_INSTANCE"],
+                                autostart=False) as rt:
+            with trio.fail_after(30):
+                for cid in ids:
+                    await rt.wait(cid)
+
+    import trio
+
+    trio.run(both_exit)
+    engine.start()
+    states = {c["Service"]: c for c in engine.ps()}
+    assert states["once"]["State"] == "exited"
+    assert states["once"]["ExitCode"] == 4
+    with engine.api() as api:
+        again = api.get("/containers/project-again-1/json")
+    assert again["RestartCount"] >= 1  # restarted by the new engine, as `always` says
