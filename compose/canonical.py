@@ -549,8 +549,12 @@ def ulimits(value: Any, path: KeyPath, ctx: Context) -> Any:
         if isinstance(limit, int):
             out[name] = {"soft": limit, "hard": limit}
         elif isinstance(limit, dict):
-            if isinstance(limit.get("soft"), int) and isinstance(limit.get("hard"), int) \
-                    and limit["soft"] > limit["hard"]:
+            missing = [k for k in ("soft", "hard") if not isinstance(limit.get(k), int)]
+            if missing:
+                # e.g. `soft: !reset`: the limit is no longer complete
+                ctx.error((*path, name), f"needs both soft and hard (missing {', '.join(missing)})")
+                continue
+            if limit["soft"] > limit["hard"]:
                 ctx.error((*path, name), f"soft limit {limit['soft']} is above the hard "
                                          f"limit {limit['hard']}")
             out[name] = dict(limit)

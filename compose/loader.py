@@ -200,6 +200,8 @@ class _Session:
             except OSError as exc:
                 raise ComposeFileError(self.display(path), None,
                                        f"cannot read: {exc.strerror}") from None
+            except ValueError:  # open() refuses a path with a NUL byte
+                raise ComposeFileError(repr(path), None, "invalid file name") from None
         return read_yaml(text, file=self.display(path))
 
     def stage_file(self, path: str, base_dir: str, until: Stage,
