@@ -64,16 +64,21 @@ class Tool:
 
 @dataclass(frozen=True)
 class Target:
-    """A figure's goal: ``tool`` at most ``ratio`` x the baseline, or at most ``value``."""
+    """A figure's goal: ``tool`` at most ``ratio`` x the baseline, or at most ``value``.
+
+    With ``at_least=True`` the bound is a floor instead (throughput figures).
+    """
 
     tool: str
     ratio: float | None = None
     value: float | None = None
+    at_least: bool = False
 
     def describe(self, unit: str) -> str:
+        op = ">=" if self.at_least else "<="
         if self.ratio is not None:
-            return f"{self.tool} <= {self.ratio:g}x"
-        return f"{self.tool} <= {self.value:g} {unit}"
+            return f"{self.tool} {op} {self.ratio:g}x"
+        return f"{self.tool} {op} {self.value:g} {unit}"
 
     def met(self, values: Mapping[str, float], baseline: str | None) -> bool | None:
         mine = values.get(self.tool)
@@ -82,9 +87,11 @@ class Target:
         if self.ratio is not None:
             if baseline is None or baseline not in values:
                 return None
-            return mine <= self.ratio * values[baseline]
-        assert self.value is not None
-        return mine <= self.value
+            bound = self.ratio * values[baseline]
+        else:
+            assert self.value is not None
+            bound = self.value
+        return mine >= bound if self.at_least else mine <= bound
 
 
 @dataclass(frozen=True)
