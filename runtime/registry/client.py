@@ -21,6 +21,7 @@ the ``Authorization`` header is not sent to another host.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class RegistryClient:
         else:
             self._bases = [f"https://{host}"]
         self._base: str | None = None
+        self._configure_tls(host)
         self._credentials = credentials
         self._credentials_loaded = credentials is not None or endpoint is not None
         self._challenge: Challenge | None = None
@@ -99,6 +101,22 @@ class RegistryClient:
         self._lock = trio.Lock()
 
     # -- connection and auth --------------------------------------------------------
+
+    def _configure_tls(self, host: str) -> None:
+        cas, client = self.config.tls_files(host)
+        if not cas and client is None:
+            return
+        context = ssl.create_default_context()
+        try:
+            for ca in cas:
+                context.load_verify_locations(cafile=str(ca))
+            if client is not None:
+                context.load_cert_chain(str(client[0]), str(client[1]))
+        except (OSError, ssl.SSLError) as exc:
+            raise RegistryError(f"registry {host}: bad certificate files "
+                                f"({', '.join(map(str, cas))}): {exc}") from None
+        url = Url.parse(f"https://{host}/")
+        self.http.set_ssl_context(url.host, url.port, context)
 
     async def _ensure_base(self) -> str:
         """Pick https or (insecure registries) http with a ``GET /v2/`` ping."""

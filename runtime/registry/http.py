@@ -136,7 +136,12 @@ class HttpClient:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._ssl = ssl_context
+        self._ssl_by_host: dict[tuple[str, int], ssl.SSLContext] = {}
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+
+    def set_ssl_context(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        """Use ``context`` (own CAs, a client certificate) for HTTPS to ``host:port``."""
+        self._ssl_by_host[(host, port)] = context
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -161,7 +166,8 @@ class HttpClient:
                 tcp = await trio.open_tcp_stream(url.host, url.port)
                 stream: trio.abc.Stream = tcp
                 if url.scheme == "https":
-                    tls = trio.SSLStream(tcp, self._ssl_context(), server_hostname=url.host,
+                    context = self._ssl_by_host.get((url.host, url.port)) or self._ssl_context()
+                    tls = trio.SSLStream(tcp, context, server_hostname=url.host,
                                          https_compatible=True)
                     try:
                         await tls.do_handshake()
@@ -309,6 +315,8 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # trio wraps TLS failures: the SSLError says what went wrong
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

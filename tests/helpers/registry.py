@@ -2,7 +2,8 @@
 
 ``RegistryServer(workdir, auth=...)`` writes a config file (filesystem storage
 in ``workdir/storage``, a free port on 127.0.0.1), starts the registry, and
-``stop()`` kills it by PID. ``auth`` is ``None``, ``"htpasswd"`` (bcrypt file
+``stop()`` kills it by PID. ``tls=True`` serves HTTPS with a self-signed
+certificate for 127.0.0.1 (``cert``). ``auth`` is ``None``, ``"htpasswd"`` (bcrypt file
 with ``USER``/``PASSWORD``) or ``"token"`` (the registry trusts a self-signed
 certificate; :class:`TokenIssuer` signs RS256 JWTs with its key, via the
 ``openssl`` command line).
@@ -149,8 +150,11 @@ class TokenIssuer:
 
 class RegistryServer:
     def __init__(self, workdir: Path, *, auth: str | None = None,
-                 issuer: TokenIssuer | None = None, port: int | None = None) -> None:
+                 issuer: TokenIssuer | None = None, port: int | None = None,
+                 tls: bool = False) -> None:
         self.workdir = workdir
+        self.tls = tls
+        self.cert = workdir / "server.crt"
         self.storage = workdir / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -179,6 +183,13 @@ class RegistryServer:
             f"  addr: 127.0.0.1:{self.port}",
             f"  secret: {os.urandom(8).hex()}",
         ]
+        if self.tls:
+            key = self.workdir / "server.key"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                 str(key), "-out", str(self.cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                 "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+            lines += ["  tls:", f"    certificate: {self.cert}", f"    key: {key}"]
         if self.auth == "htpasswd":
             htpasswd = self.workdir / "htpasswd"
             out = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True,

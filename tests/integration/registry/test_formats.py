@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 import zstandard
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.images.digest import sha256_digest
@@ -80,3 +81,28 @@ async def test_cross_repository_mount(registry: RegistryServer, store: ImageStor
                               progress=events.append)
     assert [e.status for e in events].count("Mounted") == 3
     assert second.uploaded == 3
+
+
+async def test_registry_with_its_own_ca(store: ImageStore, dest_store: ImageStore,
+                                        multilayer: Image, tmp_path: Path,
+                                        run_id: str) -> None:
+    from pycompose.runtime.registry import RegistryUnavailableError
+
+    from tests.helpers.registry import registry_available
+
+    if not registry_available():
+        pytest.skip("needs Debian's docker-registry")
+    server = RegistryServer(tmp_path / "tls", tls=True).start()
+    try:
+        ref = f"{server.host}/pc{run_id}/tls:1"
+        with pytest.raises(RegistryUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+            await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+        certs = tmp_path / "certs.d"
+        (certs / server.host).mkdir(parents=True)
+        (certs / server.host / "ca.crt").write_bytes(server.cert.read_bytes())
+        cfg = RegistryConfig(certs_dirs=(certs,))
+        await push_image(store, ref, source="app:1", config=cfg, work_dir=tmp_path / "w")
+        result = await pull_image(dest_store, ref, config=cfg, work_dir=tmp_path / "d")
+        assert result.image.id == multilayer.id
+    finally:
+        server.kill()
