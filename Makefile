@@ -28,7 +28,7 @@ bench: venv apt-bench
 
 check: venv
 	$(BIN)/ruff check pycompose compose runtime network tests benchmarks
-	$(BIN)/mypy pycompose compose runtime network
+	./scripts/typecheck
 
 apt:
 	@./scripts/apt-install $(APT_RUNTIME) $(APT_BUILD)
