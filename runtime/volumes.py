@@ -74,8 +74,13 @@ def list_volumes(root: str | os.PathLike[str]) -> list[VolumeInfo]:
     return out
 
 
-def remove_volume(root: str | os.PathLike[str], name: str) -> None:
-    """Delete the volume and its data (already gone is fine). The caller checks use."""
+def remove_volume(root: str | os.PathLike[str], name: str, *, defer: bool = False) -> None:
+    """Delete the volume and its data (already gone is fine). The caller checks use.
+
+    The directory is first renamed into ``<root>/trash`` (atomic: the name is
+    free at once); ``defer`` leaves the deletion to the supervisor's idle time
+    (or ``gc``) instead of doing it now.
+    """
     vdir = _vdir(root, name)
     if os.path.isdir(vdir):
         trash = os.path.join(os.fspath(root), "trash")
@@ -85,4 +90,6 @@ def remove_volume(root: str | os.PathLike[str], name: str) -> None:
             os.rename(vdir, dest)
         except OSError:
             dest = vdir
-        shutil.rmtree(dest, ignore_errors=True)
+            defer = False
+        if not defer:
+            shutil.rmtree(dest, ignore_errors=True)

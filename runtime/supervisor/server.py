@@ -210,6 +210,8 @@ class Supervisor:
                 log.warning("container %s: %s", cid[:12], exc)
             self.containers[cid] = ctr
             st = rec.state
+            if st.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                self._kill_half_started(cdir)
             if st.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) and st.pid:
                 if process_start_time(st.pid) == st.pid_start_time and st.pid_start_time:
                     try:
@@ -237,6 +239,25 @@ class Supervisor:
                 os.close(fd)
             if self.keeper is not None:
                 self.keeper.drop(cid)
+
+    @staticmethod
+    def _kill_half_started(cdir: str) -> None:
+        """Kill an init a crashed supervisor forked but never recorded as started."""
+        try:
+            with open(os.path.join(cdir, "init.pid")) as fh:
+                pid_text, start_text = fh.read().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return
+        if start_text != "None" and process_start_time(pid) == int(start_text):
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                return
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
+            log.warning("killed half-started init %d of %s", pid, os.path.basename(cdir))
 
     def _attach_pipes(self, ctr: Ctr, fds: list[int]) -> None:
         """Resume log capture on pipes a previous supervisor parked in the keeper."""
@@ -681,6 +702,11 @@ class Supervisor:
         self.by_pid[pid] = ctr
         st.pid = pid
         st.pid_start_time = process_start_time(pid)
+        # Until the start completes, state.json does not name this process; a
+        # supervisor crash in between would leave it unknown. This one small
+        # write lets the next supervisor find and kill such a half-started init.
+        with contextlib.suppress(OSError), open(os.path.join(ctr.cdir, "init.pid"), "w") as fh:
+            fh.write(f"{pid} {st.pid_start_time}")
         st.oom_count = oom_before
         st.stopping = False
         if out_r >= 0:
@@ -1003,7 +1029,8 @@ class Supervisor:
         self._discard_dir(ctr.cdir)
         if volumes:
             for name in ctr.rec.state.anonymous_volumes:
-                remove_volume(self.root, name)
+                remove_volume(self.root, name, defer=True)
+                self.trash_pending = True
         for to in ctr.waiters:
             self._reply(to, ctr.rec.state.exit or ExitStatus(code=None))
         ctr.waiters.clear()
