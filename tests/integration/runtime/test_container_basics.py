@@ -190,3 +190,34 @@ async def test_capabilities_seccomp_and_masked_paths(rt: Runtime, busybox_rootfs
         code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", "grep CapEff /proc/self/status",
                                        user="1000"))
         assert "CapEff:\t0000000000000000" in out
+
+
+async def test_failures_leave_nothing_half_made(rt: Runtime, busybox_rootfs: Path,
+                                                instance: str, tmp_path: Path) -> None:
+    from pycompose.runtime import cgroups
+    from pycompose.runtime.errors import ContainerError
+
+    layout = cgroups.detect_layout()
+    with trio.fail_after(TEST_TIMEOUT):
+        # Refused at create: nothing on disk, no cgroup.
+        bad = spec(busybox_rootfs, "true", sysctls={"vm.swappiness": "1"})
+        with pytest.raises(ContainerError, match="vm.swappiness is not namespaced"):
+            await rt.create(bad)
+        assert not (rt.root / "containers" / bad.id).exists()
+        assert not cgroups.open_cgroup(layout, f"pycompose_{instance}", bad.id).exists()
+        with pytest.raises(ContainerError, match="image layer /nonexistent is missing"):
+            await rt.create(spec(("/nonexistent",), "true"))
+        # Fails in the child at a mount: a typed error with the step and the path.
+        afile = tmp_path / "a-file"
+        afile.write_text("x")
+        info = await rt.create(spec(busybox_rootfs, "true", mounts=(
+            Mount(MountType.BIND, "/etc", str(afile)),)))
+        with pytest.raises(SpawnError) as err:
+            await rt.start(info.id)
+        assert err.value.step == "mounts"
+        assert "/etc" in str(err.value)
+        assert (await rt.inspect(info.id)).status.value == "created"
+        await rt.remove(info.id)
+        assert not cgroups.open_cgroup(layout, f"pycompose_{instance}", info.id).exists()
+        with pytest.raises(ContainerError, match="must be 64 lowercase hex"):
+            await rt.create(spec(busybox_rootfs, "true", id="nothex"))
