@@ -363,10 +363,27 @@ class Builder:
         cached = self._cache_get(key, options)
         if cached is not None:
             return _State(cached, key, state.args), True
-        config = state.config.derive(config=cc, created_by=created_by.strip(),
+        diff_ids: list[str] = []
+        if kw == "WORKDIR":  # the directory exists in the image, as BuildKit makes it
+            diff_ids = await trio.to_thread.run_sync(self._workdir_layer, state.config,
+                                                     cc.working_dir)
+        config = state.config.derive(diff_ids=diff_ids, config=cc,
+                                     created_by=created_by.strip(),
                                      comment="buildkit.dockerfile.v0")
         self._cache_put(key, config)
         return _State(config, key, state.args), False
+
+    def _workdir_layer(self, config: ImageConfig, path: str) -> list[str]:
+        lowers = self._layer_paths(config)
+        rel = os.path.normpath(path).lstrip("/")
+        if not rel or rel == "." or _lookup(lowers, rel) is not None:
+            return []
+        work = Path(tempfile.mkdtemp(prefix="build-workdir-", dir=self.root))
+        try:
+            _make_parents(work, lowers, rel)
+            return [self.store.add_layer_from_dir(work).diff_id]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _metadata(self, state: _State, instr: Instruction, where: str,
                   env: dict[str, str]) -> ContainerConfig:

@@ -37,6 +37,7 @@ CMD ["cat", "greeting"]
 FROM busybox
 COPY --from=base /app/greeting /out/greeting
 COPY a.txt /etc
+WORKDIR /srv/empty
 LABEL org.example.x="y z"
 EXPOSE 8080
 USER 1000
@@ -160,7 +161,9 @@ async def test_build_run_copy_multistage_and_cache(rt: Runtime, store: ImageStor
     assert fc.healthcheck.interval == 5_000_000_000
     assert "hello from RUN" in await run_in(rt, final, "cat", "/out/greeting")
     assert "A" in await run_in(rt, final, "cat", "/etc/a.txt")  # into the existing dir
-    assert len(final.layers) == len(store.get("busybox").layers) + 2
+    assert len(final.layers) == len(store.get("busybox").layers) + 3
+    assert fc.working_dir == "/srv/empty"
+    assert "made" in await run_in(rt, final, "sh", "-c", "test -d /srv/empty && echo made")
 
 
 async def test_failures_name_the_line(rt: Runtime, store: ImageStore, state_root: Path,
