@@ -100,14 +100,6 @@ class Ignore:
         return any(not exclude for exclude, _ in self.rules)
 
 
-def _inside(context: Path, rel: str, where: str) -> Path:
-    norm = posixpath.normpath("/" + rel).lstrip("/")
-    if rel.startswith("../") or rel == ".." or "/../" in f"/{rel}/" and \
-            posixpath.normpath(rel).startswith(".."):
-        raise DockerfileError(f"{where}: {rel!r} is outside the build context")
-    return context / norm if norm and norm != "." else context
-
-
 def expand(context: Path, source: str, ignore: Ignore, where: str) -> list[tuple[Path, str]]:
     """The context entries ``source`` (a path or glob) names: ``(path, rel)`` pairs."""
     rel = posixpath.normpath(source.lstrip("/")) if source not in ("", ".", "/") else "."
@@ -120,7 +112,7 @@ def expand(context: Path, source: str, ignore: Ignore, where: str) -> list[tuple
             raise DockerfileError(f"{where}: no source files were specified "
                                   f"(nothing in the context matches {source!r})")
         return found
-    path = _inside(context, rel, where)
+    path = context if rel == "." else context / rel
     if not (path.exists() or path.is_symlink()) or (rel != "." and ignore.ignored(rel)):
         raise DockerfileError(f"{where}: {source!r} not found in the build context"
                               f"{' (excluded by .dockerignore)' if path.exists() else ''}")
