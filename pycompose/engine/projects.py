@@ -569,7 +569,7 @@ class ProjectManager:
         c = self._c()
         tail_arg = req.arg("tail", "all")
         tail = None if tail_arg in (None, "all", "") else int(tail_arg)
-        since, until = req.arg("since") or None, req.arg("until") or None
+        since, until = _time_arg(req.arg("since")), _time_arg(req.arg("until"))
         stdout, stderr = req.flag("stdout", True), req.flag("stderr", True)
         following = req.flag("follow")
 
@@ -858,6 +858,16 @@ class ProjectManager:
         r.add("POST", "/containers/{id}/exec", self.exec_)
         r.add("POST", "/containers/{id}/wait", self.wait)
         r.add("GET", "/containers/{id}/stats", self.stats)
+
+
+def _time_arg(value: str | None) -> str | float | None:
+    """``since``/``until``: Unix seconds (as Docker sends them) or RFC 3339 text."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 async def _first(events: list[trio.Event]) -> None:

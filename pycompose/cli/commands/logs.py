@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
+import time
 from typing import Any
 
 COLORS = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"]
@@ -21,6 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-color", action="store_true", help="Monochrome output")
     parser.add_argument("--no-log-prefix", action="store_true", help="No container prefix")
     parser.add_argument("--index", type=int, help="(accepted for compatibility)")
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def time_arg(value: str | None) -> str | None:
+    """Docker's ``--since``/``--until``: RFC 3339, Unix seconds, or a duration before now
+    (``42m``, ``1h30m``, ``10s``) -> what the engine takes (RFC 3339 or Unix seconds)."""
+    if not value:
+        return None
+    m = _DURATION.match(value)
+    if m and any(m.groups()):
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        return f"{time.time() - (h * 3600 + mi * 60 + s):.9f}"
+    return value
 
 
 class Printer:
@@ -71,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     c = ec.client()
     printer = _printer(c, name, args)
     query = {"follow": args.follow, "tail": args.tail, "timestamps": args.timestamps,
-             "since": args.since, "until": args.until,
+             "since": time_arg(args.since), "until": time_arg(args.until),
              "services": ",".join(args.services) or None}
     try:
         for entry in c.stream("GET", ec.path("projects", name, "logs"), query=query):
