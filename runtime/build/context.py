@@ -111,12 +111,23 @@ def expand(context: Path, source: str, ignore: Ignore, where: str) -> list[tuple
         if not found:
             raise DockerfileError(f"{where}: no source files were specified "
                                   f"(nothing in the context matches {source!r})")
+        for path, m in found:
+            _check_inside(context, path, m, where)
         return found
     path = context if rel == "." else context / rel
     if not (path.exists() or path.is_symlink()) or (rel != "." and ignore.ignored(rel)):
         raise DockerfileError(f"{where}: {source!r} not found in the build context"
                               f"{' (excluded by .dockerignore)' if path.exists() else ''}")
+    _check_inside(context, path, rel, where)
     return [(path, rel)]
+
+
+def _check_inside(context: Path, path: Path, rel: str, where: str) -> None:
+    """A directory symlink on the way must not lead out of the context (the entry itself
+    may be a symlink: it is copied as one)."""
+    if rel != "." and not path.parent.resolve().is_relative_to(context.resolve()):
+        raise DockerfileError(f"{where}: {rel!r} is outside the build context "
+                              "(through a symbolic link)")
 
 
 def walk(path: Path, rel: str, ignore: Ignore) -> Iterator[tuple[Path, str]]:

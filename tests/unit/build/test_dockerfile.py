@@ -80,6 +80,10 @@ def test_globs_and_content_hash(tmp_path: Path) -> None:
         expand(tmp_path, "../etc/passwd", ign, "w")
     with pytest.raises(DockerfileError, match="excluded by .dockerignore"):
         expand(tmp_path, "b.txt", ign, "w")
+    (tmp_path / "etc-link").symlink_to("/etc")
+    with pytest.raises(DockerfileError, match="through a symbolic link"):
+        expand(tmp_path, "etc-link/passwd", ign, "w")
+    (tmp_path / "etc-link").unlink()
     first = content_hash(expand(tmp_path, ".", ign, "w"), ign)
     (tmp_path / "b.txt").write_text("changed but ignored")
     assert content_hash(expand(tmp_path, ".", ign, "w"), ign) == first
