@@ -416,14 +416,18 @@ class ProjectManager:
         for item in o.get("env") or ():
             k, sep, v = item.partition("=")
             env[k] = v if sep else None
+        extra_volumes = tuple(_run_volume(project, v) for v in o.get("volumes") or ())
+        extra_ports = tuple(_run_port(p) for p in o.get("publish") or ())
         service = dataclasses.replace(
             base,
+            volumes=base.volumes + extra_volumes,
             command=tuple(o["command"]) if o.get("command") else base.command,
             entrypoint=tuple(o["entrypoint"]) if o.get("entrypoint") is not None
             else base.entrypoint,
             environment=FrozenDict(env), user=o.get("user") or base.user,
             working_dir=o.get("workdir") or base.working_dir, restart=None,
-            ports=base.ports if o.get("service_ports") else (), container_name=None,
+            ports=(base.ports if o.get("service_ports") else ()) + extra_ports,
+            container_name=None,
             healthcheck=base.healthcheck)
         c = self._c()
 
@@ -858,6 +862,40 @@ class ProjectManager:
         r.add("POST", "/containers/{id}/exec", self.exec_)
         r.add("POST", "/containers/{id}/wait", self.wait)
         r.add("GET", "/containers/{id}/stats", self.stats)
+
+
+def _run_volume(project: Project, spec: str) -> Any:
+    """``run -v SRC:DST[:ro|rw]`` -> a bind (SRC a path) or a named volume of the project."""
+    from pycompose.compose.model import ServiceVolume  # noqa: PLC0415
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[1].startswith("/"):
+        raise HTTPError(400, f"run -v {spec!r}: use SRC:DST[:ro|rw] with an absolute DST")
+    src, dst = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise HTTPError(400, f"run -v {spec!r}: mode must be ro or rw")
+    if src.startswith(("/", ".", "~")):
+        path = os.path.normpath(os.path.join(project.working_dir, os.path.expanduser(src)))
+        return ServiceVolume(type="bind", source=path, target=dst, read_only=mode == "ro")
+    if src not in project.volumes:
+        raise HTTPError(400, f"run -v {spec!r}: volume {src!r} is not declared in the project")
+    return ServiceVolume(type="volume", source=src, target=dst, read_only=mode == "ro")
+
+
+def _run_port(spec: str) -> Any:
+    """``run -p [[IP:]HOST:]CONTAINER[/PROTO]`` -> a published port."""
+    from pycompose.compose.model import Port  # noqa: PLC0415
+
+    text, _, proto = spec.partition("/")
+    parts = text.rsplit(":", 2)
+    try:
+        target = int(parts[-1])
+    except ValueError:
+        raise HTTPError(400, f"run -p {spec!r}: container port must be a number") from None
+    published = parts[-2] if len(parts) >= 2 and parts[-2] else None
+    host_ip = parts[0] if len(parts) == 3 and parts[0] else None
+    return Port(target=target, published=published, host_ip=host_ip, protocol=proto or "tcp")
 
 
 def _time_arg(value: str | None) -> str | float | None:

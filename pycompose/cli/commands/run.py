@@ -24,9 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true",
                         help="Disable pseudo-TTY allocation (the only mode for now)")
     parser.add_argument("-v", "--volume", action="append", default=[],
-                        help="(not supported yet)")
+                        metavar="SRC:DST[:ro]", help="Bind mount a path or mount a volume")
     parser.add_argument("-p", "--publish", action="append", default=[],
-                        help="(not supported yet)")
+                        metavar="[IP:]HOST:CONTAINER", help="Publish a container port")
+
+
+def _absolute(spec: str) -> str:
+    """A relative bind source is relative to where the command runs (as with docker)."""
+    import os
+
+    src, sep, rest = spec.partition(":")
+    if sep and src.startswith((".", "~")):
+        return os.path.abspath(os.path.expanduser(src)) + sep + rest
+    return spec
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,17 +44,15 @@ def run(args: argparse.Namespace) -> int:
 
     from pycompose.cli import engine_client as ec
     from pycompose.cli.render.progress import ProgressRenderer, choose_mode
-    from pycompose.errors import UsageError
 
-    if args.volume or args.publish:
-        raise UsageError("run -v/-p are not supported yet")
     project = ec.load(args)
     ec.check_services(project, [args.service])
     options = {"service": args.service, "command": args.cmd or None,
                "entrypoint": shlex.split(args.entrypoint) if args.entrypoint is not None
                else None, "env": args.env, "name": args.name, "rm": args.rm,
                "detach": args.detach, "no_deps": args.no_deps, "user": args.user,
-               "workdir": args.workdir, "service_ports": args.service_ports}
+               "workdir": args.workdir, "service_ports": args.service_ports,
+               "volumes": [_absolute(v) for v in args.volume], "publish": args.publish}
     mode = choose_mode(args.progress)
     renderer = ProgressRenderer("quiet" if mode == "json" else mode, command="run",
                                 ansi=args.ansi, project=project.name)

@@ -500,3 +500,15 @@ services:
     with engine.api() as api:
         again = api.get("/containers/project-again-1/json")
     assert again["RestartCount"] >= 1  # restarted by the new engine, as `always` says
+
+
+def test_run_with_a_bind_mount_and_a_published_port(engine: Engine) -> None:
+    engine.compose("services:\n  tool:\n    image: busybox\n")
+    (engine.workdir / "data").mkdir()
+    (engine.workdir / "data" / "in.txt").write_text("from the host\n")
+    res = engine.cli("run", "--rm", "-v", "./data:/data:ro", "tool", "sh", "-c",
+                     "cat /data/in.txt; touch /data/x 2>/dev/null || echo read-only")
+    assert res.stdout == "from the host\nread-only\n"
+    bad = engine.cli("run", "--rm", "-p", "abc", "tool", "true", check=False)
+    assert bad.returncode != 0
+    assert "run -p 'abc': container port must be a number" in bad.stderr
