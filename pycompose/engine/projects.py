@@ -772,22 +772,12 @@ class ProjectManager:
                                        for p in procs]})
 
     async def stats(self, req: Request) -> Response:
-        """Cgroup usage of a running container (cpu ns, memory, pids), read by the engine.
-
-        The container's cgroup is ``<supervisor's cgroup>/pycompose[_<instance>]/<id>``;
-        the engine started the supervisor, so they share their own cgroup."""
-        from pycompose.runtime import cgroups  # noqa: PLC0415
-
+        """Cgroup usage of a running container (cpu ns, memory, pids), from the runtime."""
         rec = self._get(req.params["id"])
         if rec.state not in ("running", "paused"):
             raise HTTPError(409, f"container {rec.name} is not running")
-
-        def read() -> Any:
-            layout = cgroups.detect_layout()
-            return cgroups.open_cgroup(layout, self.engine.paths.host_tag, rec.id).stats()
-
         try:
-            st = await trio.to_thread.run_sync(read)
+            st = await self._c().rt.stats(rec.id)
         except rterrors.ContainerRuntimeError as exc:
             raise HTTPError(500, f"stats of {rec.name}: {exc}") from None
         return Response({"id": rec.id, "name": rec.name, "service": rec.service,
