@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("pull", "Pull service images"),
     "push": ("push", "Push service images"),
     "build": ("build", "Build or rebuild services"),
+    "commit": ("commit", "Create a new image from a service container's changes"),
 }
 
 # Global options that take a value, so that the command can be found in argv

@@ -636,7 +636,7 @@ class Builder:
                 raise BuildStepError(f"{where}: RUN {' '.join(argv[-1:])!r} did not complete "
                                      f"successfully: {what}")
             upper = Path(container_dir(str(self.root), cid)) / "upper"
-            await trio.to_thread.run_sync(_drop_mountpoints, upper)
+            await trio.to_thread.run_sync(drop_mountpoints, upper)
         except BaseException:
             await cleanup()
             raise
@@ -817,7 +817,7 @@ def _make_parents(diff: Path, lowers: Sequence[Path], rel_dir: str) -> None:
             os.chmod(out, 0o755)
 
 
-def _drop_mountpoints(upper: Path) -> None:
+def drop_mountpoints(upper: Path) -> None:
     """Files the runtime created only as bind-mount targets are not part of the layer."""
     for rel in _MOUNTPOINT_FILES:
         path = upper / rel
