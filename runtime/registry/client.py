@@ -269,10 +269,15 @@ class RegistryClient:
             except HttpError as exc:
                 raise RegistryUnavailableError(f"registry {self.name}: {what}: {exc}") from None
             media_type = resp.header("content-type").split(";")[0].strip()
+            announced = resp.header("docker-content-digest")
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise BlobVerificationError(
                 f"registry {self.name}: manifest {what} has digest {digest} (corrupt)")
+        if announced.startswith("sha256:") and announced != digest:
+            raise BlobVerificationError(
+                f"registry {self.name}: manifest {what} has digest {digest}, but the registry "
+                f"says {announced} (corrupt or altered on the way)")
         if not media_type or media_type in ("application/json", "text/plain"):
             media_type = _sniff_media_type(data)
         return media_type, data, digest
