@@ -10,6 +10,7 @@ its CLI connects to the winner.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -220,12 +221,22 @@ class EngineClient:
             if not finished:
                 self.close()
 
-    def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any
-               ) -> dict[str, Any]:
-        """An upgraded (101) connection for interactive exec: ``stdin`` (an fd, or None for
-        none) is copied to the engine, half-closed at EOF; frames from the engine go to
-        ``stdout``/``stderr`` (binary files); returns the final ``{"exit_code": n}``."""
+    def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any,
+               tty: bool = False) -> dict[str, Any]:
+        """An upgraded (101) connection for interactive exec, in frames both ways (see
+        ``ProjectManager._exec_attached``): ``stdin`` (an fd, or None) goes to the process,
+        its end as an end frame; output frames go to ``stdout``/``stderr`` (binary files).
+        With ``tty`` the local terminal is put in raw mode for the session and its size
+        follows SIGWINCH. Returns the final ``{"exit_code": n}``."""
         import selectors
+        import signal
+
+        def frame(kind: int, payload: bytes) -> bytes:
+            return bytes([kind, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+        def size() -> bytes:
+            cols, rows = os.get_terminal_size(stdin if stdin is not None else 0)
+            return json.dumps({"rows": rows, "cols": cols}).encode()
 
         data = json.dumps(body).encode()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -234,7 +245,10 @@ class EngineClient:
         except OSError as exc:
             sock.close()
             raise _connect_error(self.paths, exc) from None
-        with sock:
+        saved = None
+        wake_r, wake_w = socket.socketpair()
+        old_wakeup = old_winch = None
+        try:
             sock.sendall(
                 f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: Upgrade\r\n"
@@ -265,15 +279,27 @@ class EngineClient:
             sel.register(sock, selectors.EVENT_READ, "sock")
             if stdin is not None:
                 sel.register(stdin, selectors.EVENT_READ, "stdin")
+                if tty:
+                    import termios
+                    import tty as ttymod
+
+                    saved = termios.tcgetattr(stdin)
+                    ttymod.setraw(stdin)
+                    wake_r.setblocking(False)
+                    wake_w.setblocking(False)
+                    old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
+                    old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
+                    sel.register(wake_r, selectors.EVENT_READ, "winch")
+                    sock.sendall(frame(4, size()))
             else:
-                sock.shutdown(socket.SHUT_WR)
+                sock.sendall(frame(5, b""))
             result: dict[str, Any] | None = None
             while result is None:
                 while len(buf) >= 8:
-                    size = int.from_bytes(buf[4:8], "big")
-                    if len(buf) < 8 + size:
+                    n = int.from_bytes(buf[4:8], "big")
+                    if len(buf) < 8 + n:
                         break
-                    kind, payload, buf = buf[0], buf[8:8 + size], buf[8 + size:]
+                    kind, payload, buf = buf[0], buf[8:8 + n], buf[8 + n:]
                     if kind == 1:
                         stdout.write(payload)
                         stdout.flush()
@@ -289,10 +315,14 @@ class EngineClient:
                     if key.data == "stdin":
                         chunk = os.read(key.fd, 65536)
                         if chunk:
-                            sock.sendall(chunk)
+                            sock.sendall(frame(0, chunk))
                         else:
                             sel.unregister(key.fd)
-                            sock.shutdown(socket.SHUT_WR)
+                            sock.sendall(frame(5, b""))
+                    elif key.data == "winch":
+                        with contextlib.suppress(BlockingIOError):
+                            wake_r.recv(512)
+                        sock.sendall(frame(4, size()))
                     else:
                         chunk = sock.recv(65536)
                         if not chunk:
@@ -300,6 +330,18 @@ class EngineClient:
                         buf += chunk
             sel.close()
             return result
+        finally:
+            if saved is not None and stdin is not None:
+                import termios
+
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            if old_winch is not None:
+                signal.signal(signal.SIGWINCH, old_winch)
+            if old_wakeup is not None:
+                signal.set_wakeup_fd(old_wakeup)
+            wake_r.close()
+            wake_w.close()
+            sock.close()
 
     # ---- a few conveniences
 

@@ -664,9 +664,11 @@ class ProjectManager:
 
     async def _exec_attached(self, rec: Any, spec: ExecSpec, stream: trio.abc.Stream,
                              leftover: bytes) -> None:
-        """Interactive exec over the upgraded connection. Client -> engine: raw stdin bytes,
-        half-close for EOF. Engine -> client: frames ``[kind, 0, 0, 0, len (4 bytes BE)]`` +
-        payload; kind 1 stdout, 2 stderr, 3 the end (``{"exit_code": n}`` or an error)."""
+        """Interactive exec over the upgraded connection, in frames both ways:
+        ``[kind, 0, 0, 0, len (4 bytes BE)]`` + payload. Client -> engine: kind 0 stdin
+        bytes, 4 a terminal resize (``{"rows": r, "cols": c}``), 5 end of stdin.
+        Engine -> client: kind 1 stdout (the terminal, with a tty), 2 stderr, 3 the end
+        (``{"exit_code": n}`` or an error)."""
         c = self._c()
         lock = trio.Lock()
 
@@ -682,16 +684,35 @@ class ProjectManager:
             return
         try:
             async def feed() -> None:
-                assert proc.stdin is not None
+                buf = bytearray(leftover)
+                stdin_open = proc.stdin is not None
                 try:
-                    if leftover:
-                        await proc.stdin.send_all(leftover)
-                    while data := await stream.receive_some(65536):
-                        await proc.stdin.send_all(data)
+                    while True:
+                        while len(buf) >= 8:
+                            size = int.from_bytes(buf[4:8], "big")
+                            if len(buf) < 8 + size:
+                                break
+                            kind, payload = buf[0], bytes(buf[8:8 + size])
+                            del buf[:8 + size]
+                            if kind == 0 and stdin_open and proc.stdin is not None:
+                                await proc.stdin.send_all(payload)
+                            elif kind == 4 and proc.tty:
+                                size_ = json.loads(payload)
+                                with contextlib.suppress(rterrors.ContainerRuntimeError):
+                                    await proc.resize(int(size_["rows"]), int(size_["cols"]))
+                            elif kind == 5 and stdin_open and proc.stdin is not None:
+                                stdin_open = False
+                                if not proc.tty:  # a terminal's input stays open
+                                    await proc.stdin.aclose()
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            return
+                        buf += data
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 finally:
-                    await proc.stdin.aclose()
+                    if proc.stdin is not None and not proc.tty:
+                        await proc.stdin.aclose()
 
             async def pump(src: Any, kind: int) -> None:
                 while chunk := await src.receive_some(65536):
@@ -701,7 +722,8 @@ class ProjectManager:
                 nursery.start_soon(feed)
                 async with trio.open_nursery() as outputs:
                     outputs.start_soon(pump, proc.stdout, 1)
-                    outputs.start_soon(pump, proc.stderr, 2)
+                    if proc.stderr is not None:
+                        outputs.start_soon(pump, proc.stderr, 2)
                 code = await proc.wait()
                 await frame(3, json.dumps({"exit_code": code}).encode())
                 nursery.cancel_scope.cancel()
@@ -726,8 +748,12 @@ class ProjectManager:
                         privileged=bool(body.get("Privileged")))
         c = self._c()
         if req.headers.get("upgrade") == "pycompose-stream" and not body.get("Detach"):
+            size = body.get("Size")
             return UpgradeResponse(lambda stream, leftover: self._exec_attached(
-                rec, dataclasses.replace(spec, stdin=True), stream, leftover))
+                rec, dataclasses.replace(
+                    spec, stdin=not body.get("NoStdin"), tty=bool(body.get("Tty")),
+                    tty_size=(int(size[0]), int(size[1])) if body.get("Tty") and size
+                    else None), stream, leftover))
 
         async def produce(send: Send) -> None:
             try:

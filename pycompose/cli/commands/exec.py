@@ -1,11 +1,13 @@
 """``pycompose exec``: run a command in a running service container; its exit code is ours.
 
 Standard input is passed to the command and its output streamed back over an upgraded
-connection; a pseudo-TTY is not allocated yet (``-T`` behaviour)."""
+connection; with a terminal on both ends (and no ``-T``) the command gets a pseudo-TTY
+whose size follows the local one."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -18,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-w", "--workdir", help="Working directory inside the container")
     parser.add_argument("--index", type=int, default=1, help="Index of the container")
     parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true",
-                        help="Disable pseudo-TTY allocation (the only mode for now)")
+                        help="Disable pseudo-TTY allocation (by default a TTY is allocated "
+                        "when stdin and stdout are terminals)")
     parser.add_argument("--privileged", action="store_true")
     parser.add_argument("--no-stdin", action="store_true",
                         help="Do not pass standard input to the command")
@@ -40,9 +43,14 @@ def run(args: argparse.Namespace) -> int:
             "WorkingDir": args.workdir, "Detach": args.detach, "Privileged": args.privileged}
     if not args.detach:
         # Interactive: stdin goes to the process (no pseudo-TTY yet, as with -T).
+        tty = not args.no_tty and sys.stdin.isatty() and sys.stdout.isatty()
+        if tty:
+            cols, rows = os.get_terminal_size(sys.stdin.fileno())
+            body.update(Tty=True, Size=[rows, cols])
+        body["NoStdin"] = args.no_stdin
         result = c.attach(ec.path("containers", ctr["Id"], "exec"), body,
                           stdin=sys.stdin.fileno() if not args.no_stdin else None,
-                          stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+                          stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, tty=tty)
         if result.get("error"):
             print(f"error: {ctr['Name']}: {result['error']}", file=sys.stderr)
         return int(result.get("exit_code", 126))
