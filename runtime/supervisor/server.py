@@ -142,6 +142,7 @@ class ExecProc:
 class Supervisor:
     def __init__(self, root: str, instance: str, keeper: Keeper | None = None) -> None:
         self.keeper = keeper
+        self._keeper_ops: list[tuple[str, list[int]]] = []  #: (key, fds); no fds = drop
         self._missing_caps: frozenset[str] | None = None
         self.root = os.path.abspath(root)
         self.instance = instance
@@ -237,8 +238,7 @@ class Supervisor:
             # Pipes of containers without a record: forget them.
             for fd in fds:
                 os.close(fd)
-            if self.keeper is not None:
-                self.keeper.drop(cid)
+            self._unpark(cid)
 
     @staticmethod
     def _kill_half_started(cdir: str) -> None:
@@ -300,8 +300,42 @@ class Supervisor:
                     cb()
                 except Exception:
                     log.exception("timer failed")
+            if self._keeper_ops:
+                self._flush_keeper()
             if not ready and self.trash_pending:
                 self._empty_trash(one=True)
+
+    # -- the fd keeper -------------------------------------------------------------------
+    # Parking is queued and sent at the end of the loop turn, after the replies:
+    # a message to another process costs a context switch, and the spawn path
+    # must not wait for it. A put and a drop of one key in the same turn cancel.
+
+    def _park(self, key: str, fds: list[int]) -> None:
+        if self.keeper is not None:
+            self._keeper_ops.append((key, list(fds)))
+
+    def _unpark(self, key: str) -> None:
+        if self.keeper is None:
+            return
+        for i in range(len(self._keeper_ops) - 1, -1, -1):
+            if self._keeper_ops[i][0] == key:
+                if self._keeper_ops[i][1]:
+                    del self._keeper_ops[i]  # never sent: nothing to drop
+                    return
+                break
+        self._keeper_ops.append((key, []))
+
+    def _flush_keeper(self) -> None:
+        ops, self._keeper_ops = self._keeper_ops, []
+        assert self.keeper is not None
+        for key, fds in ops:
+            try:
+                if fds:
+                    self.keeper.put(key, fds)
+                else:
+                    self.keeper.drop(key)
+            except OSError as exc:
+                log.error("fd keeper: %s %s: %s", "put" if fds else "drop", key, exc)
 
     def _add_timer(self, delay: float, cb: Callable[[], None]) -> int:
         tid = next(self.timer_ids)
@@ -696,8 +730,7 @@ class Supervisor:
         ctr.tty_sock = tty_parent
         if stdin_w >= 0:
             ctr.stdin_w = stdin_w
-            if self.keeper is not None:
-                self.keeper.put(ctr.id + ".stdin", [stdin_w])
+            self._park(ctr.id + ".stdin", [stdin_w])
         ctr.is_child = True
         self.by_pid[pid] = ctr
         st.pid = pid
@@ -710,8 +743,7 @@ class Supervisor:
         st.oom_count = oom_before
         st.stopping = False
         if out_r >= 0:
-            if self.keeper is not None:
-                self.keeper.put(ctr.id, [out_r, err_r])
+            self._park(ctr.id, [out_r, err_r])
             for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
                 self._watch_log_fd(ctr, fd, name)
         ctr.starting = (to, sync_r, bytearray())
@@ -747,8 +779,7 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     _msg, got, _flags, _addr = socket.recv_fds(sock, 16, 1)
                     if got:
-                        if self.keeper is not None:
-                            self.keeper.put(ctr.id, [got[0]])
+                        self._park(ctr.id, [got[0]])
                         self._watch_log_fd(ctr, got[0], "stdout")
         if data:
             try:
@@ -836,8 +867,7 @@ class Supervisor:
         if ctr.stdin_w >= 0:
             os.close(ctr.stdin_w)
             ctr.stdin_w = -1
-            if self.keeper is not None:
-                self.keeper.drop(ctr.id + ".stdin")
+            self._unpark(ctr.id + ".stdin")
 
     def _record_exit(self, ctr: Ctr, status: ExitStatus) -> None:
         self._close_stdin(ctr)
@@ -897,8 +927,8 @@ class Supervisor:
         os.close(fd)
         if ctr.log is not None:
             ctr.log.flush(name)
-        if not ctr.pipes and self.keeper is not None:
-            self.keeper.drop(ctr.id)
+        if not ctr.pipes:
+            self._unpark(ctr.id)
 
     def _drain_logs(self, ctr: Ctr) -> None:
         for fd in list(ctr.pipes):
