@@ -45,8 +45,9 @@ def bind(source: str, rootfs: str, target: str, *, read_only: bool,
     dest = secure_join(rootfs, target)
     make_mountpoint(dest, is_dir=os.path.isdir(source))
     flags = syscalls.MS_BIND | (syscalls.MS_REC if recursive else 0)
+    # No propagation change needed: the spawn child made its whole mount tree
+    # private first, and binds inside it are born private.
     syscalls.mount(source, dest, None, flags)
-    syscalls.mount(None, dest, None, syscalls.MS_PRIVATE | syscalls.MS_REC)
     if read_only:
         remount_readonly(dest)
     return str(dest)
