@@ -15,7 +15,9 @@ reports as ``step``):
                     volumes (filled from the image on first use), binds,
                     tmpfs, the init binary; create the working directory
 5.  ``user``        resolve user/groups in the container's /etc files
-                    (still before pivot_root, through ``secure_join``)
+                    (still before pivot_root, through ``secure_join``);
+    ``tty``         with ``tty``: a pty from the container's devpts, the
+                    slave bound at /dev/console, the master sent back
 6.  ``pivot_root``  pivot into the rootfs and detach the old root
 7.  ``hostname``, ``sysctl``, then ``hardening``: the masked and read-only
     paths (after the sysctls, which write through /proc/sys), then the
@@ -34,7 +36,17 @@ Nothing survives a failure: the mounts live in the child's private mount
 namespace and vanish with it; the supervisor removes the rest.
 
 ``exec`` (a process in a running container) reuses steps 1, 2 (setns into
-the init's namespaces instead of unshare), 5, 8-11.
+the init's namespaces instead of unshare; the supervisor joined the pid
+namespace for its children before forking), 5 (``tty`` from the container's
+/dev/ptmx), 8-11.
+
+Why the order: the cgroup comes first so every later allocation is charged
+to the container; user lookup happens before pivot_root because afterwards
+the container could have replaced /etc/passwd with anything, but it must
+read the container's files, not the host's; hardening comes after the
+sysctls that need a writable /proc/sys; seccomp is last but one, so the
+setup itself is not filtered, and before the user switch only when it still
+needs CAP_SYS_ADMIN to be loaded.
 """
 
 from __future__ import annotations
