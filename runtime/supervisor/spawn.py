@@ -41,9 +41,9 @@ namespace for its children before forking), 5 (``tty`` from the container's
 /dev/ptmx), 8-11.
 
 Why the order: the cgroup comes first so every later allocation is charged
-to the container; user lookup happens before pivot_root because afterwards
-the container could have replaced /etc/passwd with anything, but it must
-read the container's files, not the host's; hardening comes after the
+to the container; the user is resolved before pivot_root, from the
+container's files through ``secure_join`` (a symlinked /etc/passwd cannot
+lead to the host's), so a bad user fails before anything irreversible; hardening comes after the
 sysctls that need a writable /proc/sys; seccomp is last but one, so the
 setup itself is not filtered, and before the user switch only when it still
 needs CAP_SYS_ADMIN to be loaded.
