@@ -221,3 +221,16 @@ async def test_failures_leave_nothing_half_made(rt: Runtime, busybox_rootfs: Pat
         assert not cgroups.open_cgroup(layout, f"pycompose_{instance}", info.id).exists()
         with pytest.raises(ContainerError, match="must be 64 lowercase hex"):
             await rt.create(spec(busybox_rootfs, "true", id="nothex"))
+
+
+async def test_oom_score_adj_no_new_privs_and_seccomp_choice(rt: Runtime,
+                                                             busybox_rootfs: Path) -> None:
+    script = "cat /proc/self/oom_score_adj; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"
+    with trio.fail_after(TEST_TIMEOUT):
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", script, oom_score_adj=500,
+                                       security=Security(no_new_privileges=True)))
+        assert code == 0
+        assert out.split("\n")[:3] == ["500", "NoNewPrivs:\t1", "Seccomp:\t2"]
+        code, out = await run(rt, spec(busybox_rootfs, "sh", "-c", script,
+                                       security=Security(seccomp="unconfined")))
+        assert out.split("\n")[:3] == ["0", "NoNewPrivs:\t0", "Seccomp:\t0"]
