@@ -402,7 +402,7 @@ async def open_runtime(root: str | os.PathLike[str], instance: str = "", *,
     ``instance`` tags host-wide names (the cgroup parent ``pycompose_<instance>``);
     it must match the running supervisor's.
     """
-    root_path = Path(root).absolute()
+    root_path = Path(root).absolute()  # noqa: ASYNC240 - once per connection, local
     root_path.mkdir(parents=True, exist_ok=True)
     dirfd = os.open(root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

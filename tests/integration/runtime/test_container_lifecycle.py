@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from pycompose.runtime.errors import ContainerStateError, SpawnError
 from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import EventKind, ExecSpec
 
-from .test_container_support import TEST_TIMEOUT, spec
+from .test_container_support import TEST_TIMEOUT, alive, spec
 
 pytestmark = pytest.mark.root
 
@@ -38,7 +37,8 @@ async def test_stop_with_custom_signal(rt: Runtime, busybox_rootfs: Path) -> Non
         await rt.start(info.id)
         await wait_for_log(rt, info.id, "ready")
         status = await rt.stop(info.id)
-    assert status.code == 7 and status.signal is None
+    assert status.code == 7
+    assert status.signal is None
     assert "got-\n" in [e.text for e in read_logs(rt.log_path(info.id))]
 
 
@@ -67,8 +67,7 @@ async def test_kill_reaches_double_forked_daemons(rt: Runtime, busybox_rootfs: P
         await rt.kill(info.id, "SIGKILL")
         await rt.wait(info.id)
     for p in procs:
-        assert not os.path.exists(f"/proc/{p.pid}") or \
-            Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        assert not alive(p.pid)
 
 
 async def test_init_reaps_zombies_and_forwards_signals(rt: Runtime, busybox_rootfs: Path) -> None:
@@ -78,8 +77,10 @@ async def test_init_reaps_zombies_and_forwards_signals(rt: Runtime, busybox_root
         await rt.start(info.id)
         await wait_for_log(rt, info.id, "ready")
         procs = await rt.top(info.id)
-        assert procs[0].container_pid == 1 and "init" in procs[0].command
-        assert procs[1].container_pid == 2 and procs[1].ppid == procs[0].pid
+        assert procs[0].container_pid == 1
+        assert "init" in procs[0].command
+        assert procs[1].container_pid == 2
+        assert procs[1].ppid == procs[0].pid
         # The exec'd shell leaves an orphan behind; it is re-parented to PID 1,
         # which must reap it once it exits.
         res = await rt.exec_run(info.id, ExecSpec(("sh", "-c", "sleep 0.2 & exit 0")))
@@ -114,7 +115,8 @@ async def test_exec_sees_container_and_returns_code(rt: Runtime, busybox_rootfs:
         res = await rt.exec_run(info.id, ExecSpec(("sh", "-c",
                                                    "echo $$; ls /proc | grep -c '^[0-9]'")))
         pid_inside = int(res.stdout.split()[0])
-        assert pid_inside > 1 and int(res.stdout.split()[1]) <= 4
+        assert pid_inside > 1
+        assert int(res.stdout.split()[1]) <= 4
         with pytest.raises(SpawnError, match="executable file not found"):
             await rt.exec(info.id, ExecSpec(("nope",)))
         await rt.kill(info.id)
@@ -130,7 +132,7 @@ async def test_pause_unpause(rt: Runtime, busybox_rootfs: Path) -> None:
         await rt.pause(info.id)
         assert (await rt.inspect(info.id)).status.value == "paused"
         pid = (await rt.inspect(info.id)).pid
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]  # noqa: ASYNC240
         assert state in ("D", "T", "t")  # frozen
         with pytest.raises(ContainerStateError):
             await rt.exec(info.id, ExecSpec(("true",)))
@@ -154,7 +156,8 @@ async def test_events_stream(rt: Runtime, busybox_rootfs: Path) -> None:
                 if ev.id == info.id:
                     kinds.append(ev.kind)
                     if ev.kind is EventKind.EXITED:
-                        assert ev.status is not None and ev.status.code == 3
+                        assert ev.status is not None
+                        assert ev.status.code == 3
                 if ev.kind is EventKind.REMOVED:
                     break
     assert kinds == [EventKind.CREATED, EventKind.STARTED, EventKind.EXITED, EventKind.REMOVED]
@@ -173,7 +176,8 @@ async def test_exec_with_tty(rt: Runtime, busybox_rootfs: Path) -> None:
         assert lines[1:3] == ["33 101", "to-stderr"]
         # Interactive: input through the terminal, resize while running.
         proc = await rt.exec(info.id, ExecSpec(("sh",), tty=True, stdin=True))
-        assert proc.stdin is not None and proc.stderr is None
+        assert proc.stdin is not None
+        assert proc.stderr is None
         await proc.resize(10, 20)
         await proc.stdin.send_all(b"stty size; exit 6\n")
         out = b""

@@ -31,7 +31,9 @@ async def test_memory_hog_is_oom_killed_and_reported(rt: Runtime, busybox_rootfs
                     kinds.append(ev.kind)
                 if ev.kind is EventKind.EXITED:
                     break
-    assert status.oom_killed and status.signal == 9 and status.code == 137
+    assert status.oom_killed
+    assert status.signal == 9
+    assert status.code == 137
     assert EventKind.OOM in kinds
     assert (await rt.inspect(info.id)).exit == status
 
@@ -56,6 +58,8 @@ async def test_stats_of_running_container(rt: Runtime, busybox_rootfs: Path) -> 
         await rt.start(info.id)
         st = await rt.stats(info.id)
     assert st.memory_limit == 64 * MIB
-    assert st.memory_usage is not None and st.memory_usage > 0
-    assert st.pids_current is not None and st.pids_current >= 1
+    assert st.memory_usage is not None
+    assert st.memory_usage > 0
+    assert st.pids_current is not None
+    assert st.pids_current >= 1
     assert st.cpu_usage_ns is not None

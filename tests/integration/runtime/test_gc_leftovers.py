@@ -33,21 +33,25 @@ async def test_gc_removes_leftovers_only(rt: Runtime, busybox_rootfs: Path, inst
         stale_cg.create()
         mnt = stale_dir / "rootfs"
         mnt.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)  # noqa: ASYNC221
         try:
             report = await rt.gc()
         finally:
             if mounts_below(rt.root):
-                subprocess.run(["umount", "-l", str(mnt)], check=False)
+                subprocess.run(["umount", "-l", str(mnt)], check=False)  # noqa: ASYNC221
         assert str(mnt) in report.unmounted
         assert str(stale_dir) in report.removed_dirs
         assert stale_cg.name in report.removed_cgroups
-        assert not stale_dir.exists() and not stale_cg.exists()
+        assert not stale_dir.exists()
+        assert not stale_cg.exists()
         assert not (rt.root / "trash" / "old-thing").exists()
         # The live container is untouched.
         info = await rt.inspect(live.id)
-        assert info.status.value == "running" and os.path.exists(f"/proc/{info.pid}")
+        assert info.status.value == "running"
+        assert os.path.exists(f"/proc/{info.pid}")  # noqa: ASYNC240
         assert (rt.root / "containers" / live.id / "config.json").exists()
         # A second run finds nothing.
         again = await rt.gc()
-        assert again.removed_dirs == () and again.removed_cgroups == () and again.unmounted == ()
+        assert again.removed_dirs == ()
+        assert again.removed_cgroups == ()
+        assert again.unmounted == ()

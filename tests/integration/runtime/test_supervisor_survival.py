@@ -70,10 +70,10 @@ def last_tick(path: Path) -> int:
 async def test_engine_killed_containers_keep_running(state_root: Path, instance: str,
                                                      busybox_rootfs: Path) -> None:
     cid = spec(busybox_rootfs).id
-    engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(state_root), instance,
+    engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(state_root), instance,  # noqa: ASYNC220
                                str(busybox_rootfs), cid, TICKER],
                               stdout=subprocess.PIPE, cwd="/work/main" if
-                              os.path.isdir("/work/main") else None)
+                              os.path.isdir("/work/main") else None)  # noqa: ASYNC240
     try:
         with trio.fail_after(TEST_TIMEOUT):
             assert engine.stdout is not None
@@ -83,8 +83,10 @@ async def test_engine_killed_containers_keep_running(state_root: Path, instance:
             await trio.to_thread.run_sync(engine.wait)
             async with open_runtime(state_root, instance) as rt:
                 (info,) = await rt.list()
-                assert info.id == cid and info.status is ContainerStatus.RUNNING
-                assert info.pid is not None and os.path.exists(f"/proc/{info.pid}")
+                assert info.id == cid
+                assert info.status is ContainerStatus.RUNNING
+                assert info.pid is not None
+                assert os.path.exists(f"/proc/{info.pid}")  # noqa: ASYNC240
                 # Logs keep flowing with no engine attached.
                 seen = last_tick(rt.log_path(cid))
                 await wait_for_new_tick(rt.log_path(cid), seen)
@@ -116,12 +118,12 @@ async def test_supervisor_killed_containers_readopted(state_root: Path, instance
                 # The supervisor, not its fd keeper: the one whose children are the inits.
                 (supervisor,) = [p for p in sup
                                  if str(pids[running.id]) in
-                                 Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+                                 Path(f"/proc/{p}/task/{p}/children").read_text().split()]  # noqa: ASYNC240
                 os.kill(supervisor, signal.SIGKILL)
                 await wait_gone(supervisor)
             # No supervisor: the container keeps running and writing (the keeper
             # holds its pipe, so writes neither fail nor are lost).
-            assert os.path.exists(f"/proc/{pids[running.id]}")
+            assert os.path.exists(f"/proc/{pids[running.id]}")  # noqa: ASYNC240
             # The short one ends while nobody supervises it.
             os.kill(pids[short.id], signal.SIGKILL)
             await wait_gone(pids[short.id])
@@ -131,7 +133,8 @@ async def test_supervisor_killed_containers_readopted(state_root: Path, instance
                 assert infos[running.id].status is ContainerStatus.RUNNING
                 assert infos[running.id].pid == pids[running.id]
                 assert infos[short.id].status is ContainerStatus.EXITED
-                assert infos[short.id].exit is not None and infos[short.id].exit.code is None
+                assert infos[short.id].exit is not None
+                assert infos[short.id].exit.code is None
                 # Log capture resumed on the same pipe, nothing lost in between.
                 seen = last_tick(rt.log_path(running.id))
                 await wait_for_new_tick(rt.log_path(running.id), seen)

@@ -116,7 +116,8 @@ def test_secure_join(tmp_path: Path) -> None:
 def test_ulimits_clamped() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limits, warnings = clamp_ulimits((Ulimit("nofile", 100, 200),))
-    assert limits == ((resource.RLIMIT_NOFILE, 100, 200),) and warnings == ()
+    assert limits == ((resource.RLIMIT_NOFILE, 100, 200),)
+    assert warnings == ()
     if hard != resource.RLIM_INFINITY:
         limits, warnings = clamp_ulimits((Ulimit("nofile", hard + 1, hard + 1),))
         assert limits == ((resource.RLIMIT_NOFILE, hard, hard),)

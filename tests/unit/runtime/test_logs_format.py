@@ -75,5 +75,5 @@ async def test_follow_sees_new_lines_and_rotation(tmp_path: Path) -> None:
                     break
                 w.feed("stdout", f"new {n}\n".encode())  # rotates every few lines
     w.close()
-    assert Path(f"{path}.1").exists()
+    assert Path(f"{path}.1").exists()  # noqa: ASYNC240
     assert got == ["old\n"] + [f"new {i}\n" for i in range(10)]
