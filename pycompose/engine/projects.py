@@ -467,6 +467,9 @@ class ProjectManager:
             missing, _ = await self._preflight_images(project, [name], emit)
             if missing:
                 return {"type": "result", "ok": False, "services": [], "errors": missing}
+            if await self.engine.store.get_project(project.name) is None:
+                # The one-off may create networks: `down` must know the project.
+                await self._save_project(project, "running")
             number = 1 + max((r.number for r in c.of_project(project.name, oneoff=True)
                               if r.service == name), default=0)
             cname = o.get("name") or f"{project.name}-{name}-run-{secrets.token_hex(6)}"
