@@ -382,16 +382,16 @@ def bootstrap_debian(store: ImageStore, suite: str, *, slim: bool = False,
         log(f"$ {' '.join(cmd)}")
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
                "LANG": "C.UTF-8"}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=env)
-        assert proc.stdout is not None
         tail: list[str] = []
-        for line in proc.stdout:
-            line = line.rstrip()
-            tail = (tail + [line])[-20:]
-            if line.startswith("I: ") and not _PER_PACKAGE.match(line):
-                log(line)  # the stage lines, not one per package
-        if proc.wait() != 0:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=env) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip()
+                tail = (tail + [line])[-20:]
+                if line.startswith("I: ") and not _PER_PACKAGE.match(line):
+                    log(line)  # the stage lines, not one per package
+        if proc.returncode != 0:
             raise ImageError(f"debootstrap {suite} from {mirror} failed (exit "
                              f"{proc.returncode}):\n" + "\n".join(tail))
         epoch = source_date_epoch or _release_epoch(rootfs, suite)
