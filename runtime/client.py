@@ -13,6 +13,13 @@
             async for ev in events: ...
         await rt.remove(info.id, force=True)
 
+Also: ``inspect``, ``list``, ``kill``, ``pause``/``unpause``, ``top``,
+``stats``, ``gc``; ``exec`` with ``ExecSpec(tty=True)`` (a pty of the
+container's devpts, ``resize``); ``attach``/``resize`` for containers created
+with ``stdin_open``/``tty``; logs are read from ``log_path(id)`` with
+:mod:`pycompose.runtime.logs` (``read_logs``, ``follow``). A running
+container's filesystem is reachable from the host at ``/proc/<pid>/root``.
+
 The supervisor (``python -m pycompose.runtime.supervisor``) is started on
 first use, detached, and outlives this program: containers keep running and
 their logs keep being captured when the engine exits or is killed. A new

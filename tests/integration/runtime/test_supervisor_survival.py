@@ -87,6 +87,10 @@ async def test_engine_killed_containers_keep_running(state_root: Path, instance:
                 assert info.status is ContainerStatus.RUNNING
                 assert info.pid is not None
                 assert os.path.exists(f"/proc/{info.pid}")  # noqa: ASYNC240
+                # The events of the killed client's session are replayed on request.
+                async with rt.events(since=0) as events:
+                    kinds = [(await events.receive()).kind for _ in range(2)]
+                assert [k.value for k in kinds] == ["created", "started"]
                 # Logs keep flowing with no engine attached.
                 seen = last_tick(rt.log_path(cid))
                 await wait_for_new_tick(rt.log_path(cid), seen)
