@@ -664,7 +664,9 @@ class Supervisor:
             shm_size=spec.shm_size, rlimits=ctr.rlimits, sysctls=dict(spec.sysctls),
             oom_score_adj=spec.oom_score_adj,
             cgroup_procs=ctr.cgroup.procs_files() if ctr.cgroup else (),
-            security=spec.security, caps=ctr.caps, seccomp=ctr.seccomp, tty=spec.tty)
+            security=spec.security, caps=ctr.caps, seccomp=ctr.seccomp, tty=spec.tty,
+            cgroup2=self.layout is not None and self.layout.mode == "unified"
+            and not spec.security.privileged)
 
     def op_start(self, to: Reply, req: P.Start) -> None:
         ctr = self._get(req.id)

@@ -131,6 +131,7 @@ class InitPlan:
     caps: frozenset[str] = frozenset()  #: the container's capability set
     seccomp: CompiledFilter | None = None  #: compiled by the supervisor, loaded last
     tty: bool = False
+    cgroup2: bool = False  #: mount the (namespaced) cgroup2 tree read-only at /sys/fs/cgroup
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,12 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int],
         mount_proc(rootfs)
         setup_dev(rootfs, plan.shm_size)
         mount_sys(rootfs)
+        if plan.cgroup2:
+            # Thanks to the cgroup namespace this shows the container's own
+            # cgroup as the root (memory.max and friends, as on Docker).
+            syscalls.mount("cgroup2", secure_join(rootfs, "/sys/fs/cgroup"), "cgroup2",
+                           syscalls.MS_NOSUID | syscalls.MS_NOEXEC | syscalls.MS_NODEV
+                           | syscalls.MS_RDONLY)
         for m in plan.mounts:
             _apply_mount(rootfs, m)
         if plan.init_binary:
