@@ -1129,6 +1129,10 @@ class Supervisor:
         conn.subscribed = True
 
     def op_shutdown(self, to: Reply, req: P.Shutdown) -> None:
+        if not self.containers and self.layout is not None:
+            # Nothing left of this root: take the cgroup parent away too.
+            with contextlib.suppress(CgroupError):
+                cgroups.remove_parent(self.layout, self.parent_cgroup)
         self._reply(to, None)
         self.running = False
 
