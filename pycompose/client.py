@@ -222,7 +222,7 @@ class EngineClient:
                 self.close()
 
     def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any,
-               tty: bool = False) -> dict[str, Any]:
+               tty: bool = False, on_message: Any = None) -> dict[str, Any]:
         """An upgraded (101) connection for interactive exec, in frames both ways (see
         ``ProjectManager._exec_attached``): ``stdin`` (an fd, or None) goes to the process,
         its end as an end frame; output frames go to ``stdout``/``stderr`` (binary files).
@@ -306,6 +306,9 @@ class EngineClient:
                     elif kind == 2:
                         stderr.write(payload)
                         stderr.flush()
+                    elif kind == 6:
+                        if on_message is not None:
+                            on_message(json.loads(payload))
                     else:
                         result = json.loads(payload)
                         break

@@ -165,8 +165,10 @@ class ProjectManager:
 
     # ------------------------------------------------------------------ jobs
 
-    def _stream_job(self, project_name: str, job: Job) -> StreamResponse:
-        """Run ``job`` in the engine's nursery under the project lock; stream its messages."""
+    def _stream_job(self, project_name: str, job: Job, *, locked: bool = True
+                    ) -> StreamResponse:
+        """Run ``job`` in the engine's nursery under the project lock (unless the job takes
+        it itself, ``locked=False``); stream its messages."""
         send_ch, recv_ch = trio.open_memory_channel[dict[str, Any]](math.inf)
 
         def emit(msg: dict[str, Any]) -> None:
@@ -178,7 +180,10 @@ class ProjectManager:
             self._jobs += 1
             with send_ch:
                 try:
-                    async with self.engine.project_lock(project_name):
+                    if locked:
+                        async with self.engine.project_lock(project_name):
+                            emit(await job(emit))
+                    else:
                         emit(await job(emit))
                 except (ComposeError, EngineBackendError, rterrors.ContainerRuntimeError,
                         PycomposeError, NetworkError, HTTPError) as exc:
@@ -426,12 +431,25 @@ class ProjectManager:
             else base.entrypoint,
             environment=FrozenDict(env), user=o.get("user") or base.user,
             working_dir=o.get("workdir") or base.working_dir, restart=None,
+            tty=bool(o.get("tty")) if "tty" in o else base.tty,
+            stdin_open=bool(o.get("interactive")) or base.stdin_open,
             ports=(base.ports if o.get("service_ports") else ()) + extra_ports,
             container_name=None,
             healthcheck=base.healthcheck)
         c = self._c()
 
+        interactive: dict[str, Any] = {}  # set by the upgraded (attached) variant
+
         async def job(emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            # The project lock covers the dependencies and the creation, not the one-off's
+            # whole run (which may be an interactive shell).
+            async with self.engine.project_lock(project.name):
+                started = await prepare(emit)
+            if isinstance(started, dict):
+                return started
+            return await follow_run(emit, *started)
+
+        async def prepare(emit: Callable[[dict[str, Any]], None]) -> Any:
             deps = sorted(service_dependencies(project, base))
             if deps and not o.get("no_deps"):
                 backend = self._backend()
@@ -484,6 +502,10 @@ class ProjectManager:
                     await c.remove(rec.id, force=True, volumes=True)
                 return {"type": "result", "ok": False, "services": [],
                         "errors": [f"{cname}: {exc}"], "exit_code": 127}
+            return rec, cname
+
+        async def follow_run(emit: Callable[[dict[str, Any]], None], rec: Any, cname: str
+                             ) -> dict[str, Any]:
             if o.get("detach"):
                 return {"type": "result", "ok": True, "services": [], "errors": [],
                         "container": cname}
@@ -498,6 +520,8 @@ class ProjectManager:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pump)
+                if interactive.get("input") is not None and service.stdin_open:
+                    nursery.start_soon(interactive["input"], rec.id)
                 code = await c.wait_exit(rec.id)
                 nursery.cancel_scope.cancel()
             for e in (await trio.to_thread.run_sync(lambda: read_logs(path)))[sent:]:
@@ -507,7 +531,125 @@ class ProjectManager:
             return {"type": "result", "ok": True, "services": [], "errors": [],
                     "container": cname, "exit_code": code}
 
-        return self._stream_job(project.name, job)
+        if req.headers.get("upgrade") == "pycompose-stream":
+            interactive["tty"] = bool(o.get("tty"))
+            return UpgradeResponse(lambda stream, leftover: self._run_attached(
+                project.name, job, interactive, stream, leftover))
+        return self._stream_job(project.name, job, locked=False)
+
+    async def _run_attached(self, project_name: str, job: Job, interactive: dict[str, Any],
+                            stream: trio.abc.Stream, leftover: bytes) -> None:
+        """``run`` with the caller's terminal: the same job, its messages as frames
+        (kind 6 JSON progress, 1/2 output, 3 the result), and the caller's input frames
+        (0 data, 4 resize, 5 end) fed to the container's stdin through the runtime."""
+        c = self._c()
+        lock = trio.Lock()
+        inbox: list[tuple[int, bytes]] = []
+        arrived = trio.Event()
+        closed = False
+
+        async def frame(kind: int, data: bytes) -> None:
+            async with lock:
+                await stream.send_all(bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big")
+                                      + data)
+
+        async def reader() -> None:
+            nonlocal arrived, closed
+            buf = bytearray(leftover)
+            try:
+                while True:
+                    while len(buf) >= 8:
+                        n = int.from_bytes(buf[4:8], "big")
+                        if len(buf) < 8 + n:
+                            break
+                        inbox.append((buf[0], bytes(buf[8:8 + n])))
+                        del buf[:8 + n]
+                        arrived.set()
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    buf += data
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            closed = True
+            arrived.set()
+
+        async def feed_input(cid: str) -> None:
+            nonlocal arrived
+            try:
+                stdin = await c.rt.attach(cid)
+            except rterrors.ContainerRuntimeError:
+                return  # it has exited already: nothing to type into
+            try:
+                while True:
+                    while inbox:
+                        kind, payload = inbox.pop(0)
+                        if kind == 0:
+                            await stdin.send_all(payload)
+                        elif kind == 4:
+                            size = json.loads(payload)
+                            with contextlib.suppress(rterrors.ContainerRuntimeError):
+                                await c.rt.resize(cid, int(size["rows"]), int(size["cols"]))
+                        elif kind == 5 and not interactive.get("tty"):
+                            await stdin.aclose()
+                            return
+                    if closed:
+                        return
+                    await arrived.wait()
+                    arrived = trio.Event()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                with contextlib.suppress(trio.ClosedResourceError):
+                    await stdin.aclose()
+
+        interactive["input"] = feed_input
+        pending: list[bytes] = []
+
+        def emit(msg: dict[str, Any]) -> None:
+            if msg.get("type") == "log":
+                kind = 2 if msg.get("stream") == "stderr" else 1
+                pending.append(bytes([kind]) + str(msg["log"]).encode())
+            else:
+                pending.append(bytes([6]) + json.dumps(msg).encode())
+            wake.set()
+
+        wake = trio.Event()
+        result: dict[str, Any] = {}
+
+        async def run_job() -> None:
+            try:
+                result.update(await job(emit))  # it takes the project lock itself
+            except (ComposeError, EngineBackendError, rterrors.ContainerRuntimeError,
+                    PycomposeError, NetworkError, HTTPError) as exc:
+                result.update({"type": "error", "message": str(exc)})
+            except Exception as exc:
+                log.exception("run on project %s failed", project_name)
+                result.update({"type": "error",
+                               "message": f"internal error: {type(exc).__name__}: {exc}"})
+            finally:
+                wake.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            job_done = trio.Event()
+
+            async def job_task() -> None:
+                await run_job()
+                job_done.set()
+                wake.set()
+
+            nursery.start_soon(job_task)
+            while True:
+                await wake.wait()
+                wake = trio.Event()
+                while pending:
+                    item = pending.pop(0)
+                    await frame(item[0], item[1:])
+                if job_done.is_set() and not pending:
+                    break
+            await frame(3, json.dumps(result).encode())
+            nursery.cancel_scope.cancel()
 
     async def _lifecycle(self, req: Request, verb: str) -> StreamResponse:
         """``start``/``stop``/``restart`` of services: the same scheduler, with plans of

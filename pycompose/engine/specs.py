@@ -194,6 +194,8 @@ def container_spec(project: Project, service: Service, *, cid: str, name: str, n
         mounts=mounts(project, service, anonymous),
         netns=network_mode(service),
         init=bool(service.init),
+        tty=bool(service.tty),
+        stdin_open=bool(service.stdin_open),
         shm_size=service.shm_size or 64 * 1024 * 1024,
         ulimits=tuple(Ulimit(name=k, soft=u.soft, hard=u.hard)
                       for k, u in sorted(service.ulimits.items())),

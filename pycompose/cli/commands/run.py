@@ -1,5 +1,7 @@
 """``pycompose run``: a one-off container for a service (dependencies started first);
-its exit code is ours. Output is streamed; stdin and a TTY are not passed yet (``-T``)."""
+its exit code is ours. Output is the caller's, live; with a terminal on both ends (and no
+``-T``) the container gets a pseudo-TTY and the caller's keyboard. A piped stdin is not
+passed yet (the runtime cannot signal its end to the container)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-ports", action="store_true",
                         help="Publish the service's ports")
     parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true",
-                        help="Disable pseudo-TTY allocation (the only mode for now)")
+                        help="Disable pseudo-TTY allocation (by default a TTY is allocated "
+                        "when stdin and stdout are terminals)")
     parser.add_argument("-v", "--volume", action="append", default=[],
                         metavar="SRC:DST[:ro]", help="Bind mount a path or mount a volume")
     parser.add_argument("-p", "--publish", action="append", default=[],
@@ -56,21 +59,36 @@ def run(args: argparse.Namespace) -> int:
     mode = choose_mode(args.progress)
     renderer = ProgressRenderer("quiet" if mode == "json" else mode, command="run",
                                 ansi=args.ansi, project=project.name)
-    result = None
-    for msg in ec.stream(ec.client(), "POST", ec.path("projects", project.name, "run"),
-                         {"project": ec.encode(project), "options": options}):
-        if msg["type"] == "log":
-            out = sys.stdout if msg["stream"] == "stdout" else sys.stderr
-            out.write(msg["log"])
-            out.flush()
-        else:
+    c = ec.client()
+    body = {"project": ec.encode(project), "options": options}
+    path = ec.path("projects", project.name, "run")
+    if args.detach:
+        result = None
+        for msg in ec.stream(c, "POST", path, body):
             renderer.handle(msg)
             if msg["type"] == "result":
                 result = msg
-    code = renderer.close(report=False)
-    if result is None or code != 0:
-        return code or 1
-    if args.detach:
+        code = renderer.close(report=False)
+        if result is None or code != 0:
+            return code or 1
         print(result.get("container", ""))
         return 0
-    return int(result.get("exit_code", 0))
+    # Attached: the caller's stdin (a terminal gets a pseudo-TTY) and the output, live.
+    import os
+
+    tty = not args.no_tty and sys.stdin.isatty() and sys.stdout.isatty()
+    options["tty"] = tty
+    # Input only with a terminal: the runtime cannot yet end a container's stdin (EOF), so a
+    # piped stdin would leave `cat`-like commands waiting forever.
+    options["interactive"] = tty
+    if tty:
+        cols, rows = os.get_terminal_size(sys.stdin.fileno())
+        options["size"] = [rows, cols]
+    final = c.attach(path, body, stdin=sys.stdin.fileno() if tty else None,
+                     stdout=sys.stdout.buffer,
+                     stderr=sys.stderr.buffer, tty=tty, on_message=renderer.handle)
+    renderer.handle(final)
+    code = renderer.close(report=False)
+    if code != 0:
+        return code
+    return int(final.get("exit_code", 0))

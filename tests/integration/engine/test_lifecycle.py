@@ -512,3 +512,50 @@ def test_run_with_a_bind_mount_and_a_published_port(engine: Engine) -> None:
     bad = engine.cli("run", "--rm", "-p", "abc", "tool", "true", check=False)
     assert bad.returncode != 0
     assert "run -p 'abc': container port must be a number" in bad.stderr
+
+
+def _on_a_terminal(engine: Engine, *args: str) -> tuple[int, bytes]:
+    """Run the CLI with a pseudo-terminal as its stdin/stdout/stderr, as a person would."""
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pycompose", "--progress", "quiet", *args],
+                            cwd=engine.workdir, env=engine.env, stdin=slave, stdout=slave,
+                            stderr=slave)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every slave end is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return proc.wait(timeout=30), out
+
+
+def test_exec_and_run_get_a_tty_on_a_terminal(engine: Engine) -> None:
+    engine.compose("services:\n  app:\n    image: busybox\n    command: [sleep, '1000']\n")
+    engine.cli("up", "-d")
+    code, out = _on_a_terminal(engine, "exec", "app", "sh", "-c", "tty; exit 6")
+    assert code == 6
+    assert b"/dev/pts/" in out
+    code, out = _on_a_terminal(engine, "run", "--rm", "app", "sh", "-c", "tty; exit 5")
+    assert code == 5, out
+    assert b"/dev/pts/" in out or b"/dev/console" in out
+    code, out = _on_a_terminal(engine, "exec", "-T", "app", "tty")
+    assert code == 1  # `tty` says "not a tty" and fails
+    assert b"not a tty" in out
