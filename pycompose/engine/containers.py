@@ -516,9 +516,9 @@ class Containers:
             return
         if rec.state in ("exited", "dead"):
             raise ConditionFailed(rec.name, f"exited with code {rec.exit_code} before it was "
-                                  "healthy", details=self.failure_details(rec))
+                                  "healthy", details=await self._details(rec))
         raise ConditionFailed(rec.name, self._unhealthy_reason(rec),
-                              details=self.failure_details(rec))
+                              details=await self._details(rec))
 
     async def wait_ready(self, cid: str) -> None:
         rec = self.records[cid]
@@ -531,7 +531,10 @@ class Containers:
             if rec.exit_code == 0:
                 return  # a one-shot that finished counts as ready
             raise ConditionFailed(rec.name, f"exited with code {rec.exit_code}",
-                                  details=self.failure_details(rec))
+                                  details=await self._details(rec))
+
+    async def _details(self, rec: ContainerRecord) -> dict[str, Any]:
+        return await trio.to_thread.run_sync(self.failure_details, rec)
 
     def failure_details(self, rec: ContainerRecord) -> dict[str, Any]:
         from pycompose.runtime.logs import read_logs  # noqa: PLC0415

@@ -176,7 +176,7 @@ class ProgressRenderer:
                 write("Ready:", "")
                 for s in rows:
                     parts = [f"created {s['created_s']:.2f}s" if s.get("created_s") is not None
-                             else "unchanged",
+                             else "already there",
                              f"running {s['started_s']:.2f}s"]
                     if s.get("healthy_s") is not None and s.get("healthy_s") != s.get(
                             "started_s"):
