@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -53,6 +54,8 @@ class ProgressRenderer:
         self.result: dict[str, Any] | None = None
         self.error: str | None = None
         self._rows: dict[str, tuple[str, str, str]] = {}  # resource -> (kind, status, text)
+        self._since: dict[str, float] = {}  # resource -> when its first event came
+        self._took: dict[str, float] = {}  # resource -> seconds, once it is done
         self._order: list[str] = []
         self._live: Any = None
         self._console: Any = None
@@ -93,9 +96,15 @@ class ProgressRenderer:
                                                           in FAILED else ""))
             return
         if self.mode == "tty":
+            now = time.monotonic()
             if resource not in self._rows:
                 self._order.append(resource)
+                self._since[resource] = now
             self._rows[resource] = (kind, status, text)
+            if status in DONE or status in FAILED:
+                self._took[resource] = now - self._since[resource]
+            else:
+                self._took.pop(resource, None)
             self._refresh()
 
     def _refresh(self) -> None:
@@ -107,10 +116,12 @@ class ProgressRenderer:
             kind, status, text = self._rows[resource]
             mark = ("✔", "green") if status in DONE else ("✘", "red") if status in FAILED \
                 else ("⠿", "blue")
+            took = self._took.get(resource)
             table.add_row(Text(mark[0], style=mark[1]),
                           Text(KIND_LABEL.get(kind, kind.capitalize())),
                           Text(resource, style="bold"),
                           Text(status, style=mark[1] if mark[1] != "blue" else ""),
+                          Text(f"{took:.1f}s" if took is not None else "", style="dim"),
                           Text(text if status in FAILED else "", style="red"))
         self._live.update(table, refresh=True)
 
