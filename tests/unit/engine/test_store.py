@@ -146,3 +146,23 @@ async def test_update_rejects_unknown_fields_and_missing_rows(tmp_path: Path) ->
             await store.update_container("x", state="running")
     finally:
         await store.aclose()
+
+
+def test_an_older_database_is_migrated_in_place(tmp_path: Path) -> None:
+    from pycompose.engine.store import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+    conn.execute("INSERT INTO volumes (name, project, key, path, created_at) "
+                 "VALUES ('kept', 'p', 'k', '/x', 0)")
+    conn.commit()
+    conn.close()
+    conn = open_database(path)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    kept = [r[0] for r in conn.execute("SELECT name FROM volumes")]
+    conn.close()
+    assert version == SCHEMA_VERSION
+    assert "kv" in tables
+    assert kept == ["kept"]
