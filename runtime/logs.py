@@ -208,7 +208,7 @@ def read_logs(path: str | os.PathLike[str], *, tail: int | None = None,
 # -- follow ----------------------------------------------------------------------------
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-IN_MODIFY, IN_CREATE, IN_MOVED_TO, IN_DELETE_SELF = 0x2, 0x100, 0x80, 0x400
+IN_MODIFY, IN_CREATE, IN_MOVED_TO, IN_DELETE_SELF, IN_MOVE_SELF = 0x2, 0x100, 0x80, 0x400, 0x800
 IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
 
 
@@ -218,7 +218,8 @@ def _inotify(directory: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"inotify_init1: {os.strerror(err)}")
     if _libc.inotify_add_watch(fd, os.fsencode(directory),
-                               IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF) < 0:
+                               IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF
+                               | IN_MOVE_SELF) < 0:
         err = ctypes.get_errno()
         os.close(fd)
         raise OSError(err, f"inotify_add_watch {directory}: {os.strerror(err)}")
@@ -300,8 +301,8 @@ async def follow(path: str | os.PathLike[str], *, tail: int | None = None,
             while off + 16 <= len(events):
                 _wd, mask, _cookie, length = struct.unpack_from("iIII", events, off)
                 off += 16 + length
-                if mask & IN_DELETE_SELF:
-                    return
+                if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+                    return  # the container was removed
     finally:
         os.close(ino)
         if fh is not None:

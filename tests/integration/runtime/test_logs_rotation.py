@@ -50,3 +50,20 @@ async def test_logs_rotate_and_read_back(rt: Runtime, busybox_rootfs: Path) -> N
     tail = read_logs(path, tail=3)
     assert [e.text for e in tail][-1] in ("line-1999\n", "err-1999\n")
     assert len(tail) == 3
+
+
+async def test_follow_ends_when_container_is_removed(rt: Runtime, busybox_rootfs: Path) -> None:
+    from contextlib import aclosing
+
+    from pycompose.runtime.logs import follow
+
+    with trio.fail_after(TEST_TIMEOUT):
+        info = await rt.create(spec(busybox_rootfs, "sh", "-c", "echo up; sleep 300"))
+        await rt.start(info.id)
+        seen: list[str] = []
+        async with aclosing(follow(rt.log_path(info.id))) as entries:
+            async for entry in entries:
+                seen.append(entry.text)
+                if entry.text == "up\n":
+                    await rt.remove(info.id, force=True)
+        assert seen == ["up\n"]
