@@ -18,7 +18,7 @@ APT_BENCH   := docker-compose crun runc time
 .PHONY: demo test bench check apt apt-bench venv clean
 
 demo: venv
-	$(BIN)/pycompose -f examples/stacks/webapp/compose.yaml config
+	./scripts/demo
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
