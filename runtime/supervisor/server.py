@@ -115,6 +115,7 @@ class Ctr:
     remove_after_exit: list[tuple[Reply, bool]] = field(default_factory=list)
     caps: frozenset[str] = frozenset()
     seccomp: seccomp.CompiledFilter | None = None
+    plan: InitPlan | None = None
     tty_sock: int = -1  #: a starting tty container's master arrives on it
     stdin_w: int = -1  #: write end of an open stdin (``stdin_open`` without tty)
     process_user: str = ""
@@ -679,7 +680,9 @@ class Supervisor:
             ctr.cgroup = self._cgroup(ctr.id)
             if ctr.cgroup is not None and not ctr.cgroup.exists():
                 ctr.cgroup.create()
-        plan = self._plan(ctr)
+        if ctr.plan is None:  # the spec never changes: build the child's plan once
+            ctr.plan = self._plan(ctr)
+        plan = ctr.plan
         if ctr.log is None:
             ctr.log = LogWriter(self._log_path(ctr), ctr.rec.spec.log.max_size,
                                 ctr.rec.spec.log.max_file)
@@ -885,7 +888,8 @@ class Supervisor:
             with contextlib.suppress(CgroupError):
                 ctr.cgroup.thaw()
         st.paused = False
-        self._save(ctr)
+        # Tell the waiters first, then persist: a crash in between only loses
+        # the exit code (a new supervisor records it as unknown).
         if status.oom_killed:
             self._emit(EventKind.OOM, ctr.id)
         self._emit(EventKind.EXITED, ctr.id, status)
@@ -893,6 +897,7 @@ class Supervisor:
             self._reply(to, status)
         ctr.waiters.clear()
         ctr.stoppers.clear()
+        self._save(ctr)
         pending, ctr.remove_after_exit = ctr.remove_after_exit, []
         for to, volumes in pending:
             try:
