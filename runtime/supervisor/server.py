@@ -1134,6 +1134,7 @@ class Supervisor:
         conn.subscribed = True
 
     def op_shutdown(self, to: Reply, req: P.Shutdown) -> None:
+        self._empty_trash()
         if not self.containers and self.layout is not None:
             # Nothing left of this root: take the cgroup parent away too.
             with contextlib.suppress(CgroupError):

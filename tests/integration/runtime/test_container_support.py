@@ -134,6 +134,7 @@ async def cleanup(state_root: Path, instance: str, extra_pids: set[int] | None =
     assert mounts_below(state_root) == []
     assert leftover_cgroups == []
     assert os.listdir(state_root / "containers") == []
+    assert os.listdir(state_root / "trash") == []
     assert supervisor_pids(state_root) == []
     assert [p for p in kids if alive(p)] == []
 
