@@ -26,8 +26,6 @@ UNSUPPORTED_SERVICE_KEYS: Mapping[str, str] = {
     "mem_swappiness": "memory swappiness",
     "models": "AI models",
     "oom_kill_disable": "disabling the OOM killer",
-    "post_start": "lifecycle hooks",
-    "pre_stop": "lifecycle hooks",
     "provider": "provider services",
     "runtime": "alternative OCI runtimes",
     "storage_opt": "storage driver options",
