@@ -20,7 +20,6 @@ UNSUPPORTED_SERVICE_KEYS: Mapping[str, str] = {
     "cpu_rt_runtime": "real-time CPU scheduling",
     "credential_spec": "Windows credential specs",
     "develop": "watch mode",
-    "device_cgroup_rules": "device cgroup rules",
     "gpus": "GPU devices",
     "isolation": "Windows isolation modes",
     "mem_swappiness": "memory swappiness",

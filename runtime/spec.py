@@ -131,6 +131,21 @@ class Resources:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids_limit: int | None = None
+    #: extra device cgroup rules, Compose ``device_cgroup_rules`` (``c 1:3 mr``, ``b 8:* rwm``)
+    device_cgroup_rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Device:
+    """A host device node made available in the container (Compose ``devices:``).
+
+    The node is created at ``target`` with the host node's numbers, mode and
+    owner, and the device cgroup allows ``permissions`` (a subset of ``rwm``).
+    """
+
+    source: str  #: host path of a character or block device
+    target: str = ""  #: path in the container; empty: the same as ``source``
+    permissions: str = "rwm"
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,7 @@ class ContainerSpec:
     stop_grace_period: float = 10.0
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
+    devices: tuple[Device, ...] = ()  #: host devices; every other device is denied
     log: LogConfig = field(default_factory=LogConfig)
     labels: Mapping[str, str] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from pycompose.compose.model import Project, Service
 from pycompose.errors import EngineError
 from pycompose.runtime.spec import (
     ContainerSpec,
+    Device,
     ImageDefaults,
     LogConfig,
     Mount,
@@ -138,7 +139,33 @@ def _resources(service: Service) -> Resources:
     return Resources(memory=limits.memory, memory_swap=service.memswap_limit,
                      memory_reservation=reservation, cpus=limits.cpus,
                      cpu_shares=service.cpu_shares, cpuset_cpus=service.cpuset,
-                     pids_limit=limits.pids)
+                     pids_limit=limits.pids,
+                     device_cgroup_rules=tuple(
+                         str(r) for r in service.extra.get("device_cgroup_rules") or ()))
+
+
+def _devices(service: Service) -> tuple[Device, ...]:
+    """Compose ``devices:`` (``HOST[:CONTAINER[:PERMISSIONS]]`` or the long form)."""
+    out = []
+    for entry in service.extra.get("devices") or ():
+        if isinstance(entry, Mapping):
+            source, target = str(entry.get("source", "")), str(entry.get("target") or "")
+            perms = str(entry.get("permissions") or "rwm")
+        else:
+            parts = str(entry).split(":")
+            if len(parts) > 3 or not parts[0]:
+                raise SpecError(f"service {service.name}: invalid device {entry!r} "
+                                "(expected HOST[:CONTAINER[:PERMISSIONS]])")
+            source = parts[0]
+            target = parts[1] if len(parts) > 1 else ""
+            perms = parts[2] if len(parts) > 2 else "rwm"
+            if len(parts) == 2 and not parts[1].startswith("/"):
+                target, perms = "", parts[1]  # HOST:PERMISSIONS
+        if not perms or set(perms) - set("rwm"):
+            raise SpecError(f"service {service.name}: device {entry!r}: permissions must be "
+                            f"made of r, w and m, not {perms!r}")
+        out.append(Device(source=source, target=target or source, permissions=perms))
+    return tuple(out)
 
 
 def _log_config(service: Service) -> LogConfig:
@@ -205,6 +232,7 @@ def container_spec(project: Project, service: Service, *, cid: str, name: str, n
         else 10.0,
         security=_security(service),
         resources=_resources(service),
+        devices=_devices(service),
         log=_log_config(service),
         labels=labels(project, service, number, config_hash, oneoff=oneoff,
                       image=service.image or ""),

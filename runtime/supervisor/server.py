@@ -560,6 +560,7 @@ class Supervisor:
                                  "does not exist")
         if spec.init and not os.path.exists(INIT_BINARY):
             raise ContainerError(f"init: true needs {INIT_BINARY} (Debian package catatonit)")
+        device_rules = _device_rules(spec)  # validates the devices before anything is made
         cdir = container_dir(self.root, spec.id)
         # Anonymous volumes: the spec's, plus the image's VOLUMEs not covered by a mount.
         anon: list[str] = []
@@ -599,7 +600,7 @@ class Supervisor:
             cg = self._cgroup(spec.id)
             if cg is not None:
                 cg.create()
-                cg.apply(cgroups.Resources(**{
+                cg.apply(cgroups.Resources(devices=device_rules, **{
                     k: getattr(req.spec.resources, k) for k in (
                         "memory", "memory_swap", "memory_reservation", "cpus", "cpu_quota",
                         "cpu_period", "cpu_shares", "cpuset_cpus", "cpuset_mems",
@@ -666,6 +667,7 @@ class Supervisor:
             oom_score_adj=spec.oom_score_adj,
             cgroup_procs=ctr.cgroup.procs_files() if ctr.cgroup else (),
             security=spec.security, caps=ctr.caps, seccomp=ctr.seccomp, tty=spec.tty,
+            devices=_planned_devices(spec),
             cgroup2=self.layout is not None and self.layout.mode == "unified"
             and not spec.security.privileged)
 
@@ -1348,6 +1350,36 @@ def _pack_fds(fds: list[int]) -> bytes:
     import array
 
     return array.array("i", fds).tobytes()
+
+
+def _device_rules(spec: ContainerSpec) -> tuple[cgroups.DeviceRule, ...]:
+    """Docker's default device rules, plus the service's devices and extra rules.
+
+    Without them a container's root (which keeps CAP_MKNOD) could create a node
+    for the host's disk and read it.
+    """
+    try:
+        extra = [cgroups.host_device_rule(d.source, d.permissions) for d in spec.devices]
+        extra += [cgroups.parse_device_rule(r) for r in spec.resources.device_cgroup_rules]
+    except CgroupError as exc:
+        raise ContainerError(f"container {spec.name}: {exc}") from None
+    for d in spec.devices:
+        if not os.path.isabs(d.target or d.source):
+            raise ContainerError(f"container {spec.name}: device target {d.target!r} "
+                                 "must be an absolute path")
+    return cgroups.device_rules(spec.security.privileged, extra)
+
+
+def _planned_devices(spec: ContainerSpec) -> tuple[tuple[str, int, int, int, int], ...]:
+    out = []
+    for d in spec.devices:
+        try:
+            st = os.stat(d.source)
+        except OSError as exc:
+            raise ContainerError(f"container {spec.name}: device {d.source}: "
+                                 f"{exc.strerror}") from None
+        out.append((d.target or d.source, st.st_mode, st.st_rdev, st.st_uid, st.st_gid))
+    return tuple(out)
 
 
 def _etc_content(fname: str, etc: Any, spec: ContainerSpec) -> str | None:

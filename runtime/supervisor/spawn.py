@@ -132,6 +132,8 @@ class InitPlan:
     seccomp: CompiledFilter | None = None  #: compiled by the supervisor, loaded last
     tty: bool = False
     cgroup2: bool = False  #: mount the (namespaced) cgroup2 tree read-only at /sys/fs/cgroup
+    #: host device nodes to recreate: (target, st_mode, st_rdev, uid, gid)
+    devices: tuple[tuple[str, int, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,8 @@ def run_init(plan: InitPlan, sync_w: int, stdio: tuple[int, int, int],
                            | syscalls.MS_RDONLY)
         for m in plan.mounts:
             _apply_mount(rootfs, m)
+        for device in plan.devices:
+            _make_device(rootfs, *device)
         if plan.init_binary:
             bind(plan.init_binary, rootfs, INIT_PATH, read_only=True, recursive=False)
         workdir = secure_join(rootfs, plan.working_dir)
@@ -336,6 +340,17 @@ def _apply_mount(rootfs: str, m: PlannedMount) -> None:
                              step="mounts", path=m.target)
         make_mountpoint(dest, is_dir=False)
     bind(m.source, rootfs, m.target, read_only=m.read_only)
+
+
+def _make_device(rootfs: str, target: str, mode: int, rdev: int, uid: int, gid: int) -> None:
+    """A host device's node at ``target`` (the device cgroup decides what it may do)."""
+    path = secure_join(rootfs, target)
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.mknod(path, mode, rdev)
+    os.chmod(path, mode & 0o7777)  # mknod's mode went through the umask
+    os.chown(path, uid, gid)
 
 
 def _harden(security: Security) -> None:

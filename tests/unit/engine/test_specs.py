@@ -83,3 +83,25 @@ def test_unsupported_options_are_clear_errors() -> None:
     with pytest.raises(SpecError, match="service web: pid: host is not supported"):
         container_spec(project(svc), svc, cid="a" * 64, name="n", number=1, image=IMAGE,
                        config_hash="h")
+
+
+def test_devices_and_device_cgroup_rules() -> None:
+    from pycompose.runtime.spec import Device
+
+    svc = Service(name="hw", image="busybox", extra=FrozenDict({
+        "devices": ("/dev/fuse", "/dev/loop0:/dev/xloop", "/dev/kvm:/dev/kvm:r",
+                    "/dev/net/tun:rw",
+                    FrozenDict({"source": "/dev/sda", "target": "/dev/disk",
+                                "permissions": "rm"})),
+        "device_cgroup_rules": ("c 1:3 mr",)}))
+    spec = container_spec(project(svc), svc, cid="a" * 64, name="demo-hw-1", number=1,
+                          image=IMAGE, config_hash="h")
+    assert spec.devices == (
+        Device("/dev/fuse", "/dev/fuse", "rwm"), Device("/dev/loop0", "/dev/xloop", "rwm"),
+        Device("/dev/kvm", "/dev/kvm", "r"), Device("/dev/net/tun", "/dev/net/tun", "rw"),
+        Device("/dev/sda", "/dev/disk", "rm"))
+    assert spec.resources.device_cgroup_rules == ("c 1:3 mr",)
+    bad = Service(name="hw", image="busybox", extra=FrozenDict({"devices": ("/dev/a:/b:x",)}))
+    with pytest.raises(SpecError, match="permissions"):
+        container_spec(project(bad), bad, cid="a" * 64, name="n", number=1, image=IMAGE,
+                       config_hash="h")
