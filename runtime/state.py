@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pycompose.runtime.spec import ContainerSpec, ContainerStatus, ExitStatus
 from pycompose.runtime.supervisor.codec import from_json, to_json
@@ -33,6 +35,9 @@ class ContainerState:
     oom_count: int = 0  #: the cgroup's OOM-kill count when the current run started
     paused: bool = False
     stopping: bool = False  #: a stop/kill was asked for the current run
+    #: where the container's cgroup lives (``Cgroup.to_record()``): a supervisor
+    #: restarted from another cgroup of its own still finds it
+    cgroup: Mapping[str, Any] | None = None
 
 
 @dataclass

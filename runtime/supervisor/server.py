@@ -222,7 +222,7 @@ class Supervisor:
                         ctr.pidfd = -1
                 if ctr.pidfd >= 0:
                     self.by_pid[st.pid] = ctr
-                    ctr.cgroup = self._cgroup(cid)
+                    ctr.cgroup = self._recorded_cgroup(ctr)
                     self._attach_pipes(ctr, parked.pop(cid, []))
                     stdin = parked.pop(cid + ".stdin", [])
                     if stdin:
@@ -492,6 +492,25 @@ class Supervisor:
                 return None
         return cgroups.open_cgroup(self.layout, self.parent_cgroup, cid)
 
+    def _recorded_cgroup(self, ctr: Ctr) -> cgroups.Cgroup | None:
+        """The cgroup where the container's record says it is (this supervisor may run
+        in another cgroup than the one that created it); records without one: ours."""
+        record = ctr.rec.state.cgroup
+        if record:
+            try:
+                return cgroups.cgroup_from_record(record)
+            except CgroupError as exc:
+                log.warning("container %s: %s", ctr.id[:12], exc)
+        return self._cgroup(ctr.id)
+
+    def _make_cgroup(self, ctr_spec: ContainerSpec, cg: cgroups.Cgroup,
+                     device_rules: tuple[cgroups.DeviceRule, ...]) -> None:
+        cg.create()
+        cg.apply(cgroups.Resources(devices=device_rules, **{
+            k: getattr(ctr_spec.resources, k) for k in (
+                "memory", "memory_swap", "memory_reservation", "cpus", "cpu_quota",
+                "cpu_period", "cpu_shares", "cpuset_cpus", "cpuset_mems", "pids_limit")}))
+
     def _info(self, ctr: Ctr) -> ContainerInfo:
         st = ctr.rec.state
         return ContainerInfo(
@@ -599,16 +618,11 @@ class Supervisor:
                         fh.write(content)
             cg = self._cgroup(spec.id)
             if cg is not None:
-                cg.create()
-                cg.apply(cgroups.Resources(devices=device_rules, **{
-                    k: getattr(req.spec.resources, k) for k in (
-                        "memory", "memory_swap", "memory_reservation", "cpus", "cpu_quota",
-                        "cpu_period", "cpu_shares", "cpuset_cpus", "cpuset_mems",
-                        "pids_limit")}))
+                self._make_cgroup(spec, cg, device_rules)
             spec = replace(spec, mounts=tuple(resolved_mounts))
             rec = Record(spec=spec, state=ContainerState(
                 status=ContainerStatus.CREATED, created_at=rfc3339_nano(), warnings=warnings,
-                anonymous_volumes=tuple(anon)))
+                anonymous_volumes=tuple(anon), cgroup=cg.to_record() if cg else None))
             save_spec(cdir, spec)
             save_state(cdir, rec.state)
         except BaseException:
@@ -678,10 +692,12 @@ class Supervisor:
             raise ContainerStateError(f"container {ctr.rec.spec.name} is already starting")
         if not st.status.can_start():
             raise ContainerStateError(f"container {ctr.rec.spec.name} is {st.status.value}")
-        if ctr.cgroup is None:
-            ctr.cgroup = self._cgroup(ctr.id)
+        if ctr.cgroup is None:  # first start since this supervisor loaded the record
+            ctr.cgroup = self._recorded_cgroup(ctr)
             if ctr.cgroup is not None and not ctr.cgroup.exists():
-                ctr.cgroup.create()
+                # Gone (a host reboot, a hand-made cleanup): made again, limits and all.
+                self._make_cgroup(ctr.rec.spec, ctr.cgroup, _device_rules(ctr.rec.spec))
+                ctr.rec.state.cgroup = ctr.cgroup.to_record()
         if ctr.plan is None:  # the spec never changes: build the child's plan once
             ctr.plan = self._plan(ctr)
         plan = ctr.plan
@@ -1057,6 +1073,8 @@ class Supervisor:
             ctr.log = None
         for fd in list(ctr.pipes):
             self._close_pipe(ctr, fd)
+        if ctr.cgroup is None:  # loaded at adoption, never started since
+            ctr.cgroup = self._recorded_cgroup(ctr)
         if ctr.cgroup is not None:
             try:
                 ctr.cgroup.remove(kill=True)
