@@ -212,6 +212,12 @@ class Runtime:
         _attached, fds = await self._call_fds(P.Attach(cid))
         return trio.lowlevel.FdStream(fds[0])
 
+    async def close_stdin(self, cid: str) -> None:
+        """End a ``stdin_open`` container's stdin: the supervisor drops its end, so the
+        program reads EOF once the streams from :meth:`attach` are closed too. For
+        piped input (``echo x | pycompose run … cat``); no-op when already closed."""
+        await self._call(P.CloseStdin(cid))
+
     async def resize(self, cid: str, rows: int, columns: int) -> None:
         """Set the terminal size of a ``tty`` container."""
         await self._call(P.Resize(cid, rows, columns))

@@ -591,7 +591,11 @@ class ProjectManager:
                             with contextlib.suppress(rterrors.ContainerRuntimeError):
                                 await c.rt.resize(cid, int(size["rows"]), int(size["cols"]))
                         elif kind == 5 and not interactive.get("tty"):
+                            # End of the caller's input: the container reads EOF once
+                            # the supervisor's end of its stdin pipe is closed too.
                             await stdin.aclose()
+                            with contextlib.suppress(rterrors.ContainerRuntimeError):
+                                await c.rt.close_stdin(cid)
                             return
                     if closed:
                         return

@@ -190,6 +190,16 @@ class Attach(Request):
 
 
 @dataclass(frozen=True)
+class CloseStdin(Request):
+    """End the stdin of a ``stdin_open`` container: the program reads EOF once every
+    attached client has closed its end too (``docker attach`` at end of input)."""
+
+    op = "close_stdin"
+    result = type(None)
+    id: str
+
+
+@dataclass(frozen=True)
 class Resize(Request):
     op = "resize"
     result = type(None)
@@ -231,7 +241,7 @@ class Shutdown(Request):
 REQUESTS: dict[str, type[Request]] = {
     cls.op: cls for cls in (Hello, Create, Start, Wait, Stop, Kill, Pause, Unpause, Remove,
                             Inspect, ListContainers, Exec, ExecWait, ExecKill, ExecResize, Top,
-                            Stats, Attach, Resize, Subscribe,
+                            Stats, Attach, CloseStdin, Resize, Subscribe,
                             Gc, Shutdown)
 }
 

@@ -1123,6 +1123,14 @@ class Supervisor:
             raise ContainerStateError(f"container {ctr.rec.spec.name} has no open stdin "
                                       "(create it with stdin_open or tty)")
 
+    def op_close_stdin(self, to: Reply, req: P.CloseStdin) -> None:
+        ctr = self._get(req.id)
+        if ctr.rec.spec.tty:
+            raise ContainerStateError(f"container {ctr.rec.spec.name} has a terminal: "
+                                      "its stdin ends with the terminal (send ^D)")
+        self._close_stdin(ctr)
+        self._reply(to, None)
+
     def op_resize(self, to: Reply, req: P.Resize) -> None:
         ctr = self._get(req.id)
         master = next(iter(ctr.pipes), -1) if ctr.rec.spec.tty else -1

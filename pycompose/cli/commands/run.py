@@ -1,7 +1,7 @@
 """``pycompose run``: a one-off container for a service (dependencies started first);
 its exit code is ours. Output is the caller's, live; with a terminal on both ends (and no
-``-T``) the container gets a pseudo-TTY and the caller's keyboard. A piped stdin is not
-passed yet (the runtime cannot signal its end to the container)."""
+``-T``) the container gets a pseudo-TTY and the caller's keyboard; otherwise standard
+input is passed through as a pipe and its end closes the container's stdin."""
 
 from __future__ import annotations
 
@@ -76,15 +76,16 @@ def run(args: argparse.Namespace) -> int:
     # Attached: the caller's stdin (a terminal gets a pseudo-TTY) and the output, live.
     import os
 
-    tty = not args.no_tty and sys.stdin.isatty() and sys.stdout.isatty()
+    stdin = sys.stdin.fileno() if sys.stdin is not None else None
+    tty = not args.no_tty and stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
     options["tty"] = tty
-    # Input only with a terminal: the runtime cannot yet end a container's stdin (EOF), so a
-    # piped stdin would leave `cat`-like commands waiting forever.
-    options["interactive"] = tty
+    # Input is always passed, as `docker compose run` does: a terminal's keys, or a pipe
+    # whose end (EOF) ends the container's stdin (`echo x | pycompose run --rm tool cat`).
+    options["interactive"] = stdin is not None
     if tty:
-        cols, rows = os.get_terminal_size(sys.stdin.fileno())
+        cols, rows = os.get_terminal_size(stdin)
         options["size"] = [rows, cols]
-    final = c.attach(path, body, stdin=sys.stdin.fileno() if tty else None,
+    final = c.attach(path, body, stdin=stdin,
                      stdout=sys.stdout.buffer,
                      stderr=sys.stderr.buffer, tty=tty, on_message=renderer.handle)
     renderer.handle(final)

@@ -263,6 +263,25 @@ services:
     assert states == {"db": ("running", "healthy")}  # the one-off is gone (--rm)
 
 
+def test_run_passes_piped_stdin_and_its_end(engine: Engine) -> None:
+    """`echo x | pycompose run --rm tool cat` ends (docker compose run -T does the same)."""
+    engine.compose("""
+services:
+  tool:
+    image: busybox
+""")
+    res = engine.cli("run", "--rm", "tool", "cat", input="x\n", timeout=60)
+    assert res.stdout == "x\n"
+    big = "".join(f"line {i}\n" for i in range(20000))  # more than a pipe holds
+    res = engine.cli("run", "--rm", "-T", "tool", "sh", "-c", "wc -l; exit 4", input=big,
+                     check=False, timeout=60)
+    assert res.returncode == 4
+    assert res.stdout.split() == ["20000"]
+    # No input at all (/dev/null) is an immediate end too.
+    assert engine.cli("run", "--rm", "tool", "cat", timeout=60).stdout == ""
+    assert engine.ps() == []
+
+
 def test_services_reach_each_other_by_name_and_ports_are_published(engine: Engine) -> None:
     engine.compose("""
 services:

@@ -218,3 +218,21 @@ async def test_tty_and_stdin_open_containers(rt: Runtime, busybox_rootfs: Path) 
         await stdin.aclose()
         assert (await rt.wait(info.id)).code == 0
         assert read_logs(rt.log_path(info.id))[-1].text == "got-hello\n"
+
+
+async def test_close_stdin_ends_input(rt: Runtime, busybox_rootfs: Path) -> None:
+    """A ``stdin_open`` container reads EOF once the attached stream and the
+    supervisor's end are both closed."""
+    with trio.fail_after(TEST_TIMEOUT):
+        info = await rt.create(spec(busybox_rootfs, "sh", "-c", "wc -c; echo done",
+                                    stdin_open=True))
+        await rt.start(info.id)
+        stream = await rt.attach(info.id)
+        await stream.send_all(b"x" * 100_000)
+        await stream.aclose()
+        await rt.close_stdin(info.id)
+        status = await rt.wait(info.id)
+        assert status.code == 0
+        out = [e.text for e in read_logs(rt.log_path(info.id))]
+        assert out == ["100000\n", "done\n"]
+        await rt.close_stdin(info.id)  # again, and after the exit: nothing to do
