@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from tests.e2e.conftest import Engine, Footprint, eventually, get_json, http_get
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 NAME = "webapp"
+REPO = Path(__file__).resolve().parents[2]
 
 SEED = ["PostgreSQL keeps these rows in the db-data volume", "Redis counts the visits",
         "pycompose runs all three containers"]
@@ -22,12 +26,32 @@ def visits(html: str) -> int:
     return int(m.group(1))
 
 
+def demo(eng: Engine) -> str:
+    """``scripts/demo`` (what ``make demo`` runs) against the test's engine; its output."""
+    bindir = Path(sys.executable).parent
+    proc = subprocess.run([str(REPO / "scripts" / "demo")], env={
+        **eng.env, "PYCOMPOSE": str(bindir / "pycompose"), "PYTHON": sys.executable},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout
+    return proc.stdout
+
+
 def test_webapp_page_has_postgres_rows_and_a_redis_counter(stack_engine: Engine) -> None:
     eng = stack_engine
     url = f"http://127.0.0.1:{eng.env['WEB_PORT']}/"
-    up = stack(eng, NAME, "up", "-d", "--wait")
-    # The images were built from Debian packages, once each (migrate reuses web's).
-    assert "Building db (pycompose-examples/postgres:15)" in up.stderr
+    # The main job: builds the images from Debian packages and brings the stack up.
+    out = demo(eng)
+    assert "Building db (pycompose-examples/postgres:15)" in out
+    assert "The webapp stack is up" in out
+    assert f"open {url}" in out
+    assert "visits (Redis counter): 1\n" in out
+    assert "note (PostgreSQL): #3 pycompose runs all three containers" in out
+    # A second run reuses everything: nothing built, nothing recreated.
+    out = demo(eng)
+    assert "Building" not in out
+    assert "Creat" not in out
+    assert "visits (Redis counter): 2\n" in out
     states = {c["Service"]: c for c in ps(eng, NAME)}
     assert states["db"]["Health"] == "healthy"
     assert states["cache"]["Health"] == "healthy"
