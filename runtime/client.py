@@ -14,9 +14,9 @@
         await rt.remove(info.id, force=True)
 
 Also: ``inspect``, ``list``, ``kill``, ``pause``/``unpause``, ``top``,
-``stats``, ``gc``; ``exec`` with ``ExecSpec(tty=True)`` (a pty of the
-container's devpts, ``resize``); ``attach``/``resize`` for containers created
-with ``stdin_open``/``tty``; logs are read from ``log_path(id)`` with
+``stats``, ``gc``, ``shutdown``; ``exec`` with ``ExecSpec(tty=True)`` (a pty of the
+container's devpts, ``resize``); ``attach``/``resize``/``close_stdin`` for containers
+created with ``stdin_open``/``tty``; logs are read from ``log_path(id)`` with
 :mod:`pycompose.runtime.logs` (``read_logs``, ``follow``). A running
 container's filesystem is reachable from the host at ``/proc/<pid>/root``.
 
@@ -226,6 +226,12 @@ class Runtime:
         """CPU time, memory and pids from the container's cgroup."""
         result: ContainerStats = await self._call(P.Stats(cid))
         return result
+
+    async def shutdown(self) -> None:
+        """Ask the supervisor to exit (containers keep running; a later
+        :func:`open_runtime` starts a new one that re-adopts them). With no
+        container left it also removes its cgroup parent and its trash."""
+        await self._call(P.Shutdown())
 
     async def gc(self) -> GcReport:
         """Remove leftovers of containers that no longer exist (dirs, cgroups, mounts)."""

@@ -261,6 +261,9 @@ class ContainerInfo:
     log_path: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     restart_count: int = 0  #: how many times it was started after the first
+    #: mount target -> name of each anonymous volume it mounts (made for it at create,
+    #: or an anonymous volume handed over by name); ``remove(volumes=True)`` removes them
+    anonymous_volumes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

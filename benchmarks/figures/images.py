@@ -142,11 +142,10 @@ def setup(ctx: Context) -> None:
 def _stop_supervisor(root: Path, instance: str) -> None:
     import trio
     from pycompose.runtime.client import open_runtime
-    from pycompose.runtime.supervisor import protocol as P
 
     async def shutdown() -> None:
         async with open_runtime(root, instance, autostart=False) as rt:
-            await rt._call(P.Shutdown())
+            await rt.shutdown()
 
     with contextlib.suppress(Exception):  # never started, or already gone
         trio.run(shutdown)

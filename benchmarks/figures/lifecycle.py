@@ -117,11 +117,10 @@ def _stop_supervisor(root: Path, instance: str) -> None:
     import trio
 
     from pycompose.runtime.client import open_runtime
-    from pycompose.runtime.supervisor import protocol as P
 
     async def shutdown() -> None:
         async with open_runtime(root, instance, autostart=False) as rt:
-            await rt._call(P.Shutdown())
+            await rt.shutdown()
 
     try:
         trio.run(shutdown)

@@ -94,15 +94,15 @@ def _teardown(ctx: Context) -> None:
     root = ctx.state.get("rt_root")
     if root is not None and Path(root).exists():
         import trio
+
         from pycompose.runtime.client import open_runtime
-        from pycompose.runtime.supervisor import protocol as P
 
         async def stop() -> None:
             async with open_runtime(root, ctx.state["rt_instance"]) as rt:
                 for info in await rt.list():
                     await rt.remove(info.id, force=True, volumes=True)
                 await rt.gc()
-                await rt._call(P.Shutdown())
+                await rt.shutdown()
 
         trio.run(stop)
         from pycompose.runtime import cgroups
@@ -117,6 +117,7 @@ def _teardown(ctx: Context) -> None:
 
 def _pycompose_start_exit(ctx: Context) -> float:
     import trio
+
     from pycompose.runtime.client import open_runtime
     from pycompose.runtime.spec import ContainerSpec
 
@@ -168,6 +169,7 @@ def _rss_kib(pids: list[int]) -> int:
 
 def _pycompose_mem(ctx: Context) -> float:
     import trio
+
     from pycompose.runtime.client import open_runtime
     from pycompose.runtime.spec import ContainerSpec
 

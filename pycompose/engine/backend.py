@@ -147,9 +147,16 @@ class EngineBackend:
 
     async def create_container(self, project: Project, service: Service, number: int, *,
                                name: str, inherit_from: str | None = None) -> str:
+        from pycompose.runtime.volumes import remove_volume  # noqa: PLC0415
+
         inherit = self._inherited.pop(inherit_from, {}) if inherit_from else {}
         rec = await self.containers.create(project, service, number, name=name,
                                            config_hash=config_hash(service), inherit=inherit)
+        if inherit:
+            # A volume the new container does not mount any more has no user left.
+            kept = set((await self.containers.anonymous_volumes(rec.id)).values())
+            for volume in set(inherit.values()) - kept:
+                await trio.to_thread.run_sync(remove_volume, str(self.root), volume)
         return rec.id
 
     async def start_container(self, container_id: str) -> None:
@@ -159,15 +166,11 @@ class EngineBackend:
         await self.containers.stop(container_id, grace)
 
     async def remove_container(self, container_id: str, *, volumes: bool = False) -> None:
-        from pycompose.runtime.volumes import remove_volume  # noqa: PLC0415
-
-        anonymous = await self.containers.anonymous_volumes(container_id)
         if not volumes:
-            self._inherited[container_id] = anonymous  # a recreate takes them over
+            # A recreate takes them over; with ``volumes`` the runtime removes them.
+            self._inherited[container_id] = await self.containers.anonymous_volumes(
+                container_id)
         await self.containers.remove(container_id, force=True, volumes=volumes)
-        if volumes:
-            for name in anonymous.values():
-                await trio.to_thread.run_sync(remove_volume, str(self.root), name)
 
     async def wait_healthy(self, container_id: str) -> None:
         await self.containers.wait_healthy(container_id)

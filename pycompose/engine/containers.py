@@ -226,13 +226,15 @@ class Containers:
         image_ref = image_reference(project, svc)
         image = await self.resolve_image(image_ref)
         cid = secrets.token_hex(32)
-        anonymous = await self._anonymous_mounts(svc, image.info, inherit or {})
+        inherited = _inheritable(svc, image.info, inherit or {})
         spec = container_spec(project, svc, cid=cid, name=name, number=number,
                               image=image.info, config_hash=config_hash, oneoff=oneoff,
-                              anonymous=anonymous)
+                              anonymous=inherited)
+        # The image's VOLUMEs: the runtime makes an anonymous volume for each one not
+        # mounted otherwise; one carried over from the replaced container is named here.
         covered = {m.target for m in spec.mounts}
         extra = tuple(Mount(type=MountType.VOLUME, target=t, source=v)
-                      for t, v in sorted(anonymous.items()) if t not in covered)
+                      for t, v in sorted(inherited.items()) if t not in covered)
         if extra:
             spec = dataclasses.replace(spec, mounts=spec.mounts + extra)
         if svc.secrets or svc.configs:
@@ -279,6 +281,7 @@ class Containers:
             created_at=time.time())
         volumes = {m.target: m.source for m in spec.mounts if m.type.value == "volume"
                    and m.source}
+        volumes.update(info.anonymous_volumes)
         try:
             await self.store.add_container(rec, volumes=volumes)
         except BaseException:
@@ -293,20 +296,12 @@ class Containers:
         return rec
 
     async def anonymous_volumes(self, cid: str) -> dict[str, str]:
-        """Mount target -> anonymous volume name, for the volumes ``cid`` mounts."""
-        from pycompose.runtime.volumes import inspect_volume  # noqa: PLC0415
-
-        def anonymous(items: dict[str, str]) -> dict[str, str]:
-            out = {}
-            for target, name in items.items():
-                try:
-                    if inspect_volume(self.rt.root, name).anonymous:
-                        out[target] = name
-                except rterrors.ContainerRuntimeError:
-                    continue
-            return out
-
-        return await trio.to_thread.run_sync(anonymous, await self.store.container_volumes(cid))
+        """Mount target -> anonymous volume name, for the volumes ``cid`` mounts (the
+        runtime's record: it made them, or was handed them over at a recreate)."""
+        try:
+            return dict((await self.rt.inspect(cid)).anonymous_volumes)
+        except rterrors.ContainerNotFoundError:
+            return {}
 
     def _shared_netns(self, project: Project, mode: str) -> str:
         kind, _, target = mode.partition(":")
@@ -319,24 +314,6 @@ class Containers:
                 raise rterrors.ContainerError(
                     f"network_mode: {mode}: {rec.name} has no network namespace of its own")
         raise rterrors.ContainerError(f"network_mode: {mode}: no such container")
-
-    async def _anonymous_mounts(self, service: Service, image: ImageInfo,
-                                inherit: Mapping[str, str]) -> dict[str, str]:
-        """Names for every anonymous volume the container needs (its own anonymous mounts and
-        the image's VOLUMEs not otherwise mounted): the replaced container's when it had
-        one at that target, else a new one. The engine names them so it can track them."""
-        from pycompose.runtime.volumes import anonymous_volume  # noqa: PLC0415
-
-        mounted = {v.target for v in service.volumes if v.type != "volume" or v.source}
-        targets = [v.target for v in service.volumes if v.type == "volume" and not v.source]
-        targets += [t for t in image.defaults.volumes if t not in mounted and t not in targets]
-        out: dict[str, str] = {}
-        for target in targets:
-            name = inherit.get(target)
-            if name is None:
-                name = str(await trio.to_thread.run_sync(anonymous_volume, self.rt.root))
-            out[target] = name
-        return out
 
     async def start(self, ref: str) -> ContainerRecord:
         rec = self.get(ref)
@@ -641,3 +618,13 @@ class Containers:
 def record_from_info(info: ContainerInfo) -> dict[str, Any]:
     """The parts of a runtime ContainerInfo the engine records (for inspect)."""
     return {"pid": info.pid, "state": info.status.value}
+
+
+def _inheritable(service: Service, image: ImageInfo,
+                 inherit: Mapping[str, str]) -> dict[str, str]:
+    """The replaced container's anonymous volumes the new one mounts at the same target
+    (its own anonymous mounts and the image's VOLUMEs not otherwise mounted)."""
+    mounted = {v.target for v in service.volumes if v.type != "volume" or v.source}
+    targets = {v.target for v in service.volumes if v.type == "volume" and not v.source}
+    targets |= {t for t in image.defaults.volumes if t not in mounted}
+    return {t: name for t, name in inherit.items() if t in targets}

@@ -518,7 +518,10 @@ class Supervisor:
             pid=st.pid if st.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) else None,
             created_at=st.created_at, started_at=st.started_at, exit=st.exit,
             warnings=st.warnings, log_path=self._log_path(ctr), labels=ctr.rec.spec.labels,
-            restart_count=st.restart_count)
+            restart_count=st.restart_count,
+            anonymous_volumes={m.target: m.source for m in ctr.rec.spec.mounts
+                               if m.type is MountType.VOLUME
+                               and m.source in st.anonymous_volumes})
 
     def _log_path(self, ctr: Ctr) -> str:
         return os.path.join(ctr.cdir, f"{ctr.id}-json.log")
@@ -582,7 +585,8 @@ class Supervisor:
         device_rules = _device_rules(spec)  # validates the devices before anything is made
         cdir = container_dir(self.root, spec.id)
         # Anonymous volumes: the spec's, plus the image's VOLUMEs not covered by a mount.
-        anon: list[str] = []
+        anon: list[str] = []  #: every anonymous volume it mounts
+        made: list[str] = []  #: those made here (removed again if the create fails)
         mounts = list(spec.mounts)
         targets = {m.target.rstrip("/") for m in mounts}
         from pycompose.runtime.spec import Mount
@@ -597,9 +601,11 @@ class Supervisor:
                 if m.type is MountType.VOLUME and not m.source:
                     name = anonymous_volume(self.root)
                     anon.append(name)
+                    made.append(name)
                     m = replace(m, source=name)
                 elif m.type is MountType.VOLUME:
-                    ensure_volume(self.root, m.source)
+                    if ensure_volume(self.root, m.source).anonymous:
+                        anon.append(m.source)  # carried over from a replaced container
                 elif m.type is MountType.BIND:
                     if not os.path.isabs(m.source):
                         raise ContainerError(f"container {spec.name}: bind source "
@@ -627,7 +633,7 @@ class Supervisor:
             save_state(cdir, rec.state)
         except BaseException:
             self._discard_dir(cdir)
-            for name in anon:
+            for name in made:
                 remove_volume(self.root, name)
             cg = self._cgroup(spec.id)
             if cg is not None:

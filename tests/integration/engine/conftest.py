@@ -105,7 +105,6 @@ def supervisor_pid(root: Path) -> int | None:
 def stop_supervisor(root: Path, instance: str) -> None:
     import trio
     from pycompose.runtime.client import open_runtime
-    from pycompose.runtime.supervisor import protocol as P
 
     pid = supervisor_pid(root)
     helpers = _helper_processes(root)
@@ -114,7 +113,7 @@ def stop_supervisor(root: Path, instance: str) -> None:
         async with open_runtime(root, instance, autostart=False) as rt:
             for info in await rt.list():
                 await rt.remove(info.id, force=True, volumes=True)
-            await rt._call(P.Shutdown())
+            await rt.shutdown()
 
     try:
         trio.run(shutdown)

@@ -21,7 +21,6 @@ import trio
 from pycompose.runtime import cgroups
 from pycompose.runtime.client import Runtime, open_runtime
 from pycompose.runtime.spec import ContainerSpec
-from pycompose.runtime.supervisor import protocol as P
 
 #: Ceiling for any one container test: a hung container must fail, not hang CI.
 TEST_TIMEOUT = 60
@@ -94,7 +93,7 @@ async def stop_supervisor(rt: Runtime) -> None:
     """Ask the supervisor to exit and wait until it (and its idle fd keeper) has."""
     pids = supervisor_pids(rt.root)
     try:
-        await rt._call(P.Shutdown())
+        await rt.shutdown()
     except Exception:
         for pid in pids:
             os.kill(pid, signal.SIGTERM)

@@ -20,7 +20,6 @@ import trio
 from pycompose.runtime import cgroups
 from pycompose.runtime.client import open_runtime
 from pycompose.runtime.spec import ContainerStatus, ExecSpec
-from pycompose.runtime.supervisor import protocol as P
 
 from .test_container_support import TEST_TIMEOUT, cleanup, spec, wait_gone
 
@@ -48,6 +47,10 @@ def other_cgroup(run_id: str) -> Iterator[list[Path]]:
             d.rmdir()
 
 
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 async def start_supervisor_in(root: Path, instance: str, dirs: list[Path]) -> None:
     procs = [str(d / ("tasks" if (d / "tasks").exists() else "cgroup.procs")) for d in dirs]
     script = 'for f in "$@"; do echo $$ > "$f"; done; exec "$PY" -m ' \
@@ -72,11 +75,11 @@ async def test_exec_after_restart_from_another_cgroup(state_root: Path, instance
                 # container's pipes).
                 supervisor = int(Path(f"/proc/{info.pid}/stat").read_text()  # noqa: ASYNC240
                                  .rsplit(")", 1)[1].split()[1])
-                await rt._call(P.Shutdown())
+                await rt.shutdown()
             await wait_gone(supervisor)
             await start_supervisor_in(state_root, instance, other_cgroup)
             async with open_runtime(state_root, instance) as rt:
-                sup = (await rt._call(P.Hello()))["pid"]
+                sup = parent_of(info.pid)
                 own = Path(f"/proc/{sup}/cgroup").read_text()  # noqa: ASYNC240
                 assert other_cgroup[0].name in own  # it really runs elsewhere
                 result = await rt.exec_run(info.id, ExecSpec(argv=("echo", "in")))

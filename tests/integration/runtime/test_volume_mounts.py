@@ -88,8 +88,26 @@ async def test_anonymous_volumes_removed_with_container(rt: Runtime, busybox_roo
         anonymous = [v for v in list_volumes(rt.root) if v.anonymous]
         assert len(anonymous) == 2
         assert sorted(os.listdir(v.path) for v in anonymous) == [["x"], ["y"]]
-        await rt.remove(info.id, volumes=True)
+        # inspect says which volume is mounted where.
+        listed = (await rt.inspect(info.id)).anonymous_volumes
+        assert sorted(listed) == ["/cache", "/declared"]
+        assert sorted(listed.values()) == sorted(v.name for v in anonymous)
+        # A replacement handed the same volumes by name lists (and owns) them too.
+        await rt.remove(info.id)
+        again = await rt.create(spec(busybox_rootfs, "sh", "-c", "ls /cache /declared",
+                                     mounts=(Mount(MountType.VOLUME, "/cache",
+                                                   listed["/cache"]),
+                                             Mount(MountType.VOLUME, "/declared",
+                                                   listed["/declared"]))))
+        assert dict(again.anonymous_volumes) == dict(listed)
+        await rt.remove(again.id, volumes=True)
         assert [v for v in list_volumes(rt.root) if v.anonymous] == []
+        # A named volume is never listed as anonymous.
+        named = await rt.create(spec(busybox_rootfs, "true",
+                                     mounts=(Mount(MountType.VOLUME, "/data", "named"),)))
+        assert dict(named.anonymous_volumes) == {}
+        await rt.remove(named.id, volumes=True)
+        assert [v.name for v in list_volumes(rt.root)] == ["named"]
 
 
 async def test_bind_mounts_ro_rw_and_created(rt: Runtime, busybox_rootfs: Path,
