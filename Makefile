@@ -13,7 +13,10 @@ APT_RUNTIME := busybox-static catatonit nftables iproute2 libseccomp2 zstd skope
 # Needed only to build the virtualenv.
 APT_BUILD   := python3-venv python3-dev
 # Peers measured side by side by the benchmark harness.
-APT_BENCH   := docker-compose crun runc time
+APT_BENCH   := docker-compose crun runc time docker.io podman
+# podman-compose (PyPI) gets a virtualenv of its own, apart from the project's dependencies.
+PEERS_VENV  := $(VENV)/peers
+PODMAN_COMPOSE_VERSION ?= 1.6.0
 
 .PHONY: demo test bench check apt apt-bench venv clean
 
@@ -23,8 +26,8 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: venv apt-bench
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+bench: venv apt-bench $(PEERS_VENV)/.installed
+	PODMAN_COMPOSE=$(PEERS_VENV)/bin/podman-compose $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 check: venv
 	$(BIN)/ruff check pycompose compose runtime network tests benchmarks
@@ -42,6 +45,11 @@ $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(PEERS_VENV)/.installed:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q 'podman-compose==$(PODMAN_COMPOSE_VERSION)'
 	touch $@
 
 clean:

@@ -1,22 +1,34 @@
 """Stack lifecycle through the CLI: ``up -d`` / ``down`` of N busybox services.
 
 pycompose runs against its own engine on a private state root (started once in
-the group's setup, stopped at exit), with a busybox image imported into its
-store. docker-compose needs a running dockerd and podman-compose a working
-podman; where they are not set up on this machine they are left out with the
-reason (PEERS.md says how to start them), never estimated.
+the group's setup, stopped at exit); docker-compose against a private dockerd
+and podman-compose against podman with a private configuration, both set up by
+``benchmarks/peers`` in the group's setup and removed in its teardown. All
+three get the same busybox rootfs imported as ``bb:latest`` and the same stack
+files. The peers cannot network containers here without touching the host's
+firewall and forwarding (other people's tests run on this machine), so every
+stack uses ``network_mode: none``; ``pycompose-net`` is pycompose on the same
+stacks without that line (its default per-stack bridge and DNS), reported as
+an extra line so that the comparison does not flatter pycompose. A tool that
+is not installed or does not come up is left out with the reason.
 
 * ``up_n1_s``, ``up_n10_s``, ``up_n50_s``: ``up -d`` of N ``sleep`` services
   from nothing (the ``down`` after each sample is not timed).
 * ``up_chain10_s``: ten services chained with ``depends_on`` (service_started).
 * ``up_noop_n10_s``: a second ``up -d`` on an unchanged, running 10-service stack.
+  Targets (issue 4): pycompose's ``up_n50_s`` at most 1/5 and ``up_noop_n10_s``
+  at most 1/3 of the fastest peer's.
 * ``down_n50_s``: ``down`` of a running 50-service stack.
 * ``engine_rss_n50_mib``: resident memory of the engine process with 50 services up.
+
+Before timing, each tool's ``up -d`` is checked once per figure: all N
+containers of the project must be running.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
 import shutil
@@ -24,12 +36,16 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import peers
 from benchmarks.harness import Context, Figure, Group, MeasureError, Target, Tool, program
 
 PROJECT = "benchlc"
+PEERS = "lc_peers"  # ctx.state key of the peers started for this group
+PEER_TOOLS = ("docker-compose", "podman-compose")
 
 
 def _pycompose_available(ctx: Context) -> str | None:
@@ -42,28 +58,28 @@ def _pycompose_available(ctx: Context) -> str | None:
 
 def _docker_available(ctx: Context) -> str | None:
     if program("docker-compose") is None:
-        return "docker-compose is not installed"
-    if not Path("/var/run/docker.sock").exists():
-        return "no dockerd is running (start one as PEERS.md describes)"
-    return None
+        return "docker-compose is not installed (Debian package docker-compose)"
+    return peers.reason(ctx, PEERS, "docker")
 
 
 def _podman_available(ctx: Context) -> str | None:
-    if program("podman-compose") is None or program("podman") is None:
-        return "podman-compose/podman are not installed"
-    return "podman needs a private configuration here (PEERS.md); not set up by this group"
+    if peers.podman_compose() is None:
+        return "podman-compose is not installed (make bench puts it in .venv/peers)"
+    return peers.reason(ctx, PEERS, "podman")
 
 
-TOOLS = [Tool("pycompose", _pycompose_available), Tool("docker-compose", _docker_available),
-         Tool("podman-compose", _podman_available)]
+TOOLS = [Tool("pycompose", _pycompose_available), Tool("pycompose-net", _pycompose_available),
+         Tool("docker-compose", _docker_available), Tool("podman-compose", _podman_available)]
 
 
-def _write(path: Path, n: int, chain: bool = False) -> Path:
+def _write(path: Path, n: int, chain: bool = False, network: bool = False) -> Path:
+    """A stack of N ``sleep`` services; ``network=False`` adds ``network_mode: none``."""
     path.mkdir(parents=True, exist_ok=True)
     lines = ["services:"]
     for i in range(n):
-        lines += [f"  s{i}:", "    image: busybox", "    command: [sleep, '100000']",
-                  "    network_mode: none"]
+        lines += [f"  s{i}:", f"    image: {peers.IMAGE}", "    command: [sleep, '100000']"]
+        if not network:
+            lines.append("    network_mode: none")
         if chain and i:
             lines += ["    depends_on:", f"      s{i - 1}: {{condition: service_started}}"]
     (path / "compose.yaml").write_text("\n".join(lines) + "\n")
@@ -71,6 +87,14 @@ def _write(path: Path, n: int, chain: bool = False) -> Path:
 
 
 def setup(ctx: Context) -> None:
+    for n in (1, 10, 50):
+        ctx.state[f"lc_n{n}"] = _write(ctx.workdir / f"lc-n{n}", n)
+        ctx.state[f"lc_n{n}_net"] = _write(ctx.workdir / f"lc-n{n}-net", n, network=True)
+    ctx.state["lc_chain10"] = _write(ctx.workdir / "lc-chain10", 10, chain=True)
+    ctx.state["lc_chain10_net"] = _write(ctx.workdir / "lc-chain10-net", 10, chain=True,
+                                         network=True)
+    if os.geteuid() == 0:
+        peers.start(ctx, PEERS)
     if _pycompose_available(ctx) is not None:
         return
     import sys
@@ -79,22 +103,17 @@ def setup(ctx: Context) -> None:
     from pycompose.client import start_engine
     from pycompose.paths import host_paths
     from pycompose.runtime.images import ImageStore
-    from tests.helpers.images import make_busybox_rootfs, make_rootfs_tar
 
     # Outside the harness's workdir, which is gone by the time atexit runs the teardown.
     root = Path(tempfile.mkdtemp(prefix="pycompose-lc-"))
-    rootfs = make_busybox_rootfs(ctx.workdir / "lc-busybox")
-    tar = make_rootfs_tar(rootfs, ctx.workdir / "lc-busybox.tar")
-    ImageStore(root / "images").import_rootfs(tar, "busybox:latest", changes=['CMD ["sh"]'])
+    tar = peers.busybox_tar(ctx)  # the rootfs the peers get too
+    ImageStore(root / "images").import_rootfs(tar, peers.IMAGE, changes=['CMD ["sh"]'])
     instance = "b" + secrets.token_hex(2)
     env = dict(ctx.env, PYCOMPOSE_ROOT=str(root), PYCOMPOSE_INSTANCE=instance)
     paths = host_paths(env)
     pid = start_engine(paths)
     ctx.state["lc_env"] = env
     ctx.state["lc_pid"] = pid
-    for n in (1, 10, 50):
-        ctx.state[f"lc_n{n}"] = _write(ctx.workdir / f"lc-n{n}", n)
-    ctx.state["lc_chain10"] = _write(ctx.workdir / "lc-chain10", 10, chain=True)
 
     def stop() -> None:
         # The run's workdir is gone by now: take the project down by name, from /.
@@ -122,79 +141,170 @@ def _stop_supervisor(root: Path, instance: str) -> None:
         async with open_runtime(root, instance, autostart=False) as rt:
             await rt.shutdown()
 
-    try:
+    with contextlib.suppress(Exception):  # already gone
         trio.run(shutdown)
-    except Exception:  # noqa: BLE001 - already gone
-        pass
 
 
-def _cli(ctx: Context, key: str, *args: str, check: bool = True) -> float:
-    exe = program("pycompose")
+def _command(ctx: Context, tool: str, key: str) -> tuple[list[str], dict[str, str], Path]:
+    """argv prefix, environment and working directory of ``tool`` on stack ``key``."""
+    if tool in ("pycompose", "pycompose-net"):
+        exe = program("pycompose")
+        assert exe is not None
+        cwd = ctx.state[key + "_net" if tool == "pycompose-net" else key]
+        return [exe, "-p", PROJECT, "--progress", "quiet"], ctx.state["lc_env"], cwd
+    group_peers: peers.Peers = ctx.state[PEERS]
+    if tool == "docker-compose":
+        assert group_peers.docker is not None
+        exe = program("docker-compose")
+        env = dict(ctx.env, **group_peers.docker.env)
+    else:
+        assert group_peers.podman is not None
+        exe = peers.podman_compose()
+        env = dict(ctx.env, **group_peers.podman.env)
     assert exe is not None
+    return [exe, "-p", PROJECT], env, ctx.state[key]
+
+
+def _cli(ctx: Context, tool: str, key: str, *args: str, check: bool = True) -> float:
+    argv, env, cwd = _command(ctx, tool, key)
     start = time.perf_counter()
-    proc = subprocess.run([exe, "-p", PROJECT, "--progress", "quiet", *args],
-                          cwd=ctx.state[key], env=ctx.state["lc_env"], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([*argv, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=600)
     elapsed = time.perf_counter() - start
     if check and proc.returncode != 0:
-        raise MeasureError(f"pycompose {' '.join(args)}: {proc.stderr.strip()[-300:]}")
+        raise MeasureError(f"{tool} {' '.join(args)}: {proc.stderr.strip()[-300:]}")
     return elapsed
 
 
-def _up(key: str) -> Callable[[Context], float]:
+def _running(ctx: Context, tool: str, key: str) -> int:
+    """How many containers of the project the tool's engine has running."""
+    if tool in ("pycompose", "pycompose-net"):
+        argv, env, cwd = _command(ctx, tool, key)
+        out = subprocess.run([*argv, "ps", "-q", "--status", "running"], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=120, check=True)
+        return len(out.stdout.split())
+    group_peers: peers.Peers = ctx.state[PEERS]
+    if tool == "docker-compose":
+        assert group_peers.docker is not None
+        return group_peers.docker.running(f"com.docker.compose.project={PROJECT}")
+    assert group_peers.podman is not None
+    return group_peers.podman.running(f"io.podman.compose.project={PROJECT}")
+
+
+def _verify(key: str, n: int) -> Callable[[Context, str], str | None]:
+    """``up -d`` must leave all N containers running, and ``down`` none."""
+
+    def verify(ctx: Context, tool: str) -> str | None:
+        try:
+            _cli(ctx, tool, key, "up", "-d")
+            up = _running(ctx, tool, key)
+            _cli(ctx, tool, key, "down", "-t", "0")
+            down = _running(ctx, tool, key)
+        except (MeasureError, subprocess.SubprocessError, RuntimeError) as e:
+            return str(e)
+        finally:
+            _cli(ctx, tool, key, "down", "-t", "0", check=False)
+        if up != n:
+            return f"{up} of {n} containers running after up -d"
+        if down != 0:
+            return f"{down} containers still running after down"
+        return None
+
+    return verify
+
+
+def _up(tool: str, key: str) -> Callable[[Context], float]:
     def measure(ctx: Context) -> float:
         try:
-            return _cli(ctx, key, "up", "-d")
+            return _cli(ctx, tool, key, "up", "-d")
         finally:
-            _cli(ctx, key, "down", "-t", "0", check=False)
+            _cli(ctx, tool, key, "down", "-t", "0", check=False)
 
     return measure
 
 
-def _noop(ctx: Context) -> float:
-    _cli(ctx, "lc_n10", "up", "-d")
-    try:
-        return _cli(ctx, "lc_n10", "up", "-d")
-    finally:
-        _cli(ctx, "lc_n10", "down", "-t", "0", check=False)
+def _noop(tool: str) -> Callable[[Context], float]:
+    def measure(ctx: Context) -> float:
+        _cli(ctx, tool, "lc_n10", "up", "-d")
+        try:
+            return _cli(ctx, tool, "lc_n10", "up", "-d")
+        finally:
+            _cli(ctx, tool, "lc_n10", "down", "-t", "0", check=False)
+
+    return measure
 
 
-def _down(ctx: Context) -> float:
-    _cli(ctx, "lc_n50", "up", "-d")
-    return _cli(ctx, "lc_n50", "down", "-t", "0")
+def _down(tool: str) -> Callable[[Context], float]:
+    def measure(ctx: Context) -> float:
+        _cli(ctx, tool, "lc_n50", "up", "-d")
+        return _cli(ctx, tool, "lc_n50", "down", "-t", "0")
+
+    return measure
 
 
 def _rss(ctx: Context) -> float:
-    _cli(ctx, "lc_n50", "up", "-d")
+    _cli(ctx, "pycompose", "lc_n50", "up", "-d")
     try:
         status = Path(f"/proc/{ctx.state['lc_pid']}/status").read_text()
         kib = next(int(line.split()[1]) for line in status.splitlines()
                    if line.startswith("VmRSS:"))
         return kib / 1024
     finally:
-        _cli(ctx, "lc_n50", "down", "-t", "0", check=False)
+        _cli(ctx, "pycompose", "lc_n50", "down", "-t", "0", check=False)
 
 
-def _figure(name: str, desc: str, measure: Callable[[Context], float],
-            target: Target | None = None, unit: str = "s") -> Figure:
-    return Figure(name=name, unit=unit, description=desc, measures={"pycompose": measure},
-                  baseline=None, target=target)
+@dataclass(frozen=True)
+class FastestPeer(Target):
+    """pycompose at most ``ratio`` x the fastest peer that ran (issue 4's wording)."""
+
+    peers: tuple[str, ...] = PEER_TOOLS
+
+    def describe(self, unit: str) -> str:
+        assert self.ratio is not None
+        return f"{self.tool} <= 1/{1 / self.ratio:g} of fastest peer"
+
+    def met(self, values: Mapping[str, float], baseline: str | None) -> bool | None:
+        theirs = [values[p] for p in self.peers if p in values]
+        if self.tool not in values or not theirs or self.ratio is None:
+            return None
+        return values[self.tool] <= self.ratio * min(theirs)
+
+
+TOOL_NAMES = ("pycompose", "pycompose-net", *PEER_TOOLS)
+
+
+def _figure(name: str, desc: str, measure: Callable[[str], Callable[[Context], float]],
+            verify: tuple[str, int], target: Target | None = None) -> Figure:
+    return Figure(name=name, unit="s", description=desc,
+                  measures={tool: measure(tool) for tool in TOOL_NAMES},
+                  baseline="docker-compose", target=target, verify=_verify(*verify))
+
+
+def _stack(key: str) -> Callable[[str], Callable[[Context], float]]:
+    return lambda tool: _up(tool, key)
+
+
+def teardown(ctx: Context) -> None:
+    peers.stop(ctx, PEERS)
 
 
 GROUP = Group(
     name="lifecycle",
     tools=TOOLS,
     setup=setup,
+    teardown=teardown,
     figures=[
-        _figure("up_n1_s", "up -d, 1 busybox service", _up("lc_n1")),
-        _figure("up_n10_s", "up -d, 10 busybox services", _up("lc_n10")),
-        _figure("up_n50_s", "up -d, 50 busybox services", _up("lc_n50")),
+        _figure("up_n1_s", "up -d, 1 busybox service", _stack("lc_n1"), ("lc_n1", 1)),
+        _figure("up_n10_s", "up -d, 10 busybox services", _stack("lc_n10"), ("lc_n10", 10)),
+        _figure("up_n50_s", "up -d, 50 busybox services", _stack("lc_n50"), ("lc_n50", 50),
+                target=FastestPeer("pycompose", ratio=1 / 5)),
         _figure("up_chain10_s", "up -d, chain of 10 depends_on (service_started)",
-                _up("lc_chain10")),
+                _stack("lc_chain10"), ("lc_chain10", 10)),
         _figure("up_noop_n10_s", "second up -d on an unchanged running 10-service stack",
-                _noop),
-        _figure("down_n50_s", "down of a running 50-service stack", _down),
-        _figure("engine_rss_n50_mib", "engine resident memory with 50 services up", _rss,
-                unit="MiB"),
+                _noop, ("lc_n10", 10), target=FastestPeer("pycompose", ratio=1 / 3)),
+        _figure("down_n50_s", "down of a running 50-service stack", _down, ("lc_n50", 50)),
+        Figure(name="engine_rss_n50_mib", unit="MiB",
+               description="engine resident memory with 50 services up",
+               measures={"pycompose": _rss}),
     ],
 )

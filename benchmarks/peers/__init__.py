@@ -1,0 +1,160 @@
+"""The peer engines (dockerd, podman), started privately for the side-by-side figures.
+
+A figure group that compares against Docker or podman calls ``start(ctx, key)``
+in its setup and ``stop(ctx, key)`` in its teardown.  ``start`` records the host
+state (``host.HostSnapshot``), starts a dockerd and configures podman under a
+temporary directory, and imports the busybox test rootfs
+(``tests/helpers/images.py``) into both as ``bb:latest``.  A peer that is not
+installed or does not come up is left out with the reason
+(``Peers.reasons``), never faked.  ``stop`` undoes everything, checks the host
+against the snapshot and reports (to stderr) anything it had to put back.  It
+also runs at interpreter exit and on SIGTERM if a group did not get to it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from benchmarks.harness import Context
+from benchmarks.peers import docker as docker_mod
+from benchmarks.peers import host
+from benchmarks.peers import podman as podman_mod
+from benchmarks.peers.docker import Dockerd
+from benchmarks.peers.podman import Podman, podman_compose
+
+IMAGE = "bb:latest"
+__all__ = ["IMAGE", "Peers", "busybox_tar", "podman_compose", "reason", "start", "stop"]
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def busybox_tar(ctx: Context) -> Path:
+    """The busybox rootfs tarball of ``tests/helpers/images.py`` (made once per run)."""
+    tar = ctx.state.get("peers_busybox_tar")
+    if tar is None:
+        repo = str(Path(__file__).resolve().parents[2])
+        if repo not in sys.path:
+            sys.path.insert(0, repo)
+        from tests.helpers.images import make_busybox_rootfs, make_rootfs_tar
+
+        rootfs = make_busybox_rootfs(ctx.workdir / "peers-busybox")
+        tar = make_rootfs_tar(rootfs, ctx.workdir / "peers-busybox.tar")
+        ctx.state["peers_busybox_tar"] = tar
+    return Path(tar)
+
+
+@dataclass
+class Peers:
+    base: Path
+    snapshot: host.HostSnapshot
+    docker: Dockerd | None = None
+    podman: Podman | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  # "docker"/"podman" -> why not
+    stopped: bool = False
+
+    def stop(self) -> list[str]:
+        if self.stopped:
+            return []
+        self.stopped = True
+        problems: list[str] = []
+        if self.docker is not None:
+            problems += self.docker.stop()
+        if self.podman is not None:
+            problems += self.podman.stop()
+        problems += self.snapshot.restore(private_dirs=[self.base],
+                                          cgroup_names=[podman_mod.CGROUP_PARENT])
+        # Everything under base is unmounted by now; the directory itself goes last.
+        shutil.rmtree(self.base, ignore_errors=True)
+        left = [p for p in host.mount_points() if p.startswith(str(self.base))]
+        if left:
+            problems.append(f"mounts still under {self.base}: {left}")
+        return problems
+
+
+_LIVE: list[Peers] = []
+
+
+def _stop_all() -> None:
+    for peers in _LIVE:
+        for line in peers.stop():
+            _log(f"  peers: {line}")
+    _LIVE.clear()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the groups' teardowns, then atexit
+
+
+def start(ctx: Context, key: str, *, docker: bool = True, podman: bool = True) -> Peers:
+    """Start the wanted peers for a group; stored as ``ctx.state[key]``."""
+    base = Path(tempfile.mkdtemp(prefix="pcpeers-", dir=ctx.workdir))
+    peers = Peers(base=base, snapshot=host.HostSnapshot.take([podman_mod.CGROUP_PARENT]))
+    ctx.state[key] = peers
+    if not _LIVE:
+        atexit.register(_stop_all)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    _LIVE.append(peers)
+    tar: Path | None = None
+    if docker:
+        reason = docker_mod.unavailable()
+        if reason is None:
+            d = Dockerd(base / "docker")
+            peers.docker = d
+            try:
+                tar = tar or busybox_tar(ctx)
+                d.start()
+                d.import_rootfs(tar, IMAGE)
+            except Exception as e:  # noqa: BLE001 - reported as the tool's reason
+                reason = f"dockerd did not come up: {e}"
+        if reason is not None:
+            peers.reasons["docker"] = reason
+            _log(f"  docker left out: {reason}")
+    if podman:
+        reason = podman_mod.unavailable()
+        if reason is None:
+            p = Podman(base / "podman")
+            peers.podman = p
+            try:
+                tar = tar or busybox_tar(ctx)
+                p.start()
+                p.import_rootfs(tar, IMAGE)
+            except Exception as e:  # noqa: BLE001
+                reason = f"podman does not run here: {e}"
+        if reason is not None:
+            peers.reasons["podman"] = reason
+            _log(f"  podman left out: {reason}")
+    return peers
+
+
+def stop(ctx: Context, key: str) -> None:
+    """Stop the peers of ``ctx.state[key]`` and report what had to be put back."""
+    peers = ctx.state.pop(key, None)
+    if peers is None:
+        return
+    for line in peers.stop():
+        _log(f"  peers: {line}")
+    if peers in _LIVE:
+        _LIVE.remove(peers)
+
+
+def reason(ctx: Context, key: str, peer: str) -> str | None:
+    """Why ``peer`` ("docker"/"podman") cannot be measured in this group, or None."""
+    peers: Peers | None = ctx.state.get(key)
+    if peers is None:
+        return "not started (the group's setup did not run)"
+    if peer in peers.reasons:
+        return peers.reasons[peer]
+    if getattr(peers, peer) is None:
+        return f"{peer} is not set up in this group"
+    return None
+
