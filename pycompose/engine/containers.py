@@ -569,6 +569,10 @@ class Containers:
             await self._update(cid, restart_count=rec.restart_count + 1)
             try:
                 await self._start(cid)
+                # Hooks belong to every start, as with docker: a restart runs them too
+                # (a failure is logged; nobody waits on this start to report it to).
+                if rec.config.get("_hooks", {}).get("post_start") and rec.state == "running":
+                    await self._run_hooks(rec, "post_start", raise_on_failure=False)
             except rterrors.ContainerRuntimeError as exc:
                 log.warning("restart of %s failed: %s", rec.name, exc)
             except Exception:

@@ -404,6 +404,31 @@ configs:
     assert int(stats["PIDs"]) >= 1
 
 
+def test_post_start_hooks_run_again_when_a_restart_policy_restarts(engine: Engine) -> None:
+    (engine.workdir / "shared").mkdir()
+    engine.compose("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "if [ -f /shared/ran ]; then exec sleep 1000; fi;
+              touch /shared/ran; sleep 1; exit 3"]
+    volumes: ["./shared:/shared"]
+    restart: on-failure
+    post_start:
+      - command: ["sh", "-c", "echo hook >> /shared/hooks"]
+""")
+    engine.cli("up", "-d")
+    hooks = engine.workdir / "shared" / "hooks"
+    deadline = time.monotonic() + 60
+    with engine.api() as api:
+        while api.get("/containers/project-app-1/json")["RestartCount"] < 1 or \
+                len(hooks.read_text().split()) < 2:
+            assert time.monotonic() < deadline, "no restart with its hook"
+            time.sleep(0.1)
+    assert hooks.read_text().split() == ["hook", "hook"]  # the first start's, the restart's
+    assert engine.ps()[0]["State"] == "running"
+
+
 def test_up_builds_a_missing_image_first(engine: Engine) -> None:
     (engine.workdir / "Dockerfile").write_text(
         'FROM busybox\nRUN echo built > /msg\nCMD ["sh", "-c", "cat /msg; exec sleep 1000"]\n')
