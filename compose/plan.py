@@ -280,6 +280,10 @@ def plan_up(project: Project, observed: Observed, options: UpOptions | None = No
         restart_because = sorted(
             dep for dep, spec in service_dependencies(project, service).items()
             if spec.restart and dep in recreated)
+        shared = _namespace_owner(project, service)
+        if shared in recreated:
+            # Its network namespace went away with the old container: join the new one.
+            restart_because.append(f"{shared} (network_mode: {service.network_mode})")
         chains = _plan_service(project, service, observed.of_service(name), want_hash,
                                _replicas(service, options), options, restart_because)
         if any(op.action is Action.REMOVE for chain in chains for op in chain
@@ -309,6 +313,20 @@ def plan_up(project: Project, observed: Observed, options: UpOptions | None = No
     return Plan(project=project.name, order=order, prepare=tuple(prepare),
                 services=FrozenDict(services), cleanup=tuple(cleanup),
                 warnings=tuple(warnings))
+
+
+def _namespace_owner(project: Project, service: Service) -> str | None:
+    """The project service whose network namespace ``service`` joins (``network_mode:
+    service:X``, or ``container:NAME`` naming one of the project's containers)."""
+    kind, _, target = (service.network_mode or "").partition(":")
+    if kind == "service":
+        return target
+    if kind == "container":
+        for other in project.services.values():
+            if any(container_name(project.name, other, n) == target
+                   for n in range(1, max(other.replicas, 1) + 1)):
+                return str(other.name)
+    return None
 
 
 def _plan_service(project: Project, service: Service, existing: list[ObservedContainer],
@@ -345,8 +363,9 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
               and options.image_ids.get(service.name, current.image_id) != current.image_id):
             reason = "recreate: image changed"
         elif restart_because and not options.no_recreate:
-            reason = f"recreate: dependency {', '.join(restart_because)} recreated " \
-                     "(depends_on restart: true)"
+            reason = f"recreate: dependency {', '.join(restart_because)} recreated"
+            if not all("network_mode" in r for r in restart_because):
+                reason += " (depends_on restart: true)"
         if reason is not None:
             ops = []
             if current.running:
