@@ -31,9 +31,15 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise NotRootError("the engine runs containers (namespaces, cgroups, mounts) "
                            "and must run as root; try sudo")
+    from pycompose.engine.logfile import handler_for, writes_to
+
+    log_path = daemon.log_file(paths)
+    # Started on demand, stderr is <root>/engine.log: rotate it by size.
+    handlers = [handler_for(log_path, os.environ)] if writes_to(2, log_path) else None
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
     )
     os.chdir("/")  # never pin the directory the engine happened to be started from
     trio.run(lambda: daemon.run(paths, ready_fd=args.ready_fd))
