@@ -39,8 +39,17 @@ def test_queue_jobs_are_shared_by_both_consumers_after_setup(stack_engine: Engin
 
     # setup ran before anything that depends on it started.
     logs = stack(eng, NAME, "logs", "setup", "producer").stdout
-    assert "queue reset, expecting 20 jobs" in logs
+    assert "queue reset" in logs
     assert "2 consumers ready, queueing 20 jobs" in logs
+
+    # Another batch, without running setup again: both batches add up.
+    more = stack(eng, NAME, "run", "--rm", "--no-deps", "producer")
+    assert "2 consumers ready, queueing 20 jobs" in more.stdout
+    res = eventually(finished, "the consumers to finish the second batch")
+    assert res["expected"] == 40
+    assert res["done"] == 40
+    assert res["sum_of_squares"] == res["want_sum"] == 2 * sum(n * n for n in range(1, 21))
+    assert set(res["done_by"]) == consumers
 
     footprint = Footprint(eng, NAME, ["default"])
     stack(eng, NAME, "down", "-v")

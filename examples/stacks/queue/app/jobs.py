@@ -1,10 +1,10 @@
 """The queue example: one program, five roles (the first argument).
 
 ``setup``     the job that must finish before the rest starts: resets the queue
-              and records how many jobs to expect ($JOBS)
 ``consume``   a consumer: takes jobs off the Redis list, squares the number,
               adds the result up and counts what it did under its hostname
-``produce``   the producer: once $CONSUMERS consumers said hello, queues $JOBS jobs
+``produce``   the producer: once $CONSUMERS consumers wait for work, queues $JOBS
+              more jobs (and what their results should add up to)
 ``app``       serves the results as JSON on port 8000 (published by compose)
 ``check``     exit 0 when the local ``app`` answers (its health check)
 
@@ -25,8 +25,9 @@ from typing import Any
 import redis
 
 JOBS_KEY = "queue:jobs"
-KEYS = ("queue:jobs", "queue:expected", "queue:done", "queue:sum", "queue:done_by",
-        "queue:consumers")
+KEYS = ("queue:jobs", "queue:expected", "queue:want_sum", "queue:done", "queue:sum",
+        "queue:done_by")
+CONSUMER = "consumer-"  # the Redis client name prefix of consumers
 PORT = 8000
 
 
@@ -41,18 +42,15 @@ def log(msg: str) -> None:
 
 
 def setup() -> int:
-    r = connect()
-    jobs = int(os.environ.get("JOBS", "20"))
-    r.delete(*KEYS)
-    r.set("queue:expected", jobs)
-    log(f"queue reset, expecting {jobs} jobs")
+    connect().delete(*KEYS)
+    log("queue reset")
     return 0
 
 
 def consume() -> int:
     r = connect()
     me = socket.gethostname()
-    r.sadd("queue:consumers", me)
+    r.client_setname(CONSUMER + me)
     log("waiting for jobs")
     while True:
         item = r.blpop([JOBS_KEY], timeout=0)
@@ -68,15 +66,25 @@ def consume() -> int:
         log(f"job {n} -> {n * n}")
 
 
+def waiting_consumers(r: redis.Redis) -> int:
+    """Consumers blocked in BLPOP right now: the next jobs are shared among them."""
+    return sum(1 for c in r.client_list()
+               if c.get("name", "").startswith(CONSUMER) and c.get("cmd") == "blpop")
+
+
 def produce() -> int:
     r = connect()
-    jobs = int(r.get("queue:expected") or os.environ.get("JOBS", "20"))
+    jobs = int(os.environ.get("JOBS", "20"))
     want = int(os.environ.get("CONSUMERS", "1"))
-    deadline = time.monotonic() + 60
-    while r.scard("queue:consumers") < want and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while waiting_consumers(r) < want and time.monotonic() < deadline:
         time.sleep(0.1)
-    log(f"{r.scard('queue:consumers')} consumers ready, queueing {jobs} jobs")
-    r.rpush(JOBS_KEY, *range(1, jobs + 1))
+    log(f"{waiting_consumers(r)} consumers ready, queueing {jobs} jobs")
+    pipe = r.pipeline()
+    pipe.incrby("queue:expected", jobs)
+    pipe.incrby("queue:want_sum", sum(n * n for n in range(1, jobs + 1)))
+    pipe.rpush(JOBS_KEY, *range(1, jobs + 1))
+    pipe.execute()
     return 0
 
 
@@ -86,7 +94,7 @@ def results() -> dict[str, Any]:
     done = int(r.get("queue:done") or 0)
     return {"expected": expected, "done": done, "complete": expected > 0 and done >= expected,
             "sum_of_squares": int(r.get("queue:sum") or 0),
-            "want_sum": sum(n * n for n in range(1, expected + 1)),
+            "want_sum": int(r.get("queue:want_sum") or 0),
             "done_by": {k: int(v) for k, v in r.hgetall("queue:done_by").items()},
             "waiting": r.llen(JOBS_KEY)}
 
