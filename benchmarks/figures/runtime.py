@@ -9,6 +9,10 @@
   v1 hierarchy: the group does that for the measurement and undoes it after.
 * ``mem_per_container_kib``: the supervisor's (and its fd keeper's) resident
   memory with 51 idle ``sleep`` containers minus with 1, divided by 50.
+  docker and podman (started privately by ``benchmarks/peers``, containers with
+  ``--network none`` from the same busybox rootfs as ``bb:latest``): the same
+  difference, 1 against 11 idle containers, over the processes the engine adds
+  per container: containerd-shim-runc-v2 for docker, conmon for podman.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import peers
 from benchmarks.harness import REPO, Context, Figure, Group, MeasureError, Target, Tool, program
 
 BATCH, BATCH_QUICK = 20, 8
@@ -49,13 +55,25 @@ def _oci(name: str) -> object:
     return check
 
 
+PEERS = "rt_peers"  # ctx.state key of the peers started for this group
+PEER_IDLE = 10  # extra idle containers for the peers' per-container figure
+
+
+def _peer(name: str) -> object:
+    def check(ctx: Context) -> str | None:
+        return peers.reason(ctx, PEERS, name)
+    return check
+
+
 TOOLS = [Tool("pycompose", _root), Tool("crun", _oci("crun")),  # type: ignore[arg-type]
-         Tool("runc", _oci("runc"))]  # type: ignore[arg-type]
+         Tool("runc", _oci("runc")),  # type: ignore[arg-type]
+         Tool("docker", _peer("docker")), Tool("podman", _peer("podman"))]  # type: ignore[arg-type]
 
 
 def _setup(ctx: Context) -> None:
     if os.geteuid() != 0 or not Path("/bin/busybox").exists():
         return
+    peers.start(ctx, PEERS)
     sys.path.insert(0, str(REPO))
     from tests.helpers.images import make_busybox_rootfs
 
@@ -87,6 +105,7 @@ def _setup(ctx: Context) -> None:
 
 
 def _teardown(ctx: Context) -> None:
+    peers.stop(ctx, PEERS)
     if ctx.state.get("rt_hugetlb_mounted"):
         subprocess.run(["umount", str(HUGETLB)], check=False)
         with contextlib.suppress(OSError):
@@ -209,6 +228,37 @@ def _pycompose_mem(ctx: Context) -> float:
     return trio.run(main)
 
 
+def _peer_mem(name: str) -> Callable[[Context], float]:
+    """Resident KiB per extra idle container of the engine's per-container processes."""
+
+    def measure(ctx: Context) -> float:
+        engine = peers.engine(ctx, PEERS, name)
+        run, per_container = engine.cli, engine.monitor_pids
+        n = PEER_IDLE // 2 if ctx.quick else PEER_IDLE
+        label = f"pcbench={secrets.token_hex(4)}"
+        ids: list[str] = []
+        try:
+            for i in range(n + 1):
+                out = run("run", "-d", "--network", "none", "--label", label,
+                          peers.IMAGE, "sleep", "600")
+                ids.append(out.stdout.strip())
+                if i == 0:
+                    one = _rss_kib(per_container())
+            pids = per_container()
+            if len(pids) != n + 1:
+                raise MeasureError(f"{len(pids)} per-container processes for {n + 1} containers")
+            running = engine.running(label)
+            if running != n + 1:
+                raise MeasureError(f"{running} of {n + 1} containers running")
+            many = _rss_kib(pids)
+        finally:
+            if ids:
+                run("rm", "-f", *ids, check=False)
+        return (many - one) / n
+
+    return measure
+
+
 GROUP = Group(
     name="runtime",
     tools=TOOLS,
@@ -227,8 +277,10 @@ GROUP = Group(
         Figure(
             name="mem_per_container_kib",
             unit="KiB",
-            description="supervisor resident memory per additional idle container",
-            measures={"pycompose": _pycompose_mem},
+            description="engine-side resident memory per additional idle container",
+            measures={"pycompose": _pycompose_mem, "docker": _peer_mem("docker"),
+                      "podman": _peer_mem("podman")},
+            baseline="docker",
             target=Target("pycompose", value=1024.0),
         ),
     ],

@@ -30,7 +30,7 @@ from benchmarks.peers.docker import Dockerd
 from benchmarks.peers.podman import Podman, podman_compose
 
 IMAGE = "bb:latest"
-__all__ = ["IMAGE", "Peers", "busybox_tar", "podman_compose", "reason", "start", "stop"]
+__all__ = ["IMAGE", "Peers", "busybox_tar", "engine", "podman_compose", "reason", "start", "stop"]
 
 
 def _log(line: str) -> None:
@@ -145,6 +145,15 @@ def stop(ctx: Context, key: str) -> None:
         _log(f"  peers: {line}")
     if peers in _LIVE:
         _LIVE.remove(peers)
+
+
+def engine(ctx: Context, key: str, peer: str) -> Dockerd | Podman:
+    """The started ``peer`` ("docker"/"podman") of ``ctx.state[key]``."""
+    peers: Peers = ctx.state[key]
+    found = peers.docker if peer == "docker" else peers.podman
+    if found is None:
+        raise RuntimeError(f"{peer} is not set up")
+    return found
 
 
 def reason(ctx: Context, key: str, peer: str) -> str | None:

@@ -81,7 +81,7 @@ class Dockerd:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dockerd exited with {self.proc.returncode}: "
                                    f"{self.log_tail()}")
-            if self.socket.exists() and self.docker("version", check=False).returncode == 0:
+            if self.socket.exists() and self.cli("version", check=False).returncode == 0:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"dockerd did not answer within {timeout:g}s: {self.log_tail()}")
@@ -93,7 +93,7 @@ class Dockerd:
             return ""
         return " | ".join(lines[-3:])
 
-    def docker(self, *args: str, check: bool = True,
+    def cli(self, *args: str, check: bool = True,
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, **self.env)
         proc = subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True,
@@ -103,15 +103,15 @@ class Dockerd:
         return proc
 
     def import_rootfs(self, tar: Path, ref: str) -> None:
-        self.docker("import", str(tar), ref)
+        self.cli("import", str(tar), ref)
 
     def running(self, label: str) -> int:
         """How many containers with ``label`` (key=value) are running."""
-        out = self.docker("ps", "-q", "--filter", f"label={label}", "--filter",
+        out = self.cli("ps", "-q", "--filter", f"label={label}", "--filter",
                           "status=running")
         return len(out.stdout.split())
 
-    def shim_pids(self) -> list[int]:
+    def monitor_pids(self) -> list[int]:
         """The containerd shims of this daemon (one per running container)."""
         address = str(self.base / "exec")
         return [pid for pid in host.processes_mentioning(address)
@@ -122,9 +122,9 @@ class Dockerd:
         problems: list[str] = []
         if self.proc is not None and self.proc.poll() is None:
             try:
-                ids = self.docker("ps", "-aq", timeout=60).stdout.split()
+                ids = self.cli("ps", "-aq", timeout=60).stdout.split()
                 if ids:
-                    self.docker("rm", "-f", *ids, timeout=300)
+                    self.cli("rm", "-f", *ids, timeout=300)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 problems.append(f"removing containers: {e}")
             self.proc.send_signal(signal.SIGTERM)

@@ -107,11 +107,11 @@ class Podman:
         (self.base / "storage.conf").write_text(STORAGE_CONF.format(base=self.base))
         (self.base / "registries.conf").write_text(REGISTRIES_CONF)
         self.started = True
-        info = self.podman("info", "--format", "{{.Store.GraphRoot}}")
+        info = self.cli("info", "--format", "{{.Store.GraphRoot}}")
         if info.stdout.strip() != str(self.base / "graph"):
             raise RuntimeError(f"podman ignores its private configuration: {info.stdout!r}")
 
-    def podman(self, *args: str, check: bool = True,
+    def cli(self, *args: str, check: bool = True,
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, **self.env)
         proc = subprocess.run([PODMAN, *args], env=env, capture_output=True, text=True,
@@ -121,14 +121,14 @@ class Podman:
         return proc
 
     def import_rootfs(self, tar: Path, ref: str) -> None:
-        self.podman("import", str(tar), ref)
+        self.cli("import", str(tar), ref)
 
     def running(self, label: str) -> int:
-        out = self.podman("ps", "-q", "--filter", f"label={label}", "--filter",
+        out = self.cli("ps", "-q", "--filter", f"label={label}", "--filter",
                           "status=running")
         return len(out.stdout.split())
 
-    def conmon_pids(self) -> list[int]:
+    def monitor_pids(self) -> list[int]:
         """The conmon monitors of our containers (one per running container)."""
         return [pid for pid in host.processes_mentioning(str(self.base))
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "conmon"]
@@ -138,7 +138,7 @@ class Podman:
         if self.started:
             for args in (("rm", "-af", "-t", "0"), ("pod", "rm", "-af")):
                 try:
-                    self.podman(*args, timeout=300)
+                    self.cli(*args, timeout=300)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     problems.append(f"podman {' '.join(args)}: {e}")
         stray = list(host.processes_mentioning(str(self.base)))
