@@ -24,6 +24,26 @@ from pycompose.runtime import errors as rterrors
 from pycompose.runtime.spec import ImageDefaults
 
 
+#: kv key prefix: anonymous volumes of a removed container, until a recreate takes them
+PENDING_VOLUMES = "handed-over-volumes:"
+
+
+async def collect_handed_over(store: Store, root: Path) -> list[str]:
+    """Remove the anonymous volumes of removed containers that no container took over
+    (an engine that died mid-recreate, or ``rm``/``down`` without ``-v``, whose
+    anonymous volumes nothing can reach any more). At engine start; returns them."""
+    from pycompose.runtime.volumes import remove_volume  # noqa: PLC0415
+
+    removed = []
+    for key, volumes in sorted((await store.docs_with_prefix(PENDING_VOLUMES)).items()):
+        for name in sorted(set(volumes.values())):
+            if not await store.volume_users(name):
+                await trio.to_thread.run_sync(remove_volume, str(root), name)
+                removed.append(name)
+        await store.delete_doc(key)
+    return removed
+
+
 class EngineBackendError(Exception):
     """A step of convergence failed for a reason the user can fix; the message says how."""
 
@@ -157,6 +177,8 @@ class EngineBackend:
             kept = set((await self.containers.anonymous_volumes(rec.id)).values())
             for volume in set(inherit.values()) - kept:
                 await trio.to_thread.run_sync(remove_volume, str(self.root), volume)
+        if inherit_from:
+            await self.store.delete_doc(PENDING_VOLUMES + inherit_from)
         return rec.id
 
     async def start_container(self, container_id: str) -> None:
@@ -168,8 +190,12 @@ class EngineBackend:
     async def remove_container(self, container_id: str, *, volumes: bool = False) -> None:
         if not volumes:
             # A recreate takes them over; with ``volumes`` the runtime removes them.
-            self._inherited[container_id] = await self.containers.anonymous_volumes(
-                container_id)
+            anonymous = await self.containers.anonymous_volumes(container_id)
+            if anonymous:
+                # Written down first: should the engine die before the new container
+                # exists, the next one removes what nobody took over (collect_handed_over).
+                await self.store.put_doc(PENDING_VOLUMES + container_id, anonymous)
+            self._inherited[container_id] = anonymous
         await self.containers.remove(container_id, force=True, volumes=volumes)
 
     async def wait_healthy(self, container_id: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from pycompose.compose.backend import ConditionFailed, ProgressEvent
+from pycompose.compose.build import project_from_record
 from pycompose.compose.errors import ComposeError
 from pycompose.compose.model import FrozenDict, Project
 from pycompose.compose.plan import (
@@ -41,8 +42,8 @@ from pycompose.compose.plan import (
     topological_order,
 )
 from pycompose.compose.scheduler import RunResult, Scheduler
+from pycompose.compose.serialize import project_to_record
 from pycompose.engine.backend import EngineBackend, EngineBackendError, ImageResolver
-from pycompose.engine.codec import decode_project, encode_project
 from pycompose.engine.containers import (
     Containers,
     ContainerStateConflict,
@@ -71,6 +72,19 @@ log = logging.getLogger("pycompose.engine.projects")
 STARTUP_TIMEOUT = 20.0  # below the CLI's 30 s wait, so its error is the one shown
 
 Job = Callable[[Callable[[dict[str, Any]], None]], Awaitable[dict[str, Any]]]
+
+
+# What a project record that is not in project_to_record's shape raises on the way in.
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def _sent_project(data: Any) -> Project:
+    """The project a request carries (:func:`project_to_record`'s shape, as the CLI's
+    ``load_record`` sends it)."""
+    try:
+        return project_from_record(data)
+    except _MALFORMED as exc:
+        raise HTTPError(400, f"malformed project record: {type(exc).__name__}: {exc}") from None
 
 
 def _progress(e: ProgressEvent) -> dict[str, Any]:
@@ -138,6 +152,12 @@ class ProjectManager:
             log.info("runtime gc: %s", report)
         except rterrors.ContainerRuntimeError as exc:
             log.warning("runtime gc failed: %s", exc)
+        from pycompose.engine.backend import collect_handed_over  # noqa: PLC0415
+
+        orphaned = await collect_handed_over(self.engine.store, self.engine.paths.root)
+        if orphaned:
+            log.info("removed %d anonymous volume(s) no container took over: %s",
+                     len(orphaned), " ".join(n[:12] for n in orphaned))
         live_links: list[str] = [n.bridge for n in self.networks.nets.values()]
         live_netns: list[str] = []
         for rec in c.records.values():
@@ -285,18 +305,25 @@ class ProjectManager:
     async def _save_project(self, project: Project, status: str) -> None:
         await self.engine.store.put_project(ProjectRecord(
             name=project.name, working_dir=project.working_dir,
-            config_files=list(project.compose_files), model=encode_project(project),
+            config_files=list(project.compose_files), model=project_to_record(project),
             status=status))
 
     async def _stored_project(self, name: str) -> Project | None:
         rec = await self.engine.store.get_project(name)
-        return decode_project(rec.model) if rec is not None else None
+        if rec is None:
+            return None
+        try:
+            return project_from_record(rec.model)
+        except _MALFORMED:
+            # Written by an older engine in another shape: as if unknown (the next
+            # ``up`` stores it again; ``down`` works from the containers' labels).
+            return None
 
     # ------------------------------------------------------------------ up / down
 
     async def up(self, req: Request) -> StreamResponse:
         body = req.json() or {}
-        project = decode_project(body["project"])
+        project = _sent_project(body["project"])
         if project.name != req.params["name"]:
             raise HTTPError(400, f"project name {project.name!r} does not match the URL")
         o = body.get("options") or {}
@@ -375,7 +402,7 @@ class ProjectManager:
         name = req.params["name"]
         body = req.json() or {}
         o = body.get("options") or {}
-        sent = decode_project(body["project"]) if body.get("project") else None
+        sent = _sent_project(body["project"]) if body.get("project") else None
         options = DownOptions(volumes=bool(o.get("volumes")),
                               remove_orphans=bool(o.get("remove_orphans")),
                               services=tuple(o.get("services") or ()))
@@ -411,7 +438,7 @@ class ProjectManager:
         from pycompose.runtime.logs import follow, read_logs  # noqa: PLC0415
 
         body = req.json() or {}
-        project = decode_project(body["project"])
+        project = _sent_project(body["project"])
         o = body.get("options") or {}
         name = str(o.get("service") or "")
         if name not in project.services:

@@ -444,6 +444,23 @@ class Store:
             "WHERE cv.volume = ? ORDER BY c.name", (volume,)).fetchall())
         return [r[0] for r in rows]
 
+    # ---- small documents (kv)
+
+    async def put_doc(self, key: str, value: Any) -> None:
+        text = json.dumps(value, sort_keys=True)
+        await self.transaction(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, text)))
+
+    async def delete_doc(self, key: str) -> None:
+        await self.transaction(lambda conn: conn.execute("DELETE FROM kv WHERE key = ?",
+                                                         (key,)))
+
+    async def docs_with_prefix(self, prefix: str) -> dict[str, Any]:
+        rows = await self.run(lambda conn: conn.execute(
+            "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?",
+            (len(prefix), prefix)).fetchall())
+        return {r[0]: json.loads(r[1]) for r in rows}
+
     # ---- networks and volumes
 
     async def put_network(self, record: NetworkRecord) -> None:

@@ -367,6 +367,37 @@ services:
     assert [c["Name"] for c in engine.ps()] == ["project-app-1"]
 
 
+def test_anonymous_volume_nobody_took_over_is_removed_at_engine_start(engine: Engine) -> None:
+    """A recreate hands the old container's anonymous volume to the new one; if the engine
+    dies between the two (the state `rm` without -v leaves too), the next engine removes
+    the volume nobody took over instead of leaking it."""
+    base = """
+services:
+  app:
+    image: busybox
+    command: ["sleep", "1000"]
+    volumes: ["/cache"]
+    environment: {V: "%s"}
+"""
+    volumes = engine.root / "volumes"
+    engine.compose(base % "1")
+    engine.cli("up", "-d")
+    (vol,) = [p.name for p in volumes.iterdir()]
+    engine.compose(base % "2")
+    engine.cli("up", "-d")  # recreated: same volume, now the new container's
+    assert [p.name for p in volumes.iterdir()] == [vol]
+    os.kill(engine.pid, signal.SIGKILL)
+    wait_gone(engine.pid)
+    engine.start()  # the running container's volume is not touched
+    assert [p.name for p in volumes.iterdir()] == [vol]
+    engine.cli("rm", "-s", "-f", "app")  # removed, its volume handed over to nobody yet
+    assert [p.name for p in volumes.iterdir()] == [vol]
+    os.kill(engine.pid, signal.SIGKILL)
+    wait_gone(engine.pid)
+    engine.start()
+    assert list(volumes.iterdir()) == []
+
+
 def test_secrets_configs_hooks_cp_and_stats(engine: Engine) -> None:
     (engine.workdir / "pw.txt").write_text("s3cret\n")
     engine.compose("""
