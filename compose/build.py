@@ -16,6 +16,7 @@ from .model import (
     Build,
     Dependency,
     Deploy,
+    EnvFile,
     FileObject,
     FileReference,
     FrozenDict,
@@ -38,7 +39,7 @@ from .model import (
     freeze,
 )
 
-__all__ = ["build_project", "build_service"]
+__all__ = ["build_project", "build_service", "project_from_record"]
 
 _SERVICE_FIELDS = {f.name for f in fields(Service)} - {"name", "extra", "extensions"}
 _CONVERTED = {
@@ -171,7 +172,8 @@ def build_service(name: str, s: Mapping[str, Any]) -> Service:
         command=tuple(str(c) for c in cmd) if cmd is not None else None,
         entrypoint=tuple(str(c) for c in ep) if ep is not None else None,
         environment=_fm(s.get("environment")),
-        env_file=tuple(e["path"] for e in s.get("env_file") or ()),
+        env_file=tuple(EnvFile(path=e["path"], required=bool(e.get("required", True)),
+                               format=e.get("format")) for e in s.get("env_file") or ()),
         ports=tuple(_port(p) for p in s.get("ports") or ()),
         expose=tuple(str(e) for e in s.get("expose") or ()),
         volumes=tuple(_volume(v) for v in s.get("volumes") or ()),
@@ -267,4 +269,15 @@ def build_project(doc: Mapping[str, Any], *, name: str, working_dir: str,
         profiles=profiles,
         environment=FrozenDict(environment or {}),
         warnings=warnings,
+    )
+
+
+def project_from_record(record: Mapping[str, Any]) -> Project:
+    """The Project that :func:`.serialize.project_to_record` (or :func:`.loader.load_record`)
+    described."""
+    return build_project(
+        record["document"], name=record["name"], working_dir=record["working_dir"],
+        disabled=record.get("disabled"), compose_files=tuple(record.get("compose_files") or ()),
+        profiles=tuple(record.get("profiles") or ()), environment=record.get("environment"),
+        warnings=tuple(record.get("warnings") or ()),
     )

@@ -64,6 +64,7 @@ __all__ = [
     "Stage",
     "load_document",
     "load_project",
+    "load_record",
     "normalize_project_name",
 ]
 
@@ -452,20 +453,32 @@ def _raise(errors: Sequence[ComposeFileError]) -> None:
     raise ComposeFileErrors(ordered)
 
 
+def load_record(options: LoadOptions) -> dict[str, Any]:
+    """What :func:`load_project` returns, as plain data in the shape of
+    :func:`.serialize.project_to_record`, without building the model: for a caller that
+    only hands the project on (``up`` sends it to the engine, which builds it).
+    ``build.project_from_record(load_record(o)) == load_project(o)``."""
+    if not options.interpolate:
+        raise ValueError("a project needs interpolation; use load_document for raw output")
+    loaded = load_document(options, Stage.RESOLVE)
+    return {
+        "name": loaded.name,
+        "working_dir": loaded.working_dir,
+        "document": loaded.doc,
+        "disabled": loaded.disabled,
+        "compose_files": list(loaded.files),
+        "profiles": list(loaded.profiles),
+        "environment": loaded.environment,
+        "warnings": list(loaded.warnings),
+    }
+
+
 def load_project(options: LoadOptions) -> Project:
     """Load, resolve and validate; return the immutable :class:`Project`.
 
     Raises :class:`ComposeFileError` (one problem) or :class:`ComposeFileErrors`
     (several, all listed), :class:`ProjectNotFoundError`, ...
     """
-    if not options.interpolate:
-        raise ValueError("load_project needs interpolation; use load_document for raw output")
-    from .build import build_project
+    from .build import project_from_record
 
-    loaded = load_document(options, Stage.RESOLVE)
-    disabled = loaded.disabled
-    return build_project(
-        loaded.doc, name=loaded.name, working_dir=loaded.working_dir, disabled=disabled,
-        compose_files=loaded.files, profiles=loaded.profiles,
-        environment=loaded.environment, warnings=loaded.warnings,
-    )
+    return project_from_record(load_record(options))

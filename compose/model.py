@@ -117,6 +117,16 @@ class ServiceVolume:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EnvFile:
+    """One ``env_file`` entry (long form). The loader reads the files into ``environment``
+    for enabled services; the entries stay for the record (and for disabled services)."""
+
+    path: str
+    required: bool = True
+    format: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Dependency:
     """One ``depends_on`` entry (long form)."""
 
@@ -235,7 +245,7 @@ class Service:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     environment: FrozenDict[str, str | None] = field(default_factory=_empty)
-    env_file: tuple[str, ...] = ()
+    env_file: tuple[EnvFile, ...] = ()
     working_dir: str | None = None
     user: str | None = None
     hostname: str | None = None

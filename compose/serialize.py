@@ -5,6 +5,12 @@ filled in, durations as seconds); :func:`to_output` makes it presentable
 (durations as ``1m30s``, services sorted, ``$`` escaped as ``$$`` so the
 output loads back to the same model); :func:`dump_yaml` / :func:`dump_json`
 write it. Loading the output again gives an equal :class:`~.model.Project`.
+
+:func:`project_to_record` is the whole Project as JSON-able data (the
+document plus what the loader learnt on the way: files, working directory,
+profiles, environment, disabled services, warnings), for a trip to another
+process; :func:`~.build.project_from_record` turns it back into an equal
+Project (``project_from_record(project_to_record(p)) == p``, every attribute).
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from typing import Any
 from .model import Project, Service
 from .units import format_duration
 
-__all__ = ["dump_json", "dump_yaml", "project_to_dict", "service_to_dict", "to_output"]
+__all__ = ["dump_json", "dump_yaml", "project_to_dict", "project_to_record", "service_to_dict",
+           "to_output"]
 
 # Fields printed even when they hold their default value.
 _ALWAYS = {"Dependency": {"condition", "required"}, "Port": {"mode", "protocol"},
            "Network": {"name"}, "Volume": {"name"}, "FileObject": {"name"},
-           "ServiceVolume": {"type", "target"}, "Build": {"context"}}
+           "ServiceVolume": {"type", "target"}, "Build": {"context"},
+           "EnvFile": {"path", "required"}}
 # Fields that are folded into their parent mapping.
 _FLATTEN = {"extra", "extensions"}
 _RENAME = {"ServiceVolume": {"image_subpath": ("image", "subpath")}}
@@ -93,6 +101,20 @@ def project_to_dict(project: Project) -> dict[str, Any]:
             out[section] = {k: to_plain(v) for k, v in sorted(items.items())}
     out.update({k: to_plain(v) for k, v in project.extensions.items()})
     return out
+
+
+def project_to_record(project: Project) -> dict[str, Any]:
+    """Every attribute of ``project`` as plain data (see :func:`.build.project_from_record`)."""
+    return {
+        "name": project.name,
+        "working_dir": project.working_dir,
+        "document": project_to_dict(project),
+        "disabled": {n: service_to_dict(s) for n, s in sorted(project.disabled_services.items())},
+        "compose_files": list(project.compose_files),
+        "profiles": list(project.profiles),
+        "environment": dict(project.environment),
+        "warnings": list(project.warnings),
+    }
 
 
 _DURATIONS = {

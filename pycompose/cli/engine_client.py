@@ -30,6 +30,13 @@ def load(args: argparse.Namespace) -> Project:
     return load_project(args)
 
 
+def load_record(args: argparse.Namespace) -> dict[str, Any]:
+    """The project as the engine receives it, without building the model here."""
+    from pycompose.cli.project import load_record as _load_record
+
+    return _load_record(args)
+
+
 def project_name(args: argparse.Namespace) -> str:
     """``-p`` if given, else the name of the project the compose files describe."""
     if getattr(args, "project_name", None):
@@ -52,9 +59,10 @@ def try_load(args: argparse.Namespace) -> Project | None:
 
 
 def encode(project: Project) -> dict[str, Any]:
-    from pycompose.engine.codec import encode_project
+    """A loaded project as the engine receives it."""
+    from pycompose.compose.serialize import project_to_record
 
-    return encode_project(project)
+    return project_to_record(project)
 
 
 def containers(c: EngineClient, project: str, *, all: bool = True,

@@ -112,7 +112,12 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--version", action="version", version=f"pycompose version {__version__}")
     _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name, (_, help_text) in sorted(COMMANDS.items()):
+    # With the command known, its parser alone is built: the listing of every command
+    # is only printed by the top-level help (an argparse parser per command costs
+    # about as much as a small command's work).
+    names = [command] if command is not None else sorted(COMMANDS)
+    for name in names:
+        help_text = COMMANDS[name][1]
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             _load(name).add_arguments(p)

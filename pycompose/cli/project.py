@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pycompose.compose.loader import LoadOptions
@@ -52,3 +52,15 @@ def load_project(args: argparse.Namespace, *, services: Sequence[str] = (),
     if warn:
         print_warnings(project.warnings)
     return project
+
+
+def load_record(args: argparse.Namespace, *, services: Sequence[str] = (),
+                warn: bool = True) -> dict[str, Any]:
+    """The project as plain data (``serialize.project_to_record``'s shape), for commands
+    that hand it to the engine without looking into it: the model is not built here."""
+    from pycompose.compose.loader import load_record as _load
+
+    record = _load(load_options(args, services=services))
+    if warn:
+        print_warnings(record["warnings"])
+    return record

@@ -4,6 +4,7 @@ unless ``-d``."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pycompose.cli import engine_client as ec
-    from pycompose.cli.render.progress import choose_mode, render_stream
     from pycompose.errors import UsageError
 
     if args.exit_code_from:
@@ -63,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not num.isdigit():
             raise UsageError(f"--scale {item!r}: use SERVICE=NUM")
         scale[name] = int(num)
-    project = ec.load(args)
-    ec.check_services(project, [*args.services, *scale,
-                                *([args.exit_code_from] if args.exit_code_from else [])])
+    # The engine builds the model from this record; the CLI only looks at the names.
+    record = ec.load_record(args)
+    services = record["document"].get("services") or {}
+    ec.check_services(None, [*args.services, *scale,
+                             *([args.exit_code_from] if args.exit_code_from else [])],
+                      known=list(services))
     options = {
         "services": args.services, "no_deps": args.no_deps,
         "force_recreate": args.force_recreate, "no_recreate": args.no_recreate,
@@ -74,21 +77,25 @@ def run(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run or args.up_dry_run, "parallel": args.parallel,
         "pull": args.pull,
     }
-    if not options["dry_run"]:
-        _build(project, args)
+    if not options["dry_run"] and any(s.get("build") for s in services.values()):
+        from pycompose.compose.build import project_from_record
+
+        _build(project_from_record(record), args)
     c = ec.client()
-    mode = choose_mode(args.progress)
     if options["dry_run"]:
-        return _dry_run(c, project, options, mode)
+        return _dry_run(c, record, options, args.progress)
+    from pycompose.cli.render.progress import choose_mode, render_stream
+
+    name = record["name"]
     code = render_stream(
-        ec.stream(c, "POST", ec.path("projects", project.name, "up"),
-                  {"project": ec.encode(project), "options": options}),
-        mode, command="up", ansi=args.ansi, project=project.name)
+        ec.stream(c, "POST", ec.path("projects", name, "up"),
+                  {"project": record, "options": options}),
+        choose_mode(args.progress), command="up", ansi=args.ansi, project=name)
     if code != 0 or args.detach or args.wait or args.no_start:
         return code
     from pycompose.cli.commands.logs import follow_until_interrupted
 
-    return follow_until_interrupted(c, project.name, args)
+    return follow_until_interrupted(c, name, args)
 
 
 def _build(project: object, args: argparse.Namespace) -> None:
@@ -145,15 +152,17 @@ def _build(project: object, args: argparse.Namespace) -> None:
     trio.run(main)
 
 
-def _dry_run(c: object, project: object, options: dict[str, object], mode: str) -> int:
+def _dry_run(c: object, record: dict[str, Any], options: dict[str, object],
+            progress: str) -> int:
     import json
 
     from pycompose.cli import engine_client as ec
+    from pycompose.cli.render.progress import choose_mode
 
-    assert hasattr(project, "name")
+    mode = choose_mode(progress)
     code = 0
-    for msg in ec.stream(c, "POST", ec.path("projects", project.name, "up"),  # type: ignore[arg-type]
-                         {"project": ec.encode(project), "options": options}):
+    for msg in ec.stream(c, "POST", ec.path("projects", record["name"], "up"),  # type: ignore[arg-type]
+                         {"project": record, "options": options}):
         if mode == "json":
             print(json.dumps(msg))
         elif msg["type"] == "plan":
