@@ -21,7 +21,7 @@ from pycompose.runtime import cgroups
 from pycompose.runtime.client import open_runtime
 from pycompose.runtime.spec import ContainerStatus, ExecSpec
 
-from .test_container_support import TEST_TIMEOUT, cleanup, spec, wait_gone
+from .test_container_support import TEST_TIMEOUT, cleanup, spec, supervisor_pids, wait_gone
 
 pytestmark = pytest.mark.root
 
@@ -73,15 +73,16 @@ async def test_exec_after_restart_from_another_cgroup(state_root: Path, instance
                 pids.add(info.pid)
                 # The supervisor is the init's parent (the fd keeper stays: it holds the
                 # container's pipes).
-                supervisor = int(Path(f"/proc/{info.pid}/stat").read_text()  # noqa: ASYNC240
-                                 .rsplit(")", 1)[1].split()[1])
+                supervisor = parent_of(info.pid)
                 await rt.shutdown()
             await wait_gone(supervisor)
+            before = set(supervisor_pids(state_root))
             await start_supervisor_in(state_root, instance, other_cgroup)
             async with open_runtime(state_root, instance) as rt:
-                sup = parent_of(info.pid)
+                # The new supervisor (the first one's fd keeper stays) runs elsewhere.
+                (sup,) = set(supervisor_pids(state_root)) - before
                 own = Path(f"/proc/{sup}/cgroup").read_text()  # noqa: ASYNC240
-                assert other_cgroup[0].name in own  # it really runs elsewhere
+                assert other_cgroup[0].name in own
                 result = await rt.exec_run(info.id, ExecSpec(argv=("echo", "in")))
                 assert result.exit_code == 0, result.stderr
                 assert result.stdout == b"in\n"
