@@ -34,7 +34,7 @@ from .keypath import KeyPath, RuleTable, fmt
 from .units import parse_bytes, parse_duration
 from .yamlread import RESET, OverrideList, OverrideMapping
 
-__all__ = ["CANONICAL", "Context", "canonicalize", "parse_port", "parse_volume", "resolve_path"]
+__all__ = ["CANONICAL", "Context", "build_defaults", "canonicalize", "parse_port", "parse_volume", "resolve_path"]
 
 
 @dataclass
@@ -430,12 +430,11 @@ def build(value: Any, path: KeyPath, ctx: Context) -> Any:
     if value is RESET:
         return value
     b: dict[str, Any] = {"context": value} if isinstance(value, str) else dict(value)
-    context = b.get("context") or "."
-    if not _is_remote(context) and not ctx.is_raw(context):
-        context = resolve_path(context, ctx.base_dir, ctx.home)
-    b["context"] = context
-    if "dockerfile" not in b and "dockerfile_inline" not in b:
-        b["dockerfile"] = "Dockerfile"
+    # No defaults here: an override file's ``build: {args: ...}`` must not replace the
+    # base file's context or dockerfile (see build_defaults, after the merge).
+    context = b.get("context")
+    if isinstance(context, str) and not _is_remote(context) and not ctx.is_raw(context):
+        b["context"] = resolve_path(context or ".", ctx.base_dir, ctx.home)
     for key in ("args", "labels", "additional_contexts", "ssh"):
         if key in b:
             conv = labels if key == "labels" else list_or_dict
@@ -451,6 +450,27 @@ def build(value: Any, path: KeyPath, ctx: Context) -> Any:
     if "shm_size" in b:
         b["shm_size"] = size(b["shm_size"], (*path, "shm_size"), ctx)
     return _keep(value, b)
+
+
+def build_defaults(doc: dict[str, Any], base_dir: str) -> dict[str, Any]:
+    """After the merge: a ``build`` without ``context`` builds ``base_dir`` (the project
+    directory), one without ``dockerfile``/``dockerfile_inline`` reads ``Dockerfile``."""
+    services = doc.get("services")
+    if not isinstance(services, dict):
+        return doc
+    out = {}
+    for name, svc in services.items():
+        b = svc.get("build") if isinstance(svc, dict) else None
+        if isinstance(b, dict) and (not b.get("context") or
+                                    ("dockerfile" not in b and "dockerfile_inline" not in b)):
+            b = _keep(b, {**b})
+            if not b.get("context"):
+                b["context"] = posixpath.normpath(base_dir)
+            if "dockerfile" not in b and "dockerfile_inline" not in b:
+                b["dockerfile"] = "Dockerfile"
+            svc = {**svc, "build": b}
+        out[name] = svc
+    return {**doc, "services": out}
 
 
 def depends_on(value: Any, path: KeyPath, ctx: Context) -> Any:
@@ -771,13 +791,45 @@ CANONICAL: RuleTable[Rule] = RuleTable({
 _MAX_DEPTH = max(len(p.split(".")) for p in CANONICAL)
 
 
-def _drop_resets(value: Any) -> Any:
-    """``!reset`` inside a value that a rule rewrites has nothing to reset: drop it."""
+def _split_resets(value: Any, at: tuple[Any, ...] = ()) -> tuple[Any, list[tuple[Any, ...]]]:
+    """``value`` without its ``!reset`` mapping entries, and the key paths they were at.
+
+    A rule rewrites a value without knowing about the tags; the entries go back in
+    afterwards (:func:`_put_resets`) so that the merge still removes those keys.
+    ``!reset`` as a sequence item resets nothing and is dropped."""
     if isinstance(value, dict):
-        return _keep(value, {k: _drop_resets(v) for k, v in value.items() if v is not RESET})
+        found: list[tuple[Any, ...]] = []
+        out = {}
+        for k, v in value.items():
+            if v is RESET:
+                found.append((*at, k))
+                continue
+            out[k], inner = _split_resets(v, (*at, k))
+            found += inner
+        return _keep(value, out), found
     if isinstance(value, list):
-        return _keep(value, [_drop_resets(v) for v in value if v is not RESET])
+        items = [_split_resets(v, at)[0] for v in value if v is not RESET]
+        return _keep(value, items), []
+    return value, []
+
+
+def _put_resets(value: Any, paths: list[tuple[Any, ...]]) -> Any:
+    """Put ``!reset`` back at each path whose parent the rule kept as a mapping
+    (copying the mappings on the way: rule output may share input objects)."""
+    for keys in paths:
+        if isinstance(value, dict):
+            value = _put_reset(value, keys)
     return value
+
+
+def _put_reset(node: dict[Any, Any], keys: tuple[Any, ...]) -> dict[Any, Any]:
+    head, rest = keys[0], keys[1:]
+    if not rest:
+        return _keep(node, {**node, head: RESET})
+    child = node.get(head)
+    if not isinstance(child, dict):
+        return node
+    return _keep(node, {**node, head: _put_reset(child, rest)})
 
 
 def _walk(value: Any, path: KeyPath, ctx: Context) -> Any:
@@ -786,7 +838,8 @@ def _walk(value: Any, path: KeyPath, ctx: Context) -> Any:
         if rule is not None:
             if value is RESET:
                 return value
-            return rule(_drop_resets(value), path, ctx)
+            clean, resets = _split_resets(value)
+            return _put_resets(rule(clean, path, ctx), resets)
     if not isinstance(value, dict) or len(path) >= _MAX_DEPTH:
         return value
     out = {k: (v if str(k).startswith("x-") else _walk(v, (*path, k), ctx))

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .canonical import Context, canonicalize
+from .canonical import Context, build_defaults, canonicalize
 from .checks import check_project
 from .errors import (
     ComposeError,
@@ -277,6 +277,7 @@ class _Session:
                 part = self.stage_file(p, project_dir, Stage.NORMALIZE, env=env,
                                        include_stack=(*stack, path))
                 sub = merge(sub, part) if sub else part
+            sub = build_defaults(sub, project_dir)
             for section in ("services", "networks", "volumes", "secrets", "configs"):
                 for name, value in (sub.get(section) or {}).items():
                     mine = result.get(section) or {}
@@ -340,6 +341,8 @@ def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedD
         _raise(session.errors)
     doc = merge_documents(docs)
     doc = strip_markers(doc)
+    if until >= Stage.NORMALIZE:
+        doc = build_defaults(doc, project_dir)
     if "version" in doc:
         session.warnings.append('the attribute "version" is obsolete and ignored')
 

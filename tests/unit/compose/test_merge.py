@@ -114,3 +114,69 @@ def test_reset_whole_section(tmp_path: Path) -> None:
     write(tmp_path, "compose.yaml", BASE)
     write(tmp_path, "o.yaml", "services: !reset {}\n")
     assert dict(load(tmp_path, None, "compose.yaml", "o.yaml").services) == {}
+
+
+BUILD_BASE = """
+services:
+  web:
+    build:
+      context: ./app
+      dockerfile: Other
+      args: {A: "1", B: "2"}
+      labels: [a=b]
+    environment: [X=1, Y=2]
+    healthcheck: {test: "true", interval: 5s, retries: 3}
+    deploy: {resources: {limits: {cpus: "0.5", memory: 1g}}}
+"""
+
+
+def _over(tmp_path: Path, override: str) -> object:
+    write(tmp_path, "compose.yaml", BUILD_BASE)
+    write(tmp_path, "app/Dockerfile", "FROM scratch\n")
+    write(tmp_path, "override.yaml", override)
+    return load(tmp_path, None, "compose.yaml", "override.yaml").services["web"]
+
+
+def test_reset_inside_values_rewritten_to_long_form(tmp_path: Path) -> None:
+    """``build``, ``healthcheck``, ``deploy`` ... are rewritten per file before the merge;
+    a ``!reset`` inside them still removes the key."""
+    svc = _over(tmp_path, """
+        services:
+          web:
+            build: {args: !reset {}, labels: !reset null}
+            environment: {Y: !reset null}
+            healthcheck: {interval: !reset null}
+            deploy: {resources: {limits: {memory: !reset null}}}
+    """)
+    assert svc.build is not None  # type: ignore[attr-defined]
+    assert dict(svc.build.args) == {} and dict(svc.build.labels) == {}  # type: ignore[attr-defined]
+    assert svc.build.context == str(tmp_path / "app")  # type: ignore[attr-defined]
+    assert dict(svc.environment) == {"X": "1"}  # type: ignore[attr-defined]
+    assert svc.healthcheck.interval is None and svc.healthcheck.retries == 3  # type: ignore[attr-defined]
+    limits = svc.deploy.limits  # type: ignore[attr-defined]
+    assert (limits.cpus, limits.memory) == (0.5, None)
+
+
+def test_reset_of_one_build_arg(tmp_path: Path) -> None:
+    svc = _over(tmp_path, "services: {web: {build: {args: {A: !reset null}}}}")
+    assert dict(svc.build.args) == {"B": "2"}  # type: ignore[attr-defined]
+
+
+def test_override_build_keeps_base_context_and_dockerfile(tmp_path: Path) -> None:
+    """An override's ``build: {args: ...}`` changes the args only (defaults are filled
+    in after the merge, not per file)."""
+    svc = _over(tmp_path, "services: {web: {build: {args: {C: '3'}}}}")
+    build = svc.build  # type: ignore[attr-defined]
+    assert (build.context, build.dockerfile) == (str(tmp_path / "app"), "Other")
+    assert dict(build.args) == {"A": "1", "B": "2", "C": "3"}
+
+
+def test_reset_dockerfile_falls_back_to_the_default(tmp_path: Path) -> None:
+    svc = _over(tmp_path, "services: {web: {build: {dockerfile: !reset null}}}")
+    assert svc.build.dockerfile == "Dockerfile"  # type: ignore[attr-defined]
+
+
+def test_build_without_context_defaults_to_the_project_directory(tmp_path: Path) -> None:
+    project = load(tmp_path, "services: {web: {build: {dockerfile: X}}}")
+    build = project.services["web"].build
+    assert build is not None and (build.context, build.dockerfile) == (str(tmp_path), "X")
