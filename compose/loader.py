@@ -245,7 +245,12 @@ class _Session:
             if isinstance(out.get("include"), list):
                 out = self.apply_include(out, path, include_stack)
             if extends:
-                out = apply_extends(out, file=path, load_file=self.extends_file,
+                load_file = self.extends_file if env is None else (
+                    # an included file's own extends files see the included project's
+                    # environment, as the file itself does
+                    lambda p: self.stage_file(p, posixpath.dirname(p), Stage.NORMALIZE,
+                                              env=env, extends=False))
+                out = apply_extends(out, file=path, load_file=load_file,
                                     display=self.display)
         if env is None:
             self.cache[key] = out

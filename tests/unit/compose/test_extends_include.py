@@ -116,3 +116,28 @@ def test_include_cycle(tmp_path: Path) -> None:
 def test_include_missing_file(tmp_path: Path) -> None:
     errors = load_errors(tmp_path, "include: [nope.yaml]\nservices:\n  web: {image: a}\n")
     assert errors == ["nope.yaml: file not found"]
+
+
+def test_included_files_extends_use_the_included_environment(tmp_path: Path) -> None:
+    """The extends file of an included file is interpolated with the included project's
+    ``.env``, like the included file itself (the main project's env still wins)."""
+    write(tmp_path, "db/base.yaml", """
+        services:
+          base:
+            image: postgres:${PG_TAG:-16}
+            environment: {MODE: "${MODE:-none}"}
+    """)
+    write(tmp_path, "db/compose.yaml", """
+        services:
+          db:
+            extends: {file: base.yaml, service: base}
+    """)
+    write(tmp_path, "db/.env", "PG_TAG=15\nMODE=included\n")
+    project = load(tmp_path, """
+        include: [db/compose.yaml]
+        services:
+          web: {image: a}
+    """, environ={"HOME": "/home/user", "MODE": "shell"})
+    assert project.services["db"].image == "postgres:15"
+    assert project.services["db"].environment["MODE"] == "shell"
+    assert not any("PG_TAG" in w for w in project.warnings)
