@@ -311,30 +311,47 @@ def _project_env(options: LoadOptions, project_dir: str) -> dict[str, str]:
     return {**dotenv, **options.environ}
 
 
-def _resolve_files(options: LoadOptions, warnings: list[str]) -> list[str]:
+def _resolve_files(options: LoadOptions, warnings: list[str],
+                   env: Mapping[str, str], project_dir: str | None) -> list[str]:
+    """``-f`` files (relative to the working directory), else ``COMPOSE_FILE`` (relative to
+    ``--project-directory`` when given), else the default lookup."""
     files = list(options.files)
+    base = options.working_dir
     if not files:
-        env_files = options.environ.get("COMPOSE_FILE")
+        env_files = env.get("COMPOSE_FILE")
         if env_files:
-            sep = options.environ.get("COMPOSE_PATH_SEPARATOR", os.pathsep)
+            sep = env.get("COMPOSE_PATH_SEPARATOR", os.pathsep)
             files = [f for f in env_files.split(sep) if f]
+            base = project_dir or base
     if not files:
         return find_compose_files(options.working_dir, warnings)
-    return [f if f == STDIN else posixpath.normpath(posixpath.join(options.working_dir, f))
-            for f in files]
+    return [f if f == STDIN else posixpath.normpath(posixpath.join(base, f)) for f in files]
 
 
 def load_document(options: LoadOptions, until: Stage = Stage.RESOLVE) -> LoadedDocument:
     """Run the pipeline up to ``until`` and return the plain document."""
     lookup_warnings: list[str] = []
-    files = _resolve_files(options, lookup_warnings)
+    explicit_dir = (posixpath.normpath(posixpath.join(options.working_dir,
+                                                      options.project_directory))
+                    if options.project_directory else None)
+    early_env: dict[str, str] | None = None
+    if not options.files and "COMPOSE_FILE" not in options.environ:
+        # As docker compose does, the project's .env (or --env-file) is read before the
+        # files are known, so that it can name them (COMPOSE_FILE); it is the .env of
+        # --project-directory, else of the working directory.
+        early_env = _project_env(options, explicit_dir or options.working_dir)
+    files = _resolve_files(options, lookup_warnings, early_env or options.environ,
+                           explicit_dir)
     first = files[0]
-    if options.project_directory:
-        project_dir = posixpath.normpath(posixpath.join(options.working_dir,
-                                                        options.project_directory))
+    if explicit_dir:
+        project_dir = explicit_dir
     else:
         project_dir = options.working_dir if first == STDIN else posixpath.dirname(first)
-    env = _project_env(options, project_dir)
+    if early_env is not None and (early_env.get("COMPOSE_FILE") or explicit_dir):
+        # The .env that named the files (or the one of --project-directory) is the one.
+        env = early_env
+    else:
+        env = _project_env(options, project_dir)
     if options.project_name:
         # As docker compose does: -p is visible to interpolation.
         env["COMPOSE_PROJECT_NAME"] = options.project_name

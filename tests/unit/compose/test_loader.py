@@ -56,6 +56,35 @@ def test_compose_file_variable(tmp_path: Path) -> None:
     assert project.services["web"].image == "b"
 
 
+def test_compose_variables_from_the_dotenv(tmp_path: Path) -> None:
+    """COMPOSE_FILE, COMPOSE_PROFILES and COMPOSE_PROJECT_NAME in the project's .env
+    count as in the shell (which wins), as in docker compose."""
+    write(tmp_path, "stack/a.yaml", SIMPLE + "  tool: {image: t, profiles: [tools]}\n")
+    write(tmp_path, "stack/b.yaml", "services:\n  web: {image: '${IMG}'}\n")
+    write(tmp_path, ".env", "COMPOSE_FILE=stack/a.yaml,stack/b.yaml\nCOMPOSE_PATH_SEPARATOR=,\n"
+                            "COMPOSE_PROFILES=tools\nCOMPOSE_PROJECT_NAME=fromdotenv\nIMG=b\n")
+    project = load_project(opts(tmp_path))
+    assert project.compose_files == (str(tmp_path / "stack/a.yaml"),
+                                     str(tmp_path / "stack/b.yaml"))
+    assert project.working_dir == str(tmp_path / "stack")
+    assert project.name == "fromdotenv"
+    assert project.profiles == ("tools",)
+    assert sorted(project.services) == ["tool", "web"]
+    assert project.services["web"].image == "b"  # the same .env interpolates
+    shell = load_project(opts(tmp_path, environ={"COMPOSE_FILE": "stack/a.yaml",
+                                                 "COMPOSE_PROFILES": "none"}))
+    assert shell.compose_files == (str(tmp_path / "stack/a.yaml"),)
+    assert sorted(shell.services) == ["web"]
+
+
+def test_compose_file_from_the_project_directory_dotenv(tmp_path: Path) -> None:
+    write(tmp_path, "proj/other.yaml", SIMPLE)
+    write(tmp_path, "proj/.env", "COMPOSE_FILE=other.yaml\n")
+    write(tmp_path, "compose.yaml", "services:\n  wrong: {image: x}\n")
+    project = load_project(opts(tmp_path, project_directory="proj"))
+    assert sorted(project.services) == ["web"]
+
+
 def test_stdin(tmp_path: Path) -> None:
     project = load_project(opts(tmp_path, files=["-"], stdin=SIMPLE, project_name="x"))
     assert project.services["web"].image == "a"
