@@ -82,6 +82,22 @@ def write_value(path: Path, value: str) -> None:
         os.close(fd)
 
 
+def write_values(path: Path, values: list[str]) -> None:
+    """Write each of ``values`` as its own ``write(2)`` on one open file (rule lists)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CgroupError(f"write {values[0]!r} to {path}: {_describe(exc)}") from exc
+    try:
+        for value in values:
+            try:
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise CgroupError(f"write {value!r} to {path}: {_describe(exc)}") from exc
+    finally:
+        os.close(fd)
+
+
 def make_dir(path: Path) -> bool:
     """mkdir; ``True`` when created, ``False`` when it already existed."""
     try:

@@ -30,6 +30,7 @@ from ._io import (
     read_optional,
     read_text,
     write_value,
+    write_values,
 )
 from .base import Cgroup, OomWatch
 from .resources import (
@@ -123,16 +124,29 @@ class CgroupV1(Cgroup):
         return base / self.parent / self.name
 
     def create(self) -> None:
+        # The leaf first: its parents normally exist already (one mkdir per hierarchy
+        # instead of three on the container start path).
         cpuset_base = self._bases.get("cpuset")
         for base in self._unique_bases():
-            chain = [base, base / self.parent, base / self.parent / self.name]
-            for upper, lower in zip(chain, chain[1:], strict=False):
-                make_dir(lower)
-                if base == cpuset_base:
-                    self._inherit_cpuset(upper, lower)
+            parent = base / self.parent
+            leaf = parent / self.name
+            try:
+                made = make_dir(leaf)
+            except CgroupError:
+                if parent.is_dir():
+                    raise
+                make_dir(base)
+                if make_dir(parent) and base == cpuset_base:
+                    self._inherit_cpuset(base, parent)
+                    # Children of the parent copy its cpuset when they are made.
+                    write_value(parent / "cgroup.clone_children", "1")
+                made = make_dir(leaf)
+            if made and base == cpuset_base:
+                self._inherit_cpuset(parent, leaf)
 
     @staticmethod
     def _inherit_cpuset(upper: Path, lower: Path) -> None:
+        """A new cpuset cgroup admits no task until it has cpus and mems."""
         for key in ("cpuset.cpus", "cpuset.mems"):
             if read_text(lower / key).strip() == "":
                 write_value(lower / key, read_text(upper / key).strip() or "\n")
@@ -173,9 +187,18 @@ class CgroupV1(Cgroup):
                         "max" if pids_max < 0 else str(pids_max))
         if r.devices is not None:
             dev = self.controller_dir("devices")
+            # One write(2) per rule; consecutive rules for one file share its fd.
+            batch: list[str] = []
+            target = ""
             for rule in r.devices:
-                write_value(dev / ("devices.allow" if rule.allow else "devices.deny"),
-                            rule.v1_line())
+                name = "devices.allow" if rule.allow else "devices.deny"
+                if name != target and batch:
+                    write_values(dev / target, batch)
+                    batch = []
+                target = name
+                batch.append(rule.v1_line())
+            if batch:
+                write_values(dev / target, batch)
 
     @staticmethod
     def _write_memory(mem: Path, limit: int, total: int | None) -> None:

@@ -729,7 +729,7 @@ class Supervisor:
         else:
             null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         oom_before = 0
-        if ctr.cgroup is not None:
+        if ctr.cgroup is not None and st.started_at:  # a cgroup never used has none
             with contextlib.suppress(CgroupError):
                 oom_before = ctr.cgroup.oom_kill_count()
         # unshare(CLONE_NEWPID) only changes where *children* go: the next fork
@@ -828,9 +828,11 @@ class Supervisor:
         st.exit = None
         if was_started:
             st.restart_count += 1
-        self._save(ctr)
-        self._emit(EventKind.STARTED, ctr.id)
+        # The caller first, then the record (as for exits): a crash in between leaves
+        # init.pid without a running state, and the next supervisor kills that init.
         self._reply(to, self._info(ctr))
+        self._emit(EventKind.STARTED, ctr.id)
+        self._save(ctr)
 
     # -- exits ----------------------------------------------------------------------------
 
