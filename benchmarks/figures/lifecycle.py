@@ -93,10 +93,13 @@ def setup(ctx: Context) -> None:
     ctx.state["lc_chain10"] = _write(ctx.workdir / "lc-chain10", 10, chain=True)
     ctx.state["lc_chain10_net"] = _write(ctx.workdir / "lc-chain10-net", 10, chain=True,
                                          network=True)
-    if os.geteuid() == 0:
+    if _pycompose_available(ctx) is None:
+        _start_pycompose(ctx)
+    if os.geteuid() == 0:  # last: a failed setup skips the teardown that stops them
         peers.start(ctx, PEERS)
-    if _pycompose_available(ctx) is not None:
-        return
+
+
+def _start_pycompose(ctx: Context) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -152,17 +155,12 @@ def _command(ctx: Context, tool: str, key: str) -> tuple[list[str], dict[str, st
         assert exe is not None
         cwd = ctx.state[key + "_net" if tool == "pycompose-net" else key]
         return [exe, "-p", PROJECT, "--progress", "quiet"], ctx.state["lc_env"], cwd
-    group_peers: peers.Peers = ctx.state[PEERS]
     if tool == "docker-compose":
-        assert group_peers.docker is not None
-        exe = program("docker-compose")
-        env = dict(ctx.env, **group_peers.docker.env)
+        exe, engine = program("docker-compose"), peers.engine(ctx, PEERS, "docker")
     else:
-        assert group_peers.podman is not None
-        exe = peers.podman_compose()
-        env = dict(ctx.env, **group_peers.podman.env)
+        exe, engine = peers.podman_compose(), peers.engine(ctx, PEERS, "podman")
     assert exe is not None
-    return [exe, "-p", PROJECT], env, ctx.state[key]
+    return [exe, "-p", PROJECT], dict(ctx.env, **engine.env), ctx.state[key]
 
 
 def _cli(ctx: Context, tool: str, key: str, *args: str, check: bool = True) -> float:
@@ -183,12 +181,9 @@ def _running(ctx: Context, tool: str, key: str) -> int:
         out = subprocess.run([*argv, "ps", "-q", "--status", "running"], cwd=cwd, env=env,
                              capture_output=True, text=True, timeout=120, check=True)
         return len(out.stdout.split())
-    group_peers: peers.Peers = ctx.state[PEERS]
     if tool == "docker-compose":
-        assert group_peers.docker is not None
-        return group_peers.docker.running(f"com.docker.compose.project={PROJECT}")
-    assert group_peers.podman is not None
-    return group_peers.podman.running(f"io.podman.compose.project={PROJECT}")
+        return peers.engine(ctx, PEERS, "docker").running(f"com.docker.compose.project={PROJECT}")
+    return peers.engine(ctx, PEERS, "podman").running(f"io.podman.compose.project={PROJECT}")
 
 
 def _verify(key: str, n: int) -> Callable[[Context, str], str | None]:

@@ -73,7 +73,6 @@ TOOLS = [Tool("pycompose", _root), Tool("crun", _oci("crun")),  # type: ignore[a
 def _setup(ctx: Context) -> None:
     if os.geteuid() != 0 or not Path("/bin/busybox").exists():
         return
-    peers.start(ctx, PEERS)
     sys.path.insert(0, str(REPO))
     from tests.helpers.images import make_busybox_rootfs
 
@@ -102,6 +101,7 @@ def _setup(ctx: Context) -> None:
         subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", str(HUGETLB)],
                        check=True)
         ctx.state["rt_hugetlb_mounted"] = True
+    peers.start(ctx, PEERS)  # last: a failed setup skips the teardown that stops them
 
 
 def _teardown(ctx: Context) -> None:
