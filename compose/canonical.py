@@ -34,7 +34,8 @@ from .keypath import KeyPath, RuleTable, fmt
 from .units import parse_bytes, parse_duration
 from .yamlread import RESET, OverrideList, OverrideMapping
 
-__all__ = ["CANONICAL", "Context", "build_defaults", "canonicalize", "parse_port", "parse_volume", "resolve_path"]
+__all__ = ["CANONICAL", "Context", "build_defaults", "canonicalize", "parse_port", "parse_volume",
+           "resolve_path"]
 
 
 @dataclass

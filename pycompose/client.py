@@ -1,4 +1,4 @@
-"""The CLI's client for the engine API: blocking HTTP/1.1 (h11) over a unix socket, no trio.
+"""The CLI's client for the engine API: blocking HTTP/1.1 over a unix socket, no trio.
 
 ``connect()`` returns an :class:`EngineClient`; when nothing answers on the
 socket it starts an engine (detached, in its own session, output to
@@ -44,14 +44,15 @@ class APIError(EngineError):
 
 
 class _Connection:
-    """One kept-alive HTTP/1.1 connection over the unix socket, spoken with h11 (the
-    engine's own HTTP library; cheaper to import than ``http.client`` + ``email`` + ``ssl``,
-    which is most of a short command's start-up)."""
+    """One kept-alive HTTP/1.1 connection over the unix socket.
+
+    The engine answers in two framings only (``engine/http.py``): a JSON body with
+    ``Content-Length``, or a chunked ndjson stream; reading those is a few lines here.
+    An HTTP library costs more to import than a short command's whole work (h11 some
+    5 ms, ``http.client`` with ``email`` more), and ``up`` on an unchanged stack is
+    mostly start-up."""
 
     def __init__(self, path: Path, timeout: float | None) -> None:
-        import h11
-
-        self._h11 = h11
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.settimeout(timeout)
@@ -59,56 +60,89 @@ class _Connection:
         except BaseException:
             self.sock.close()
             raise
-        self.conn = h11.Connection(h11.CLIENT)
+        self.buf = b""
+        self.dead = False  # answered without framing: not reusable
 
     def close(self) -> None:
         self.sock.close()
 
-    def _next(self) -> Any:
-        h11 = self._h11
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the engine closed the connection")
+        self.buf += data
+
+    def _line(self) -> bytes:
+        while (end := self.buf.find(b"\r\n")) < 0:
+            if len(self.buf) > _MAX_HEAD:
+                raise ConnectionResetError("the engine's answer has an overlong line")
+            self._fill()
+        line, self.buf = self.buf[:end], self.buf[end + 2:]
+        return line
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def _head(self) -> tuple[int, dict[bytes, bytes]]:
+        """The status and headers of the next final (non-1xx) answer."""
         while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                data = self.sock.recv(65536)
-                self.conn.receive_data(data)
-                if not data and self.conn.their_state is not h11.DONE:
-                    raise ConnectionResetError("the engine closed the connection")
-                continue
-            return event
+            line = self._line()
+            version, _, rest = line.partition(b" ")
+            code = rest[:3]
+            if not version.startswith(b"HTTP/1.") or not code.isdigit():
+                raise ConnectionResetError(f"not an HTTP answer from the engine: {line[:80]!r}")
+            headers: dict[bytes, bytes] = {}
+            while line := self._line():
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            if not 100 <= int(code) < 200:
+                return int(code), headers
 
     def request(self, method: str, url: str, data: bytes | None) -> tuple[int, Any]:
         """Send a request; return the status and an iterator over the body's chunks."""
-        h11 = self._h11
-        headers = [("Host", "localhost")]
+        head = f"{method} {url} HTTP/1.1\r\nHost: localhost\r\n"
         if data is not None:
-            headers += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        else:
-            headers += [("Content-Length", "0")]
-        out = self.conn.send(h11.Request(method=method, target=url, headers=headers))
-        if data:
-            out += self.conn.send(h11.Data(data=data))
-        out += self.conn.send(h11.EndOfMessage())
-        self.sock.sendall(out)
-        while True:
-            event = self._next()
-            if isinstance(event, h11.Response):
-                break
-            if isinstance(event, h11.ConnectionClosed):
-                raise ConnectionResetError("the engine closed the connection")
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(data or b'')}\r\n\r\n"
+        self.sock.sendall(head.encode() + (data or b""))
+        status, headers = self._head()
+        chunked = headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked")
+        length = headers.get(b"content-length")
+        if method == "HEAD" or status in (204, 304):
+            length = b"0"
 
         def body() -> Any:
-            while True:
-                ev = self._next()
-                if isinstance(ev, h11.Data):
-                    yield bytes(ev.data)
-                elif isinstance(ev, h11.EndOfMessage):
-                    if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-                        self.conn.start_next_cycle()
-                    return
-                else:
-                    raise ConnectionResetError("the engine ended the answer early")
+            if chunked:
+                while size := int(self._line().split(b";")[0], 16):
+                    yield self._take(size)
+                    self._take(2)  # the CRLF after each chunk
+                while self._line():  # trailers, up to the empty line
+                    pass
+                return
+            if length is None:  # no framing: the body ends with the connection
+                self.dead = True
+                while True:
+                    if self.buf:
+                        yield self._take(len(self.buf))
+                    try:
+                        self._fill()
+                    except ConnectionResetError:
+                        return
+            left = int(length)
+            while left:
+                if not self.buf:
+                    self._fill()
+                piece = self._take(min(left, len(self.buf)))
+                left -= len(piece)
+                yield piece
 
-        return event.status_code, body()
+        return status, body()
+
+
+_MAX_HEAD = 64 * 1024
 
 
 def _url(path: str, query: Mapping[str, Any] | None) -> str:
@@ -134,6 +168,8 @@ class EngineClient:
     # ---- plumbing
 
     def _connection(self) -> _Connection:
+        if self._conn is not None and self._conn.dead:
+            self.close()
         if self._conn is None:
             self._conn = _Connection(self.paths.socket, self.timeout)
         return self._conn

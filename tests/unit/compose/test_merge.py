@@ -149,10 +149,12 @@ def test_reset_inside_values_rewritten_to_long_form(tmp_path: Path) -> None:
             deploy: {resources: {limits: {memory: !reset null}}}
     """)
     assert svc.build is not None  # type: ignore[attr-defined]
-    assert dict(svc.build.args) == {} and dict(svc.build.labels) == {}  # type: ignore[attr-defined]
+    assert dict(svc.build.args) == {}  # type: ignore[attr-defined]
+    assert dict(svc.build.labels) == {}  # type: ignore[attr-defined]
     assert svc.build.context == str(tmp_path / "app")  # type: ignore[attr-defined]
     assert dict(svc.environment) == {"X": "1"}  # type: ignore[attr-defined]
-    assert svc.healthcheck.interval is None and svc.healthcheck.retries == 3  # type: ignore[attr-defined]
+    assert svc.healthcheck.interval is None  # type: ignore[attr-defined]
+    assert svc.healthcheck.retries == 3  # type: ignore[attr-defined]
     limits = svc.deploy.limits  # type: ignore[attr-defined]
     assert (limits.cpus, limits.memory) == (0.5, None)
 
@@ -179,4 +181,5 @@ def test_reset_dockerfile_falls_back_to_the_default(tmp_path: Path) -> None:
 def test_build_without_context_defaults_to_the_project_directory(tmp_path: Path) -> None:
     project = load(tmp_path, "services: {web: {build: {dockerfile: X}}}")
     build = project.services["web"].build
-    assert build is not None and (build.context, build.dockerfile) == (str(tmp_path), "X")
+    assert build is not None
+    assert (build.context, build.dockerfile) == (str(tmp_path), "X")

@@ -1,10 +1,12 @@
-"""The CLI's engine client without an engine: clear errors, no tracebacks."""
+"""The CLI's engine client: clear errors without an engine, no tracebacks; the HTTP
+framings it reads (Content-Length, chunked, 1xx) over one kept-alive connection."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import trio
 
 from pycompose.client import EngineNotRunning, connect
 from pycompose.errors import NotRootError
@@ -25,3 +27,71 @@ def test_a_user_who_is_not_root_is_told_so(tmp_path: Path,
 def test_without_autostart_the_missing_engine_is_named(tmp_path: Path) -> None:
     with pytest.raises(EngineNotRunning, match="start one with `pycompose engine`"):
         connect(paths(tmp_path), autostart=False)
+
+
+# -- HTTP framing, against a server that answers with scripted bytes -----------------
+
+async def _scripted(path: Path, answers: list[bytes], requests: list[bytes],
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Accept one connection; for each request (read up to its empty line and body),
+    send the next answer in 3-byte pieces, so every parser step sees partial data."""
+    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await listener.bind(str(path))
+    listener.listen(1)
+    task_status.started()
+    conn, _ = await listener.accept()
+    with conn, listener:
+        buf = b""
+        for answer in answers:
+            while b"\r\n\r\n" not in buf:
+                buf += await conn.recv(4096)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(buf) < length:
+                buf += await conn.recv(4096)
+            requests.append(head + b"\r\n\r\n" + buf[:length])
+            buf = buf[length:]
+            for i in range(0, len(answer), 3):
+                await conn.send(answer[i:i + 3])
+
+
+async def test_framings_over_one_kept_alive_connection(tmp_path: Path,
+                                                       nursery: trio.Nursery) -> None:
+    from pycompose.client import EngineClient
+
+    sock = tmp_path / "api.sock"
+    requests: list[bytes] = []
+    answers = [
+        # an informational answer first, then JSON with Content-Length
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+        b'{"a": [1]}\n',
+        # a chunked ndjson stream with a chunk extension and a trailer
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"8;x=y\r\n{\"i\":0}\n\r\n"
+        b"10\r\n{\"i\":1}\n{\"i\":2}\n\r\n"
+        b"0\r\nX-Trailer: 1\r\n\r\n",
+        # an error answer
+        b"HTTP/1.1 409 Conflict\r\nContent-Length: 27\r\n\r\n"
+        b'{"message": "it is in use"}',
+    ]
+    await nursery.start(_scripted, sock, answers, requests)
+
+    def call() -> list[object]:
+        from pycompose.client import APIError
+
+        with EngineClient(HostPaths(root=tmp_path, socket=sock, instance="")) as c:
+            out: list[object] = [c.post("/x", {"k": "v"})]
+            out.append(list(c.stream("GET", "/s")))
+            try:
+                c.get("/e", all=True)
+            except APIError as exc:
+                out.append((exc.status, exc.message))
+            return out
+
+    with trio.fail_after(10):
+        got = await trio.to_thread.run_sync(call)
+    assert got == [{"a": [1]}, [{"i": 0}, {"i": 1}, {"i": 2}], (409, "it is in use")]
+    assert requests[0].startswith(b"POST /x HTTP/1.1\r\n")
+    assert requests[0].endswith(b'\r\n\r\n{"k": "v"}')
+    assert requests[2].startswith(b"GET /e?all=1 HTTP/1.1\r\n")
