@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from pycompose import __version__
 
@@ -53,6 +54,35 @@ _VALUE_OPTIONS = {
     "-f", "--file", "-p", "--project-name", "--project-directory", "--env-file",
     "--profile", "--ansi", "--progress", "--parallel",
 }
+
+
+def _columns() -> int:
+    """The terminal width as ``shutil.get_terminal_size`` finds it (``COLUMNS``, the
+    terminal, else 80), without importing shutil (and the compression modules it
+    pulls in) on every command's start."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser with :class:`_Formatter` (subparsers inherit the class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
 
 def _add_global_options(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +135,7 @@ def _load(command: str) -> ModuleType:
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The full parser; only ``command``'s own arguments are built (the others list their help)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pycompose",
         description="Define and run multi-container applications on pycompose's own runtime.",
     )
