@@ -825,12 +825,14 @@ def _put_resets(value: Any, paths: list[tuple[Any, ...]]) -> Any:
 
 def _put_reset(node: dict[Any, Any], keys: tuple[Any, ...]) -> dict[Any, Any]:
     head, rest = keys[0], keys[1:]
-    if not rest:
-        return _keep(node, {**node, head: RESET})
-    child = node.get(head)
-    if not isinstance(child, dict):
-        return node
-    return _keep(node, {**node, head: _put_reset(child, rest)})
+    value: Any = RESET
+    if rest:
+        child = node.get(head)
+        if not isinstance(child, dict):
+            return node
+        value = _put_reset(child, rest)
+    out: dict[Any, Any] = _keep(node, {**node, head: value})
+    return out
 
 
 def _walk(value: Any, path: KeyPath, ctx: Context) -> Any:
