@@ -5,7 +5,8 @@
     ContainerRuntimeError         anything the runtime reports
     ├── ImageError                image store: missing, corrupt or hostile image or layer
     │   ├── ImageNotFoundError    no image has that name, id or id prefix
-    │   └── ImageConflictError    refused: image in use, ambiguous id, name taken
+    │   ├── ImageConflictError    refused: image in use, ambiguous id, name taken
+    │   └── ImageDigestError      content does not match its digest or size
     ├── ContainerError            container lifecycle: create, start, exec, stop, remove
     │   ├── SpawnError            the spawner or the container's init failed before exec
     │   ├── ContainerNotFoundError  no container with that id
@@ -38,6 +39,15 @@ class ImageNotFoundError(ImageError):
 
 class ImageConflictError(ImageError):
     """The operation is refused: the image is in use, the id prefix is ambiguous, ..."""
+
+
+class ImageDigestError(ImageError):
+    """Content does not match the digest (or size) it was announced with: corrupt,
+    truncated or altered. ``expected`` is that digest."""
+
+    def __init__(self, message: str, *, expected: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
 
 
 class ContainerError(ContainerRuntimeError):

@@ -10,7 +10,7 @@ import hashlib
 import re
 from typing import BinaryIO
 
-from pycompose.runtime.errors import ImageError
+from pycompose.runtime.errors import ImageDigestError, ImageError
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -74,14 +74,14 @@ class HashingReader:
         return "sha256:" + self._hash.hexdigest()
 
     def verify(self, expected: str, what: str, size: int | None = None) -> None:
-        """Raise ``ImageError`` if the bytes read so far do not match ``expected``."""
+        """Raise ``ImageDigestError`` if the bytes read so far do not match ``expected``."""
         if size is not None and self.count != size:
-            raise ImageError(
+            raise ImageDigestError(
                 f"{what}: size mismatch: expected {size} bytes, read {self.count} "
-                "(truncated or corrupt)"
+                "(truncated or corrupt)", expected=expected,
             )
         if self.digest != expected:
-            raise ImageError(
+            raise ImageDigestError(
                 f"{what}: digest mismatch: expected {expected}, got {self.digest} "
-                "(corrupt or truncated)"
+                "(corrupt or truncated)", expected=expected,
             )

@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import io
 import os
 import shutil
 import stat
@@ -44,7 +45,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.compression import DECODE_ERRORS
@@ -96,10 +97,14 @@ def unpack_layer(
     that ``stream`` reads through) is told where each file's contents are.
     """
     root_fd = os.open(dest, _DIR_FLAGS)
-    unpacker = _Unpacker(root_fd, source, recorder)
+    forward = _ForwardReader(stream)
+    unpacker = _Unpacker(root_fd, source, recorder, forward)
     try:
-        with tarfile.open(
-            fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
+        # Random-access mode on a forward-only stream: tarfile reads headers and file
+        # data directly (stream mode, ``r|``, copies everything through a 10 KiB buffer).
+        with tarfile.TarFile(
+            fileobj=cast(BinaryIO, forward), mode="r", encoding="utf-8",
+            errors="surrogateescape",
         ) as tar:
             for member in tar:
                 unpacker.entry(tar, member)
@@ -118,11 +123,69 @@ def unpack_layer(
     return unpacker.result
 
 
+class _ForwardReader:
+    """A stream that ``tarfile`` may treat as seekable: ``seek`` only goes forward (it
+    reads and drops the bytes skipped) and ``read`` returns exactly what is asked for,
+    short only at the end. A layer tar never needs to go back: tarfile's own seeks
+    skip unread file data and block padding.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or pos < self._pos:
+            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
+        while self._pos < pos:
+            chunk = self._raw.read(min(pos - self._pos, _COPY_CHUNK))
+            if not chunk:
+                break  # the next read comes back short: tarfile reports the truncation
+            self._pos += len(chunk)
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            out = []
+            while chunk := self._raw.read(_COPY_CHUNK):
+                out.append(chunk)
+            data = b"".join(out)
+            self._pos += len(data)
+            return data
+        data = self._raw.read(size)
+        if 0 < len(data) < size:
+            parts = [data]
+            got = len(data)
+            while got < size and (chunk := self._raw.read(size - got)):
+                parts.append(chunk)
+                got += len(chunk)
+            data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def read_some(self, size: int) -> bytes:
+        """At most ``size`` bytes, whatever one read of the source gives (b"" at the end)."""
+        data = self._raw.read(size)
+        self._pos += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
 class _Unpacker:
-    def __init__(self, root_fd: int, source: str, recorder: TarRecorder | None) -> None:
+    def __init__(self, root_fd: int, source: str, recorder: TarRecorder | None,
+                 stream: _ForwardReader) -> None:
         self.root_fd = root_fd
         self.source = source
         self.recorder = recorder
+        self.stream = stream
         self._payloads: set[str] = set()  # files whose contents the record refers to
         self.as_root = os.geteuid() == 0
         self.result = UnpackResult()
@@ -314,16 +377,26 @@ class _Unpacker:
             path = "/".join((*real, name))
             self.recorder.payload(member.offset_data, member.size, path)
             self._payloads.add(path)
-        src = tar.extractfile(member)
-        if src is None:
-            raise self._fail("cannot read file data")
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=pfd)
         try:
-            while chunk := src.read(_COPY_CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+            if member.issparse():
+                src = tar.extractfile(member)
+                if src is None:
+                    raise self._fail("cannot read file data")
+                while chunk := src.read(_COPY_CHUNK):
+                    _write_all(fd, chunk)
+            else:
+                # The data follows the header(s): copy it as it comes from the stream,
+                # without tarfile's file object and its extra copies.
+                self.stream.seek(member.offset_data)
+                left = member.size
+                while left:
+                    chunk = self.stream.read_some(min(left, _COPY_CHUNK))
+                    if not chunk:
+                        raise tarfile.ReadError(f"{member.name}: unexpected end of data")
+                    left -= len(chunk)
+                    _write_all(fd, chunk)
             self._owner_fd(fd, member)
             os.fchmod(fd, stat.S_IMODE(member.mode))
             self._xattrs_fd(fd, member)
@@ -434,6 +507,14 @@ class _Unpacker:
                 os.utime(fd, ns=(mtime, mtime))
             finally:
                 os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(view):
+            written += os.write(fd, view[written:])
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:

@@ -42,6 +42,7 @@ import secrets
 import shutil
 import sys
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -49,7 +50,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, TypeVar, cast
 
-from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
+from pycompose.runtime.errors import (
+    ImageConflictError,
+    ImageDigestError,
+    ImageError,
+    ImageNotFoundError,
+)
 from pycompose.runtime.images.archive import ImageSource, LayerSource, open_archive
 from pycompose.runtime.images.changes import apply_changes
 from pycompose.runtime.images.compression import DECODE_ERRORS, open_decompressed
@@ -130,6 +136,25 @@ class _Staged:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _content_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the layer's bytes are bad (not, say, a full disk)."""
+    if isinstance(exc, ImageDigestError):
+        return False
+    if isinstance(exc, OSError):
+        return exc.errno is None  # with an errno it is the system's (disk full, I/O error)
+    return True
+
+
+def _explain_by_digest(blob: HashingReader, digest: str, name: str, size: int | None) -> None:
+    """A layer failed to decode or unpack: when its blob does not match its digest either,
+    that is the cause (corrupt or altered content), so raise that instead."""
+    try:
+        blob.drain()
+    except Exception:  # the source itself failed: the original error stands
+        return
+    blob.verify(digest, name, size)
 
 
 def _syncfs(path: Path) -> None:
@@ -409,7 +434,8 @@ class ImageStore:
         """Stream one layer: verify blob digest and diff-id; unpack into ``staging/<index>``.
 
         With ``unpack=False`` the layer is only verified (it is already in the store).
-        Returns the diff-id (computed when not known beforehand).
+        Returns the diff-id (computed when not known beforehand). Safe to run in several
+        threads at once for different ``index``es.
         """
         directory = staging / str(index)
         diff = directory / "diff"
@@ -426,9 +452,9 @@ class ImageStore:
                 raise ImageError(f"{name}: corrupt or truncated layer: {exc}") from None
             blob.verify(digest, name, size)
             return diff_id
-        try:
-            with opener() as raw:
-                blob = HashingReader(raw)
+        with opener() as raw:
+            blob = HashingReader(raw)
+            try:
                 _, decompressed = open_decompressed(cast(BinaryIO, blob))
                 tar = HashingReader(decompressed)
                 if unpack:
@@ -440,10 +466,12 @@ class ImageStore:
                         recorder.close()
                 tar.drain()
                 blob.drain()
-        except DECODE_ERRORS as exc:
-            raise ImageError(f"{name}: corrupt or truncated layer: {exc}") from None
-        except tarfile.TarError as exc:
-            raise ImageError(f"{name}: corrupt or truncated layer: {exc}") from None
+            except (*DECODE_ERRORS, tarfile.TarError, ImageError) as exc:
+                if digest is not None and _content_error(exc):
+                    _explain_by_digest(blob, digest, name, size)
+                if isinstance(exc, ImageError):
+                    raise
+                raise ImageError(f"{name}: corrupt or truncated layer: {exc}") from None
         if digest is not None:
             blob.verify(digest, name, size)
         if diff_id is not None:
@@ -923,12 +951,20 @@ class ImageStore:
         """True when the layer with this diff-id is unpacked in the store."""
         return self._has_layer(diff_id)
 
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[LayerStaging]:
+        """A :class:`LayerStaging` for one image: layers unpacked concurrently, committed
+        together; whatever is not committed is removed when the block ends."""
+        with self._staging() as directory:
+            yield LayerStaging(self, directory)
+
     @_map_os_errors
     def add_pulled_image(self, config_bytes: bytes, layers: Sequence[LayerSource | None],
                          names: Sequence[str]) -> Image:
         """``add_images`` for a registry pull: ``layers[i]`` is None for a layer already in
         the store (so it was not downloaded). The config bytes are kept exactly, so the
-        image id is the registry's config digest.
+        image id is the registry's config digest. Layers are unpacked one after another;
+        a pull that unpacks them side by side uses :meth:`staging` itself.
         """
         config = ImageConfig.from_json(config_bytes, source="pulled image config")
         if len(layers) != len(config.diff_ids) or any(
@@ -936,27 +972,87 @@ class ImageStore:
             for layer, diff_id in zip(layers, config.diff_ids, strict=True)
         ):
             raise ImageError("pulled image: the layers do not match the config's diff_ids")
+        with self.staging() as staging:
+            for layer in layers:
+                if layer is not None:
+                    staging.unpack(layer)
+            return staging.commit(config_bytes, names)
+
+
+class LayerStaging:
+    """Layers of one image being unpacked side by side, then committed together.
+
+    ::
+
+        with store.staging() as staging:
+            # from worker threads, several at once (trio.to_thread.run_sync):
+            staging.unpack(layer_source)
+            image = staging.commit(config_bytes, names)
+
+    Each :meth:`unpack` streams one layer into its own directory under the store's
+    ``tmp/`` without any store lock: blob digest, size and diff-id are verified
+    while it streams, hostile tar entries are refused, and the layer is flushed to
+    disk when it is complete. :meth:`commit` takes the exclusive lock only to
+    rename the staged layers into place and write the config, the image record and
+    the names, so the image appears at once or not at all. Layers not committed
+    (an error, a cancelled pull) are removed when the ``staging()`` block ends.
+    """
+
+    def __init__(self, store: ImageStore, directory: Path) -> None:
+        self._store = store
+        self._directory = directory
+        self._lock = threading.Lock()  # guards the two dicts: unpack runs in many threads
+        self._claimed: dict[str, int] = {}        # diff-id -> index being unpacked
+        self._staged: dict[str, _Staged] = {}     # diff-id -> unpacked and flushed
+        self._committed = False
+
+    @_map_os_errors
+    def unpack(self, layer: LayerSource) -> bool:
+        """Stream ``layer`` into the staging area (blocks; thread-safe). Returns False when
+        there was nothing to do: the store or this staging already has that diff-id (the
+        source is then not read)."""
+        with self._lock:
+            if self._committed:
+                raise ImageError("layer staging already committed")
+            if layer.diff_id in self._claimed or self._store._has_layer(layer.diff_id):
+                return False
+            index = len(self._claimed)
+            self._claimed[layer.diff_id] = index
+        store = self._store
+        try:
+            store._stage_one(self._directory, index, layer, True)
+            layer_dir = self._directory / str(index)
+            _syncfs(layer_dir)  # on disk before commit can name it, while others still unpack
+        except BaseException:
+            with self._lock:
+                del self._claimed[layer.diff_id]
+            raise
+        with self._lock:
+            self._staged[layer.diff_id] = _Staged(layer.diff_id, layer_dir)
+        return True
+
+    @_map_os_errors
+    def commit(self, config_bytes: bytes, names: Sequence[str]) -> Image:
+        """Add the image whose config is ``config_bytes`` (kept byte for byte: its sha256 is
+        the image id) and name it ``names``. Every layer of the config must be in the store
+        or staged here."""
+        config = ImageConfig.from_json(config_bytes, source="image config")
         stored = [normalize_name(n) for n in names]
-        with self._staging() as staging:
-            staged: dict[str, _Staged] = {}
-            for index, layer in enumerate(layers):
-                if layer is None or layer.diff_id in staged or self._has_layer(layer.diff_id):
-                    continue
-                self._stage_one(staging, index, layer, True)
-                staged[layer.diff_id] = _Staged(layer.diff_id, staging / str(index))
-            if staged:
-                _syncfs(staging)
-            with self._locked(exclusive=True):
-                try:
-                    self._commit_layers(staged, config.diff_ids)
-                except _MissingLayerError as missing:
-                    raise ImageError(f"layer {missing.args[0]} was removed from the store "
-                                     "during the pull; pull again") from None
-                all_names = self._read_names()
-                image_id = self._commit_image(config_bytes, stored, all_names)
-                if stored:
-                    self._write_names(all_names)
-                return self._read_image(image_id, all_names)
+        store = self._store
+        with self._lock:
+            staged = dict(self._staged)
+            self._committed = True
+        with store._locked(exclusive=True):
+            try:
+                store._commit_layers(staged, config.diff_ids)
+            except _MissingLayerError as missing:
+                raise ImageError(f"layer {missing.args[0]} was removed from the store "
+                                 "during the pull; pull again") from None
+            all_names = store._read_names()
+            image_id = store._commit_image(config_bytes, stored, all_names)
+            if stored:
+                store._write_names(all_names)
+            return store._read_image(image_id, all_names)
 
 
 # --- save archives --------------------------------------------------------------------------

@@ -14,9 +14,12 @@ with trio's cancel scopes working on every read.
         resp = await http.request("HEAD", url)    # body read and connection recycled
 
 Connections are kept per ``(scheme, host, port)`` and reused when a response
-was read to its end. Every failure of the transport (refused, reset, TLS,
-a peer that stops answering for ``read_timeout`` seconds, a malformed
-response) is an :class:`HttpError`.
+was read to its end. A body framed by ``Content-Length`` (every blob) is read
+straight off the stream in large reads instead of through h11's receive buffer,
+which would copy every chunk twice more; h11 still parses every head and any
+chunked body. Every failure of the transport (refused, reset, TLS, a peer that
+stops answering for ``read_timeout`` seconds, a malformed response) is an
+:class:`HttpError`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import trio
 __all__ = ["HttpClient", "HttpError", "Response", "Url"]
 
 USER_AGENT = "pycompose"
-_CHUNK = 1 << 18
+_CHUNK = 1 << 16       # reads while h11 parses a head or a chunked body
+_BODY_CHUNK = 1 << 18  # reads of a Content-Length body
 
 
 class HttpError(Exception):
@@ -75,6 +79,9 @@ class _Connection:
         self.stream = stream
         self.origin = origin
         self.conn = h11.Connection(h11.CLIENT)
+        # Set when a body was read past h11 (``Response._iter_raw``): the connection is
+        # reusable with a fresh h11 state, h11's own says "still in the body".
+        self.raw_cycle_done = False
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
@@ -93,10 +100,16 @@ class Response:
     _conn: _Connection | None = field(repr=False)
     _read_timeout: float = field(repr=False, default=60.0)
     _done: bool = field(repr=False, default=False)
+    _length: int | None = field(repr=False, default=None)  # Content-Length framing
+    _keep_alive: bool = field(repr=False, default=False)
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None or self._done:
+            return
+        if self._length is not None:
+            async for chunk in self._iter_raw(conn, self._length):
+                yield chunk
             return
         while True:
             event = await self._client._next_event(conn, self._read_timeout)
@@ -109,6 +122,38 @@ class Response:
                 return
             else:  # pragma: no cover - h11 emits only these after the response head
                 raise HttpError(f"{self.url}: unexpected HTTP event {type(event).__name__}")
+
+    async def _iter_raw(self, conn: _Connection, length: int) -> AsyncIterator[bytes]:
+        """The body of ``length`` bytes: what h11 has buffered past the head, then the rest
+        read from the stream directly (no copies through h11's buffer)."""
+        buffered, _ = conn.conn.trailing_data
+        if len(buffered) > length:  # more than the body: not a response we can frame
+            await self.aclose()
+            raise HttpError(f"{self.url}: {len(buffered) - length} bytes after the body")
+        remaining = length - len(buffered)
+        if buffered:
+            yield buffered
+        data: bytes | None = None
+        client = self._client
+        while remaining:
+            # (no yield inside a cancel scope: the consumer runs while this is suspended)
+            with trio.move_on_after(self._read_timeout):
+                data = await client._receive(conn, min(remaining, _BODY_CHUNK))
+                remaining -= len(data)
+            if data is None:
+                await self.aclose()
+                raise HttpError(f"{conn.origin[1]}: no data for {self._read_timeout:g}s")
+            if not data:
+                await self.aclose()
+                raise HttpError(f"{self.url}: peer closed connection without sending "
+                                f"complete message body (received {length - remaining} "
+                                f"bytes, expected {length})")
+            yield data
+            data = None
+        self._done = True
+        conn.raw_cycle_done = self._keep_alive
+        await client._release(conn)
+        self._conn = None
 
     async def read(self, limit: int = 16 << 20) -> bytes:
         """The whole body (refused above ``limit`` bytes: manifests and JSON are small)."""
@@ -192,17 +237,25 @@ class HttpClient:
                 return event
             try:
                 with trio.fail_after(read_timeout):
-                    data = await conn.stream.receive_some(_CHUNK)
+                    data = await self._receive(conn, _CHUNK)
             except trio.TooSlowError:
                 await conn.aclose()
                 raise HttpError(f"{conn.origin[1]}: no data for {read_timeout:g}s") from None
-            except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-                await conn.aclose()
-                raise HttpError(f"{conn.origin[1]}: connection lost: {_describe(exc)}") from None
-            conn.conn.receive_data(bytes(data))
+            conn.conn.receive_data(data)
+
+    async def _receive(self, conn: _Connection, max_bytes: int) -> bytes:
+        try:
+            return bytes(await conn.stream.receive_some(max_bytes))
+        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+            await conn.aclose()
+            raise HttpError(f"{conn.origin[1]}: connection lost: {_describe(exc)}") from None
 
     async def _release(self, conn: _Connection) -> None:
-        if conn.conn.our_state is h11.DONE and conn.conn.their_state is h11.DONE:
+        if conn.raw_cycle_done:  # the body went past h11: start over with a fresh state
+            conn.conn = h11.Connection(h11.CLIENT)
+            conn.raw_cycle_done = False
+            self._idle.setdefault(conn.origin, []).append(conn)
+        elif conn.conn.our_state is h11.DONE and conn.conn.their_state is h11.DONE:
             try:
                 conn.conn.start_next_cycle()
             except h11.LocalProtocolError:
@@ -272,14 +325,18 @@ class HttpClient:
         """Send a request; yield the response with its body unread (closed on exit)."""
         parsed = Url.parse(url)
         conn, event = await self._open(method, parsed, headers or {}, body, content_length)
+        headers = _headers(event.headers)
         resp = Response(
             status=event.status_code,
             reason=event.reason.decode("latin-1"),
-            headers=_headers(event.headers),
+            headers=headers,
             url=url,
             _client=self,
             _conn=conn,
             _read_timeout=self.read_timeout,
+            _length=_content_length(method, event.status_code, headers),
+            _keep_alive=event.http_version == b"1.1"
+            and "close" not in headers.get("connection", "").lower(),
         )
         try:
             yield resp
@@ -312,6 +369,17 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
             text = out[name] + ("\n" if name == "www-authenticate" else ", ") + text
         out[name] = text
     return out
+
+
+def _content_length(method: str, status: int, headers: Mapping[str, str]) -> int | None:
+    """The body length when it is framed by ``Content-Length`` alone (h11 has checked the
+    header's syntax); None for no body, a chunked body, or one read until close."""
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return None
+    if "transfer-encoding" in headers:
+        return None
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
 
 
 def _describe(exc: BaseException) -> str:

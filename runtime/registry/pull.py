@@ -7,41 +7,42 @@
     result.image, result.digest, result.downloaded, result.existed
 
 Steps: resolve the reference (mirrors first for Docker Hub), pick the host's
-platform from an index, fetch and verify the config, then download the
-layers the store does not have yet in parallel (a ``CapacityLimiter`` of
-``config.max_concurrent_downloads``), each streamed to a temporary file in
-``work_dir`` while its sha256 and size are checked, and renamed only when
-they match. The store unpacks each layer as soon as it and the layers below
-it are complete (``ImageStore.add_pulled_image`` runs in a worker thread
-while the downloads go on), verifying digest and diff-id again while it
-unpacks, and commits the image atomically at the end.
+platform from an index, fetch and verify the config, then fetch the layers the
+store does not have yet, several at once (``config.max_concurrent_downloads``).
+Each layer is streamed to a temporary file in ``work_dir`` and, while it is still
+arriving, unpacked by the store in a worker thread of its own
+(``ImageStore.staging``: the blob digest, its size and the diff-id are verified
+as the bytes go through, hostile tar entries are refused). Layers unpack side
+by side, not one after another; the image is committed atomically when all of
+them are in, under the store lock only for the final renames.
 
 An interrupted pull (error, cancellation, a registry that goes away) leaves
-no partial file and nothing in the store; complete, verified blobs are kept
-in ``work_dir`` when the registry became unavailable, so a retry downloads
-only the rest; they are removed after a successful import.
+no partial file and nothing in the store; complete blobs are kept in
+``work_dir`` (checked against their digest, flushed, renamed into place) when
+the registry became unavailable, so a retry downloads only the rest; they are
+removed after a successful import.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import secrets
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
 
 import trio
+from pycompose.runtime.errors import ImageDigestError
 from pycompose.runtime.images.archive import LayerSource
 from pycompose.runtime.images.config import ImageConfig
 from pycompose.runtime.images.digest import hex_of
 from pycompose.runtime.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
-from pycompose.runtime.images.store import Image, ImageStore
+from pycompose.runtime.images.store import Image, ImageStore, LayerStaging
 from pycompose.runtime.registry._groups import leaves, root_cause
 from pycompose.runtime.registry.client import INDEX_TYPES, RegistryClient
 from pycompose.runtime.registry.config import RegistryConfig
@@ -140,23 +141,31 @@ class _Download:
     """One layer being fetched, shared by its download task (trio) and the store's
     worker thread, which unpacks the blob while it is still arriving.
 
-    The download task reports how many bytes are on disk (``grow``) and the end
-    (``finish``); :class:`_FollowReader` reads the file behind it, blocking on a
-    ``threading.Condition`` for more. The store verifies the digest as it reads,
-    and the download task verifies it too before the blob is renamed into place.
+    The download task appends to a ``.partial`` file and reports how many bytes are
+    on disk (``grow``) and the end (``finish``); :class:`_FollowReader` reads the file
+    behind it with ``pread``, blocking on a ``threading.Condition`` for more. The store
+    verifies the digest as it reads; the file is only renamed to the blob's name when
+    it is kept for a retry (checked again then).
     """
 
     def __init__(self, desc: Descriptor, diff_id: str, path: Path) -> None:
         self.desc = desc
         self.diff_id = diff_id
-        self.path = path                   # where the verified blob ends up
+        self.path = path                   # where a kept (verified) blob lives
+        self.partial: Path | None = None   # the file being written by this pull
+        self.write_fd: int | None = None   # holds the partial's flock until the pull ends
         # A read-only fd on the blob's inode, taken before the file can be renamed or
-        # removed (by this pull, or by another pull of the same layer): readers dup it.
+        # removed (by this pull, or by another pull of the same layer).
         self.fd: int | None = None
         self.size = 0
         self.complete = False
         self.error: BaseException | None = None
+        self.aborted = False
         self.cond = threading.Condition()
+
+    @property
+    def short(self) -> str:
+        return hex_of(self.desc.digest)[:12]
 
     def started(self, fd: int, size: int = 0) -> None:
         with self.cond:
@@ -175,10 +184,18 @@ class _Download:
             self.error = error
             self.cond.notify_all()
 
+    def abort(self) -> None:
+        """Make the reader fail at its next read (the pull is being torn down)."""
+        with self.cond:
+            self.aborted = True
+            self.cond.notify_all()
+
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        for name in ("fd", "write_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
 
 class _FollowReader:
@@ -188,27 +205,27 @@ class _FollowReader:
         self.item = item
         self.pos = 0
         with item.cond:
-            while item.fd is None and not item.complete:
+            while item.fd is None and not item.complete and not item.aborted:
                 item.cond.wait()
             self._raise_if_failed()
             if item.fd is None:
                 raise RegistryError(f"layer {item.desc.digest}: no downloaded blob")
-            self.file: BinaryIO = os.fdopen(os.dup(item.fd), "rb")
+            self.fd = item.fd  # stays open until every reader is done (the pull's end)
 
     def _raise_if_failed(self) -> None:
-        if self.item.error is not None:
+        if self.item.error is not None or self.item.aborted:
             raise RegistryError(f"layer {self.item.desc.digest} could not be downloaded")
 
     def read(self, n: int = -1) -> bytes:
         item = self.item
         with item.cond:
-            while self.pos >= item.size and not item.complete:
+            while self.pos >= item.size and not item.complete and not item.aborted:
                 item.cond.wait()
             self._raise_if_failed()
             available = item.size - self.pos
         if available <= 0:
             return b""
-        data = self.file.read(available if n < 0 else min(n, available))
+        data = os.pread(self.fd, available if n < 0 else min(n, available), self.pos)
         self.pos += len(data)
         return data
 
@@ -216,7 +233,7 @@ class _FollowReader:
         return True
 
     def close(self) -> None:
-        self.file.close()
+        pass  # the fd belongs to the _Download
 
     def __enter__(self) -> _FollowReader:
         return self
@@ -257,77 +274,84 @@ def _sweep_partials(work_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _write_chunks(fd: int, chunks: list[bytes]) -> None:
+    """Append ``chunks`` with as few system calls as possible (no joining copy)."""
+    while chunks:
+        written = os.writev(fd, chunks)
+        while chunks and written >= len(chunks[0]):
+            written -= len(chunks[0])
+            chunks = chunks[1:]
+        if written:
+            chunks = [chunks[0][written:], *chunks[1:]]
+
+
 async def _fetch_blob(client: RegistryClient, repo: str, item: _Download,
                       progress: Progress) -> None:
-    """Download ``item`` to its path (renamed into place only when digest and size match)."""
+    """Download ``item`` into its ``.partial`` file (whose size must come out right; the
+    digest is checked by the store's unpack, which reads the file as it grows)."""
     desc, dest = item.desc, item.path
-    short = hex_of(desc.digest)[:12]
+    short = item.short
     partial = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    item.partial, item.write_fd = partial, fd
     fcntl.flock(fd, fcntl.LOCK_EX)
     item.started(os.open(partial, os.O_RDONLY | os.O_CLOEXEC))
-    out = os.fdopen(fd, "wb")
-    hasher = hashlib.sha256()
     written = 0
-
-    def write(data: bytes) -> None:
-        hasher.update(data)
-        out.write(data)
-        out.flush()  # the store's reader follows the file
-
-    try:
-        for attempt, delay in enumerate((*_RETRIES, None)):
-            try:
-                async with client.blob(repo, desc.digest, offset=written) as resp:
-                    buf = bytearray()
-                    async for chunk in resp.iter_bytes():
-                        buf += chunk
-                        if written + len(buf) > desc.size:
-                            raise BlobVerificationError(
-                                f"registry {client.name}: blob {repo}@{desc.digest} is larger "
-                                f"than the {desc.size} bytes its manifest says")
-                        if len(buf) >= _WRITE_BATCH:
-                            data, buf = bytes(buf), bytearray()
-                            await trio.to_thread.run_sync(write, data)
-                            written += len(data)
-                            item.grow(len(data))
-                            progress(ProgressEvent(short, "Downloading", written, desc.size))
-                    if buf:
-                        await trio.to_thread.run_sync(write, bytes(buf))
-                        written += len(buf)
-                        item.grow(len(buf))
-                break
-            except (RegistryUnavailableError, HttpError) as exc:
-                if delay is None:
-                    raise RegistryUnavailableError(
-                        f"{exc} (while downloading {repo}@{desc.digest}, {written} of "
-                        f"{desc.size} bytes, after {attempt + 1} attempts)") from None
-                progress(ProgressEvent(short, f"Retrying in {delay:g}s", written, desc.size))
-                await trio.sleep(delay)
-        progress(ProgressEvent(short, "Verifying Checksum", written, desc.size))
-        if written != desc.size:
-            raise BlobVerificationError(
-                f"registry {client.name}: blob {repo}@{desc.digest}: got {written} bytes, "
-                f"expected {desc.size}")
-        got = "sha256:" + hasher.hexdigest()
-        if got != desc.digest:
-            raise BlobVerificationError(
-                f"registry {client.name}: blob {repo}@{desc.digest} does not match its digest "
-                f"(got {got}): corrupt content, rejected")
-        await trio.to_thread.run_sync(_flush_close, out)
-        os.rename(partial, dest)
-        progress(ProgressEvent(short, "Download complete", written, desc.size))
-    finally:
-        with contextlib.suppress(OSError):
-            out.close()
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+    for attempt, delay in enumerate((*_RETRIES, None)):
+        try:
+            async with client.blob(repo, desc.digest, offset=written) as resp:
+                pending: list[bytes] = []
+                size = 0
+                async for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if written + size > desc.size:
+                        raise BlobVerificationError(
+                            f"registry {client.name}: blob {repo}@{desc.digest} is larger "
+                            f"than the {desc.size} bytes its manifest says")
+                    pending.append(chunk)
+                    if size >= _WRITE_BATCH:
+                        await trio.to_thread.run_sync(_write_chunks, fd, pending)
+                        written += size
+                        item.grow(size)
+                        pending, size = [], 0
+                        progress(ProgressEvent(short, "Downloading", written, desc.size))
+                if pending:
+                    await trio.to_thread.run_sync(_write_chunks, fd, pending)
+                    written += size
+                    item.grow(size)
+            break
+        except (RegistryUnavailableError, HttpError) as exc:
+            if delay is None:
+                raise RegistryUnavailableError(
+                    f"{exc} (while downloading {repo}@{desc.digest}, {written} of "
+                    f"{desc.size} bytes, after {attempt + 1} attempts)") from None
+            progress(ProgressEvent(short, f"Retrying in {delay:g}s", written, desc.size))
+            await trio.sleep(delay)
+    if written != desc.size:
+        raise BlobVerificationError(
+            f"registry {client.name}: blob {repo}@{desc.digest}: got {written} bytes, "
+            f"expected {desc.size}")
+    progress(ProgressEvent(short, "Verifying Checksum", written, desc.size))
+    progress(ProgressEvent(short, "Download complete", written, desc.size))
 
 
-def _flush_close(f: BinaryIO) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-    f.close()
+def _keep_blob(item: _Download) -> None:
+    """Keep a complete download for the next pull: renamed into place only when its
+    digest matches, after it is flushed to disk."""
+    partial = item.partial
+    if partial is None or item.write_fd is None or not item.complete or item.error:
+        return
+    hasher = hashlib.sha256()
+    size = 0
+    fd = item.write_fd
+    while chunk := os.pread(fd, 1 << 20, size):
+        hasher.update(chunk)
+        size += len(chunk)
+    if size != item.desc.size or "sha256:" + hasher.hexdigest() != item.desc.digest:
+        return
+    os.fsync(fd)
+    os.rename(partial, item.path)
+    item.partial = None
 
 
 async def pull_image(store: ImageStore, reference: str, *,
@@ -356,25 +380,33 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     ref = res.reference
     names = [f"{ref.repository}:{ref.tag}"] if ref.tag is not None else []
     image_id = res.manifest.config.digest
-    previous: Image | None = None
-    if names:
-        with contextlib.suppress(Exception):
-            previous = await trio.to_thread.run_sync(store.get, names[0])
-    downloads: list[_Download | None] = []
+    layers = list(zip(res.manifest.layers, res.config.diff_ids, strict=True))
+
+    def inventory() -> tuple[Image | None, list[bool]]:
+        previous = None
+        if names:
+            with contextlib.suppress(Exception):
+                previous = store.get(names[0])
+        return previous, [store.has_layer(diff_id) for _, diff_id in layers]
+
+    previous, present = await trio.to_thread.run_sync(inventory)
+    pending: list[_Download] = []
+    seen: set[str] = set()
     existed = 0
-    for desc, diff_id in zip(res.manifest.layers, res.config.diff_ids, strict=True):
-        short = hex_of(desc.digest)[:12]
-        if await trio.to_thread.run_sync(store.has_layer, diff_id):
-            progress(ProgressEvent(short, "Already exists"))
-            downloads.append(None)
+    for (desc, diff_id), have in zip(layers, present, strict=True):
+        if have:
+            progress(ProgressEvent(hex_of(desc.digest)[:12], "Already exists"))
             existed += 1
-        else:
-            progress(ProgressEvent(short, "Waiting", 0, desc.size))
-            downloads.append(_Download(desc, diff_id, work_dir / hex_of(desc.digest)))
-    pending = [d for d in downloads if d is not None]
-    limiter = trio.CapacityLimiter(config.max_concurrent_downloads)
-    success = False
+        elif diff_id not in seen:  # a layer listed twice is fetched once
+            seen.add(diff_id)
+            progress(ProgressEvent(hex_of(desc.digest)[:12], "Waiting", 0, desc.size))
+            pending.append(_Download(desc, diff_id, work_dir / hex_of(desc.digest)))
+    downloads = trio.CapacityLimiter(config.max_concurrent_downloads)
+    # One unpacking thread per layer being downloaded: each follows its own blob.
+    unpackers = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
     keep_blobs = False
+    image: Image | None = None
+    staging_cm = contextlib.ExitStack()
 
     async def download(item: _Download) -> None:
         error: BaseException | None = None
@@ -382,10 +414,10 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             fd = await trio.to_thread.run_sync(_open_complete, item.path, item.desc.size)
             if fd is not None:  # verified by an earlier pull that was interrupted
                 item.started(fd, item.desc.size)
-                progress(ProgressEvent(hex_of(item.desc.digest)[:12], "Download complete",
+                progress(ProgressEvent(item.short, "Download complete",
                                        item.desc.size, item.desc.size))
             else:
-                async with limiter:
+                async with downloads:
                     await _fetch_blob(res.client, res.repository, item, progress)
         except BaseException as exc:
             error = exc
@@ -393,34 +425,40 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         finally:
             item.finish(error)
 
-    def opener(item: _Download) -> Callable[[], BinaryIO]:
-        def open_blob() -> BinaryIO:
-            # Runs in the store's worker thread, possibly before the download is done.
-            reader = _FollowReader(item)
-            trio.from_thread.run_sync(progress, ProgressEvent(
-                hex_of(item.desc.digest)[:12], "Extracting", item.desc.size, item.desc.size))
-            return cast(BinaryIO, reader)
-        return open_blob
+    def open_blob(item: _Download) -> _FollowReader:
+        # Runs in the unpacking thread, possibly before the download has begun.
+        reader = _FollowReader(item)
+        trio.from_thread.run_sync(progress, ProgressEvent(
+            item.short, "Extracting", item.desc.size, item.desc.size))
+        return reader
 
-    sources = [
-        None if d is None else LayerSource(
-            diff_id=d.diff_id, digest=d.desc.digest, size=d.desc.size,
-            name=f"{ref.familiar} layer {d.desc.digest}", open=opener(d))
-        for d in downloads
-    ]
-    image: Image | None = None
+    async def abort_when_cancelled(item: _Download) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            item.abort()
 
-    async def import_all() -> None:
-        nonlocal image
-        image = await trio.to_thread.run_sync(
-            store.add_pulled_image, res.config_bytes, sources, names)
+    async def fetch_and_unpack(staging: LayerStaging, item: _Download) -> None:
+        source = LayerSource(diff_id=item.diff_id, digest=item.desc.digest,
+                             size=item.desc.size,
+                             name=f"{ref.familiar} layer {item.desc.digest}",
+                             open=functools.partial(open_blob, item))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(download, item)
+            # The thread cannot be cancelled; when the pull is, this makes its reads fail.
+            nursery.start_soon(abort_when_cancelled, item)
+            try:
+                await trio.to_thread.run_sync(staging.unpack, source, limiter=unpackers)
+            except ImageDigestError as exc:
+                raise _blob_error(res, item, exc) from None
+            nursery.cancel_scope.cancel()
 
     try:
+        staging = await trio.to_thread.run_sync(staging_cm.enter_context, store.staging())
         async with trio.open_nursery() as nursery:
             for item in pending:
-                nursery.start_soon(download, item)
-            nursery.start_soon(import_all)
-        success = True
+                nursery.start_soon(fetch_and_unpack, staging, item)
+        image = await trio.to_thread.run_sync(staging.commit, res.config_bytes, names)
     except BaseException as exc:
         keep_blobs = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
         cause = root_cause(exc, knock_on=("could not be downloaded",))
@@ -428,25 +466,52 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             raise cause from None
         raise
     finally:
-        for item in pending:
-            item.close()
-        if success or not keep_blobs:
-            with trio.CancelScope(shield=True):
-                for item in pending:
-                    await trio.to_thread.run_sync(item.path.unlink, True)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_clean_up, staging_cm, pending, keep_blobs,
+                                          image is not None)
     assert image is not None
     keys = {f"{ref.repository}@{res.digest}"}
     if ref.digest is not None:
         keys.add(f"{ref.repository}@{ref.digest}")
     await trio.to_thread.run_sync(record_digests, work_dir, keys, image.id)
     for d in pending:
-        progress(ProgressEvent(hex_of(d.desc.digest)[:12], "Pull complete"))
+        progress(ProgressEvent(d.short, "Pull complete"))
     progress(ProgressEvent("", f"Digest: {res.digest}"))
     updated = previous is None or previous.id != image_id
     status = (f"Downloaded newer image for {ref.familiar}" if updated
               else f"Image is up to date for {ref.familiar}")
     progress(ProgressEvent("", f"Status: {status}"))
     return PullResult(image, ref.familiar, res.digest, len(pending), existed, updated)
+
+
+def _blob_error(res: ResolvedImage, item: _Download, exc: ImageDigestError) -> RegistryError:
+    """The store found a layer's content wrong: say so in the registry's terms."""
+    where = f"registry {res.client.name}: blob {res.repository}@{item.desc.digest}"
+    if exc.expected == item.desc.digest:
+        return BlobVerificationError(
+            f"{where} does not match its digest ({exc}): corrupt content, rejected")
+    return BlobVerificationError(
+        f"{where}: its uncompressed content does not match the image config's diff_id "
+        f"{item.diff_id} ({exc}): rejected")
+
+
+def _clean_up(staging: contextlib.ExitStack, items: list[_Download], keep: bool,
+              success: bool) -> None:
+    """Drop staged layers, keep or remove the blobs, close every file (a worker thread)."""
+    try:
+        staging.close()
+    finally:
+        for item in items:
+            try:
+                if keep and not success:
+                    with contextlib.suppress(OSError):
+                        _keep_blob(item)
+                if item.partial is not None:
+                    item.partial.unlink(missing_ok=True)
+                if success or not keep:
+                    item.path.unlink(missing_ok=True)
+            finally:
+                item.close()
 
 
 _DIGESTS = "digests.json"
