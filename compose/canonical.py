@@ -26,7 +26,6 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SchemaError
@@ -38,13 +37,18 @@ __all__ = ["CANONICAL", "Context", "build_defaults", "canonicalize", "parse_port
            "resolve_path"]
 
 
-@dataclass
 class Context:
-    file: str | None
-    base_dir: str
-    home: str | None = None
-    raw: bool = False
-    errors: list[SchemaError] = field(default_factory=list)
+    """Where one file's rules run (for paths and messages), and the problems they find."""
+
+    __slots__ = ("base_dir", "errors", "file", "home", "raw")
+
+    def __init__(self, *, file: str | None, base_dir: str, home: str | None = None,
+                 raw: bool = False) -> None:
+        self.file = file
+        self.base_dir = base_dir
+        self.home = home
+        self.raw = raw
+        self.errors: list[SchemaError] = []
 
     def error(self, path: KeyPath, message: str) -> None:
         self.errors.append(SchemaError(self.file, fmt(path) or None, message))

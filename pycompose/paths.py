@@ -17,17 +17,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_ROOT = Path("/var/lib/pycompose")
 DEFAULT_SOCKET = Path("/run/pycompose/engine.sock")
 _INSTANCE_RE = re.compile(r"^[a-z0-9]{0,8}$")
 
 
-@dataclass(frozen=True)
-class HostPaths:
-    """The state root, the engine socket, and the instance tag for host-wide names."""
+class HostPaths(NamedTuple):
+    """The state root, the engine socket, and the instance tag for host-wide names.
+    (A named tuple: every command resolves these at start, where importing
+    ``dataclasses`` would cost more than the rest of this module.)"""
 
     root: Path
     socket: Path
