@@ -1401,7 +1401,7 @@ def _device_rules(spec: ContainerSpec) -> tuple[cgroups.DeviceRule, ...]:
         if not os.path.isabs(d.target or d.source):
             raise ContainerError(f"container {spec.name}: device target {d.target!r} "
                                  "must be an absolute path")
-    return cgroups.device_rules(spec.security.privileged, extra)
+    return tuple(cgroups.device_rules(spec.security.privileged, extra))
 
 
 def _planned_devices(spec: ContainerSpec) -> tuple[tuple[str, int, int, int, int], ...]:
