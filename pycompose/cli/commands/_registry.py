@@ -44,6 +44,21 @@ def work_dir() -> Path:
     return state_root() / "downloads"
 
 
+def selected_services(project: Any, services: list[str], include_deps: bool) -> list[str]:
+    """The services a pull/push acts on: those named (all when none), plus, with
+    ``include_deps``, everything they depend on, transitively. Sorted."""
+    from pycompose.compose.graph import build_graph, select_services
+    from pycompose.errors import UsageError
+
+    names = list(services) or list(project.service_names)
+    unknown = [n for n in names if n not in project.services]
+    if unknown:
+        raise UsageError(f"no such service: {', '.join(unknown)}")
+    if include_deps:
+        return sorted(select_services(build_graph(project), names))
+    return sorted(names)
+
+
 def use_tty(args: Any) -> bool:
     mode = getattr(args, "progress", "auto")
     if mode in ("plain", "quiet", "json"):

@@ -32,28 +32,14 @@ def run(args: argparse.Namespace) -> int:
         Renderer,
         open_store,
         registry_config,
+        selected_services,
         use_tty,
         work_dir,
     )
     from pycompose.cli.project import load_project
 
     project = load_project(args, services=args.services)
-    names = list(args.services) or list(project.service_names)
-    unknown = [n for n in names if n not in project.services]
-    if unknown:
-        from pycompose.errors import UsageError
-
-        raise UsageError(f"no such service: {', '.join(unknown)}")
-    if args.include_deps:
-        seen: list[str] = []
-        todo = list(names)
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.append(name)
-            todo += [d for d in project.services[name].depends_on if d in project.services]
-        names = sorted(seen)
+    names = selected_services(project, args.services, args.include_deps)
     jobs: dict[str, tuple[str, bool]] = {}  # image -> (service, buildable)
     for name in names:
         svc = project.services[name]

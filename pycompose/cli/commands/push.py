@@ -28,21 +28,13 @@ def run(args: argparse.Namespace) -> int:
         Renderer,
         open_store,
         registry_config,
+        selected_services,
         use_tty,
         work_dir,
     )
     from pycompose.cli.project import load_project
-    from pycompose.errors import UsageError
-
     project = load_project(args, services=args.services)
-    names = list(args.services) or list(project.service_names)
-    unknown = [n for n in names if n not in project.services]
-    if unknown:
-        raise UsageError(f"no such service: {', '.join(unknown)}")
-    if args.include_deps:
-        for name in list(names):
-            names += [d for d in project.services[name].depends_on
-                      if d in project.services and d not in names]
+    names = selected_services(project, args.services, args.include_deps)
     images: dict[str, str] = {}
     for name in sorted(names):
         svc = project.services[name]
