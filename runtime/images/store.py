@@ -33,6 +33,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import errno
 import fcntl
 import functools
 import io
@@ -1029,6 +1030,54 @@ class LayerStaging:
             raise
         with self._lock:
             self._staged[layer.diff_id] = _Staged(layer.diff_id, layer_dir)
+        return True
+
+    @_map_os_errors
+    def keep(self, diff_id: str, dest: Path) -> bool:
+        """Move the staged layer ``diff_id`` out to ``dest`` instead of discarding it (a pull
+        the registry broke off keeps what it had verified); ``adopt`` takes it back. False
+        when there is no such staged layer or ``dest`` is on another filesystem."""
+        with self._lock:
+            stage = self._staged.pop(diff_id, None)
+        if stage is None:
+            return False
+        try:
+            os.rename(stage.directory, dest)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            return False
+        return True
+
+    @_map_os_errors
+    def adopt(self, diff_id: str, path: Path) -> bool:
+        """Stage the layer ``diff_id`` that :meth:`keep` left at ``path`` (complete, verified
+        and flushed when it was kept). False when there is none, or it is not that layer."""
+        try:
+            meta = json.loads((path / "layer.json").read_bytes())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            _rmtree(path)  # not something keep() wrote
+            return False
+        if not isinstance(meta, dict) or meta.get("diff_id") != diff_id or not (
+                path / "diff").is_dir():
+            _rmtree(path)
+            return False
+        with self._lock:
+            if self._committed or diff_id in self._claimed:
+                return False
+            index = len(self._claimed)
+            self._claimed[diff_id] = index
+        directory = self._directory / str(index)
+        try:
+            os.rename(path, directory)
+        except BaseException:
+            with self._lock:
+                del self._claimed[diff_id]
+            raise
+        with self._lock:
+            self._staged[diff_id] = _Staged(diff_id, directory)
         return True
 
     @_map_os_errors

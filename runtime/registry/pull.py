@@ -9,26 +9,26 @@
 Steps: resolve the reference (mirrors first for Docker Hub), pick the host's
 platform from an index, fetch and verify the config, then fetch the layers the
 store does not have yet, several at once (``config.max_concurrent_downloads``).
-Each layer is streamed to a temporary file in ``work_dir`` and, while it is still
-arriving, unpacked by the store in a worker thread of its own
-(``ImageStore.staging``: the blob digest, its size and the diff-id are verified
-as the bytes go through, hostile tar entries are refused). Layers unpack side
-by side, not one after another; the image is committed atomically when all of
-them are in, under the store lock only for the final renames.
+Each layer goes straight from its connection to a worker thread of its own that
+unpacks it as it arrives (``ImageStore.staging``: the blob digest, its size and
+the diff-id are verified as the bytes go through, hostile tar entries are
+refused); the blob itself is never written to disk. Layers unpack side by side;
+the image is committed atomically when all of them are in, under the store lock
+only for the final renames.
 
 An interrupted pull (error, cancellation, a registry that goes away) leaves
-no partial file and nothing in the store; complete blobs are kept in
-``work_dir`` (checked against their digest, flushed, renamed into place) when
-the registry became unavailable, so a retry downloads only the rest; they are
-removed after a successful import.
+nothing in the store and no partial file. When the registry became
+unavailable, the layers that were completely unpacked and verified are kept in
+``work_dir`` (``<diff-id>.layer``), so a retry downloads only the rest; a later
+pull takes them over.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import secrets
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
-from pycompose.runtime.errors import ImageDigestError
+from pycompose.runtime.errors import ImageDigestError, ImageError
 from pycompose.runtime.images.archive import LayerSource
 from pycompose.runtime.images.config import ImageConfig
 from pycompose.runtime.images.digest import hex_of
@@ -64,7 +64,8 @@ from pycompose.runtime.registry.manifest import (
 
 __all__ = ["PullResult", "pull_image", "resolve_image", "ResolvedImage"]
 
-_WRITE_BATCH = 1 << 20
+_PIPE_LIMIT = 4 << 20     # bytes of a blob between its connection and its unpacking thread
+_REPORT_EVERY = 1 << 20   # progress events while downloading
 _RETRIES = (0.5, 1.0, 2.0)
 
 
@@ -137,121 +138,98 @@ async def _resolve_at(client: RegistryClient, ref: Reference,
     return ResolvedImage(client, ref, repo, digest, manifest, config_bytes, config)
 
 
-class _Download:
-    """One layer being fetched, shared by its download task (trio) and the store's
-    worker thread, which unpacks the blob while it is still arriving.
+class _BlobPipe:
+    """A blob on its way from its download task (trio) to its unpacking thread.
 
-    The download task appends to a ``.partial`` file and reports how many bytes are
-    on disk (``grow``) and the end (``finish``); :class:`_FollowReader` reads the file
-    behind it with ``pread``, blocking on a ``threading.Condition`` for more. The store
-    verifies the digest as it reads; the file is only renamed to the blob's name when
-    it is kept for a retry (checked again then).
+    The task ``put``s what it receives; the thread ``read``s it, blocking on a
+    ``threading.Condition`` for more. At most ``limit`` bytes wait in between: a full
+    pipe makes the task wait on a trio ``Event`` that the thread sets through the trio
+    token, so what the unpacker has not taken yet stays in the socket, not in memory.
     """
 
-    def __init__(self, desc: Descriptor, diff_id: str, path: Path) -> None:
-        self.desc = desc
-        self.diff_id = diff_id
-        self.path = path                   # where a kept (verified) blob lives
-        self.partial: Path | None = None   # the file being written by this pull
-        self.write_fd: int | None = None   # holds the partial's flock until the pull ends
-        # A read-only fd on the blob's inode, taken before the file can be renamed or
-        # removed (by this pull, or by another pull of the same layer).
-        self.fd: int | None = None
-        self.size = 0
-        self.complete = False
-        self.error: BaseException | None = None
-        self.aborted = False
-        self.cond = threading.Condition()
+    def __init__(self, name: str, limit: int = _PIPE_LIMIT) -> None:
+        self.name = name
+        self._token = trio.lowlevel.current_trio_token()
+        self._cond = threading.Condition()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._limit = limit
+        self._space: trio.Event | None = None
+        self._done = False
+        self._failed = False
+        self._current = b""  # the reader's chunk being read in pieces, and where
+        self._pos = 0
 
-    @property
-    def short(self) -> str:
-        return hex_of(self.desc.digest)[:12]
+    # -- the download task (trio) ------------------------------------------------------
 
-    def started(self, fd: int, size: int = 0) -> None:
-        with self.cond:
-            self.fd = fd
-            self.size = size
-            self.cond.notify_all()
+    async def put(self, chunk: bytes) -> None:
+        with self._cond:
+            self._chunks.append(chunk)
+            self._buffered += len(chunk)
+            self._cond.notify()
+            if self._buffered < self._limit:
+                return
+            space = self._space = trio.Event()
+        await space.wait()
 
-    def grow(self, n: int) -> None:
-        with self.cond:
-            self.size += n
-            self.cond.notify_all()
+    def finish(self, *, failed: bool = False) -> None:
+        """No more data: the blob is complete, or (``failed``) it never will be."""
+        with self._cond:
+            self._done = True
+            self._failed = self._failed or failed
+            self._cond.notify_all()
 
-    def finish(self, error: BaseException | None = None) -> None:
-        with self.cond:
-            self.complete = True
-            self.error = error
-            self.cond.notify_all()
-
-    def abort(self) -> None:
-        """Make the reader fail at its next read (the pull is being torn down)."""
-        with self.cond:
-            self.aborted = True
-            self.cond.notify_all()
-
-    def close(self) -> None:
-        for name in ("fd", "write_fd"):
-            fd = getattr(self, name)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
-
-
-class _FollowReader:
-    """Reads a blob while it is downloaded (in the store's worker thread)."""
-
-    def __init__(self, item: _Download) -> None:
-        self.item = item
-        self.pos = 0
-        with item.cond:
-            while item.fd is None and not item.complete and not item.aborted:
-                item.cond.wait()
-            self._raise_if_failed()
-            if item.fd is None:
-                raise RegistryError(f"layer {item.desc.digest}: no downloaded blob")
-            self.fd = item.fd  # stays open until every reader is done (the pull's end)
-
-    def _raise_if_failed(self) -> None:
-        if self.item.error is not None or self.item.aborted:
-            raise RegistryError(f"layer {self.item.desc.digest} could not be downloaded")
+    # -- the unpacking thread ----------------------------------------------------------
 
     def read(self, n: int = -1) -> bytes:
-        item = self.item
-        with item.cond:
-            while self.pos >= item.size and not item.complete and not item.aborted:
-                item.cond.wait()
-            self._raise_if_failed()
-            available = item.size - self.pos
-        if available <= 0:
-            return b""
-        data = os.pread(self.fd, available if n < 0 else min(n, available), self.pos)
-        self.pos += len(data)
-        return data
+        current, pos = self._current, self._pos
+        if pos < len(current):  # the rest of a chunk taken before: no lock needed
+            if n < 0 or pos + n >= len(current):
+                self._current, self._pos = b"", 0
+                return current[pos:]
+            self._pos = pos + n
+            return current[pos:pos + n]
+        with self._cond:
+            while not self._chunks and not self._done:
+                self._cond.wait()
+            if self._failed:
+                raise RegistryError(f"layer {self.name} could not be downloaded")
+            if not self._chunks:
+                return b""
+            chunk = self._chunks.popleft()
+            self._buffered -= len(chunk)
+            space = self._space
+            if space is not None and self._buffered <= self._limit // 2:
+                self._space = None
+            else:
+                space = None
+        if space is not None:
+            self._token.run_sync_soon(space.set)
+        if 0 <= n < len(chunk):  # a small read: keep the rest here, copy only what is read
+            self._current, self._pos = chunk, n
+            return chunk[:n]
+        return chunk
 
     def readable(self) -> bool:
         return True
 
-    def close(self) -> None:
-        pass  # the fd belongs to the _Download
-
-    def __enter__(self) -> _FollowReader:
+    def __enter__(self) -> _BlobPipe:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        pass
 
 
-def _open_complete(path: Path, size: int) -> int | None:
-    """An fd on a complete blob kept by an earlier pull, or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    if os.fstat(fd).st_size != size:
-        os.close(fd)
-        return None
-    return fd
+@dataclass
+class _Layer:
+    desc: Descriptor
+    diff_id: str
+    kept: Path          # where the unpacked layer waits when a failed pull keeps it
+    unpacked: bool = False
+
+    @property
+    def short(self) -> str:
+        return str(hex_of(self.desc.digest)[:12])
 
 
 def _sweep_partials(work_dir: Path) -> None:
@@ -274,84 +252,40 @@ def _sweep_partials(work_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _write_chunks(fd: int, chunks: list[bytes]) -> None:
-    """Append ``chunks`` with as few system calls as possible (no joining copy)."""
-    while chunks:
-        written = os.writev(fd, chunks)
-        while chunks and written >= len(chunks[0]):
-            written -= len(chunks[0])
-            chunks = chunks[1:]
-        if written:
-            chunks = [chunks[0][written:], *chunks[1:]]
-
-
-async def _fetch_blob(client: RegistryClient, repo: str, item: _Download,
+async def _fetch_blob(client: RegistryClient, repo: str, layer: _Layer, pipe: _BlobPipe,
                       progress: Progress) -> None:
-    """Download ``item`` into its ``.partial`` file (whose size must come out right; the
-    digest is checked by the store's unpack, which reads the file as it grows)."""
-    desc, dest = item.desc, item.path
-    short = item.short
-    partial = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    item.partial, item.write_fd = partial, fd
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    item.started(os.open(partial, os.O_RDONLY | os.O_CLOEXEC))
-    written = 0
+    """Download ``layer``'s blob into ``pipe``, resuming with a Range request when the
+    connection breaks; its size is checked here, its digest by the store's unpack."""
+    desc = layer.desc
+    short = layer.short
+    received = 0
+    reported = 0
     for attempt, delay in enumerate((*_RETRIES, None)):
         try:
-            async with client.blob(repo, desc.digest, offset=written) as resp:
-                pending: list[bytes] = []
-                size = 0
+            async with client.blob(repo, desc.digest, offset=received) as resp:
                 async for chunk in resp.iter_bytes():
-                    size += len(chunk)
-                    if written + size > desc.size:
+                    received += len(chunk)
+                    if received > desc.size:
                         raise BlobVerificationError(
                             f"registry {client.name}: blob {repo}@{desc.digest} is larger "
                             f"than the {desc.size} bytes its manifest says")
-                    pending.append(chunk)
-                    if size >= _WRITE_BATCH:
-                        await trio.to_thread.run_sync(_write_chunks, fd, pending)
-                        written += size
-                        item.grow(size)
-                        pending, size = [], 0
-                        progress(ProgressEvent(short, "Downloading", written, desc.size))
-                if pending:
-                    await trio.to_thread.run_sync(_write_chunks, fd, pending)
-                    written += size
-                    item.grow(size)
+                    await pipe.put(chunk)
+                    if received - reported >= _REPORT_EVERY or not reported:
+                        reported = received
+                        progress(ProgressEvent(short, "Downloading", received, desc.size))
             break
         except (RegistryUnavailableError, HttpError) as exc:
             if delay is None:
                 raise RegistryUnavailableError(
-                    f"{exc} (while downloading {repo}@{desc.digest}, {written} of "
+                    f"{exc} (while downloading {repo}@{desc.digest}, {received} of "
                     f"{desc.size} bytes, after {attempt + 1} attempts)") from None
-            progress(ProgressEvent(short, f"Retrying in {delay:g}s", written, desc.size))
+            progress(ProgressEvent(short, f"Retrying in {delay:g}s", received, desc.size))
             await trio.sleep(delay)
-    if written != desc.size:
+    if received != desc.size:
         raise BlobVerificationError(
-            f"registry {client.name}: blob {repo}@{desc.digest}: got {written} bytes, "
+            f"registry {client.name}: blob {repo}@{desc.digest}: got {received} bytes, "
             f"expected {desc.size}")
-    progress(ProgressEvent(short, "Verifying Checksum", written, desc.size))
-    progress(ProgressEvent(short, "Download complete", written, desc.size))
-
-
-def _keep_blob(item: _Download) -> None:
-    """Keep a complete download for the next pull: renamed into place only when its
-    digest matches, after it is flushed to disk."""
-    partial = item.partial
-    if partial is None or item.write_fd is None or not item.complete or item.error:
-        return
-    hasher = hashlib.sha256()
-    size = 0
-    fd = item.write_fd
-    while chunk := os.pread(fd, 1 << 20, size):
-        hasher.update(chunk)
-        size += len(chunk)
-    if size != item.desc.size or "sha256:" + hasher.hexdigest() != item.desc.digest:
-        return
-    os.fsync(fd)
-    os.rename(partial, item.path)
-    item.partial = None
+    progress(ProgressEvent(short, "Download complete", received, desc.size))
 
 
 async def pull_image(store: ImageStore, reference: str, *,
@@ -362,8 +296,12 @@ async def pull_image(store: ImageStore, reference: str, *,
     ref = parse_reference(reference)
     config = config or RegistryConfig()
     work_dir = Path(work_dir) if work_dir is not None else store.root.parent / "downloads"
-    await trio.to_thread.run_sync(lambda: work_dir.mkdir(parents=True, exist_ok=True))
-    await trio.to_thread.run_sync(_sweep_partials, work_dir)
+
+    def prepare() -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_partials(work_dir)
+
+    await trio.to_thread.run_sync(prepare)
     own_http = http is None
     client_http = http or HttpClient()
     try:
@@ -390,7 +328,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         return previous, [store.has_layer(diff_id) for _, diff_id in layers]
 
     previous, present = await trio.to_thread.run_sync(inventory)
-    pending: list[_Download] = []
+    pending: list[_Layer] = []
     seen: set[str] = set()
     existed = 0
     for (desc, diff_id), have in zip(layers, present, strict=True):
@@ -399,83 +337,77 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             existed += 1
         elif diff_id not in seen:  # a layer listed twice is fetched once
             seen.add(diff_id)
-            progress(ProgressEvent(hex_of(desc.digest)[:12], "Waiting", 0, desc.size))
-            pending.append(_Download(desc, diff_id, work_dir / hex_of(desc.digest)))
-    downloads = trio.CapacityLimiter(config.max_concurrent_downloads)
-    # One unpacking thread per layer being downloaded: each follows its own blob.
-    unpackers = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
-    keep_blobs = False
+            pending.append(_Layer(desc, diff_id, work_dir / f"{hex_of(diff_id)}.layer"))
+            progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
+    # A layer holds one of these from its download's start to its unpack's end; its
+    # unpacking thread runs under the second limiter, never short of a token.
+    slots = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
+    threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
+    keep = False
     image: Image | None = None
     staging_cm = contextlib.ExitStack()
+    staging: LayerStaging | None = None
 
-    async def download(item: _Download) -> None:
-        error: BaseException | None = None
+    async def download(layer: _Layer, pipe: _BlobPipe) -> None:
+        failed = True
         try:
-            fd = await trio.to_thread.run_sync(_open_complete, item.path, item.desc.size)
-            if fd is not None:  # verified by an earlier pull that was interrupted
-                item.started(fd, item.desc.size)
-                progress(ProgressEvent(item.short, "Download complete",
-                                       item.desc.size, item.desc.size))
-            else:
-                async with downloads:
-                    await _fetch_blob(res.client, res.repository, item, progress)
-        except BaseException as exc:
-            error = exc
-            raise
+            await _fetch_blob(res.client, res.repository, layer, pipe, progress)
+            failed = False
         finally:
-            item.finish(error)
+            pipe.finish(failed=failed)
 
-    def open_blob(item: _Download) -> _FollowReader:
-        # Runs in the unpacking thread, possibly before the download has begun.
-        reader = _FollowReader(item)
+    def open_blob(pipe: _BlobPipe, layer: _Layer) -> _BlobPipe:
         trio.from_thread.run_sync(progress, ProgressEvent(
-            item.short, "Extracting", item.desc.size, item.desc.size))
-        return reader
+            layer.short, "Extracting", layer.desc.size, layer.desc.size))
+        return pipe
 
-    async def abort_when_cancelled(item: _Download) -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            item.abort()
-
-    async def fetch_and_unpack(staging: LayerStaging, item: _Download) -> None:
-        source = LayerSource(diff_id=item.diff_id, digest=item.desc.digest,
-                             size=item.desc.size,
-                             name=f"{ref.familiar} layer {item.desc.digest}",
-                             open=functools.partial(open_blob, item))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(download, item)
-            # The thread cannot be cancelled; when the pull is, this makes its reads fail.
-            nursery.start_soon(abort_when_cancelled, item)
+    async def fetch_and_unpack(staging: LayerStaging, layer: _Layer) -> None:
+        if await trio.to_thread.run_sync(staging.adopt, layer.diff_id, layer.kept):
+            layer.unpacked = True  # kept by an earlier pull that failed
+            progress(ProgressEvent(layer.short, "Download complete"))
+            return
+        async with slots:
+            pipe = _BlobPipe(layer.desc.digest)
+            source = LayerSource(diff_id=layer.diff_id, digest=layer.desc.digest,
+                                 size=layer.desc.size,
+                                 name=f"{ref.familiar} layer {layer.desc.digest}",
+                                 open=functools.partial(open_blob, pipe, layer))
             try:
-                await trio.to_thread.run_sync(staging.unpack, source, limiter=unpackers)
-            except ImageDigestError as exc:
-                raise _blob_error(res, item, exc) from None
-            nursery.cancel_scope.cancel()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(download, layer, pipe)
+                    try:
+                        await trio.to_thread.run_sync(staging.unpack, source, limiter=threads)
+                    except ImageDigestError as exc:
+                        raise _blob_error(res, layer, exc) from None
+            finally:
+                # The thread cannot be cancelled: a pull torn down makes its reads fail.
+                pipe.finish(failed=True)
+        layer.unpacked = True
 
     try:
-        staging = await trio.to_thread.run_sync(staging_cm.enter_context, store.staging())
+        staging = area = await trio.to_thread.run_sync(staging_cm.enter_context,
+                                                       store.staging())
         async with trio.open_nursery() as nursery:
-            for item in pending:
-                nursery.start_soon(fetch_and_unpack, staging, item)
-        image = await trio.to_thread.run_sync(staging.commit, res.config_bytes, names)
+            for layer in pending:
+                nursery.start_soon(fetch_and_unpack, area, layer)
+        image = await trio.to_thread.run_sync(area.commit, res.config_bytes, names)
     except BaseException as exc:
-        keep_blobs = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
+        keep = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
         cause = root_cause(exc, knock_on=("could not be downloaded",))
         if cause is not None and cause is not exc:
             raise cause from None
         raise
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_clean_up, staging_cm, pending, keep_blobs,
-                                          image is not None)
+            await trio.to_thread.run_sync(_finish_staging, staging_cm, staging,
+                                          pending if keep and image is None else [])
     assert image is not None
     keys = {f"{ref.repository}@{res.digest}"}
     if ref.digest is not None:
         keys.add(f"{ref.repository}@{ref.digest}")
     await trio.to_thread.run_sync(record_digests, work_dir, keys, image.id)
-    for d in pending:
-        progress(ProgressEvent(d.short, "Pull complete"))
+    for layer in pending:
+        progress(ProgressEvent(layer.short, "Pull complete"))
     progress(ProgressEvent("", f"Digest: {res.digest}"))
     updated = previous is None or previous.id != image_id
     status = (f"Downloaded newer image for {ref.familiar}" if updated
@@ -484,34 +416,28 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     return PullResult(image, ref.familiar, res.digest, len(pending), existed, updated)
 
 
-def _blob_error(res: ResolvedImage, item: _Download, exc: ImageDigestError) -> RegistryError:
+def _blob_error(res: ResolvedImage, layer: _Layer, exc: ImageDigestError) -> RegistryError:
     """The store found a layer's content wrong: say so in the registry's terms."""
-    where = f"registry {res.client.name}: blob {res.repository}@{item.desc.digest}"
-    if exc.expected == item.desc.digest:
+    where = f"registry {res.client.name}: blob {res.repository}@{layer.desc.digest}"
+    if exc.expected == layer.desc.digest:
         return BlobVerificationError(
             f"{where} does not match its digest ({exc}): corrupt content, rejected")
     return BlobVerificationError(
         f"{where}: its uncompressed content does not match the image config's diff_id "
-        f"{item.diff_id} ({exc}): rejected")
+        f"{layer.diff_id} ({exc}): rejected")
 
 
-def _clean_up(staging: contextlib.ExitStack, items: list[_Download], keep: bool,
-              success: bool) -> None:
-    """Drop staged layers, keep or remove the blobs, close every file (a worker thread)."""
+def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging | None,
+                    keep: list[_Layer]) -> None:
+    """Keep the complete layers of a pull the registry broke off, drop the rest (a thread)."""
     try:
-        staging.close()
+        if staging is not None:
+            for layer in keep:
+                if layer.unpacked:
+                    with contextlib.suppress(ImageError):
+                        staging.keep(layer.diff_id, layer.kept)
     finally:
-        for item in items:
-            try:
-                if keep and not success:
-                    with contextlib.suppress(OSError):
-                        _keep_blob(item)
-                if item.partial is not None:
-                    item.partial.unlink(missing_ok=True)
-                if success or not keep:
-                    item.path.unlink(missing_ok=True)
-            finally:
-                item.close()
+        cm.close()
 
 
 _DIGESTS = "digests.json"

@@ -120,6 +120,11 @@ async def test_registry_dies_mid_pull(dying_registry: RegistryServer, store: Ima
     assert store_is_empty(dest_store)
     assert not [p for p in work.iterdir() if p.name.endswith(".partial")]
     assert not any(p.name.startswith(big_digest or "?") for p in work.iterdir())
+    # The big layer starts only when a slot frees, i.e. after another layer was unpacked
+    # and verified: that one is kept for the retry (outside the store).
+    kept = [p for p in work.iterdir() if p.name.endswith(".layer")]
+    assert kept
+    assert big.layers[-1].diff_id.partition(":")[2] + ".layer" not in {p.name for p in kept}
 
     dying_registry.start()  # same port, same storage
     events: list[ProgressEvent] = []
@@ -127,4 +132,6 @@ async def test_registry_dies_mid_pull(dying_registry: RegistryServer, store: Ima
         result = await pull_image(dest_store, ref, work_dir=work, progress=events.append)
     assert (result.image.layers[-1].path / "big.bin").stat().st_size == 48 << 20
     assert [e for e in events if e.id == big_digest and e.status == "Downloading"]
+    downloaded = {e.id for e in events if e.status == "Downloading"}
+    assert result.downloaded == 4 and len(downloaded) <= 4 - len(kept)
     assert not [p for p in work.iterdir() if not p.name.startswith("digests.")]
