@@ -141,7 +141,7 @@ class Dockerd:
             host.kill_and_wait(stray)
         problems += host.unmount_under(self.base)
         for top in host.cgroup_dirs(self.cgroup_parent):
-            problems += host.remove_cgroup_tree(top)
+            problems += host.remove_cgroup_tree(top, kill=True)  # named for this run
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.base)
         return problems

@@ -6,7 +6,8 @@ same machine while the benchmarks run, so the teardown still checks: IPv4
 forwarding, the iptables/ip6tables FORWARD policies, links with the names the
 peers give theirs (``docker0``, ``br-<id>``, ``podman<N>``, ``cni-podman<N>``,
 ``veth<hex>``), mounts under the peers' private directories, cgroups they
-create, and the well-known directories under ``/run`` they make on first use.
+create (when the name is not ours alone: only once empty), and the
+well-known directories under ``/run`` they make on first use.
 What differs is put back (links deleted, mounts detached, empty directories
 removed) and reported; nothing that existed before is ever removed.
 """
@@ -67,10 +68,20 @@ def cgroup_dirs(name: str) -> list[Path]:
     return [h / name for h in sorted(CGROUP_ROOT.iterdir()) if (h / name).is_dir()]
 
 
-def remove_cgroup_tree(top: Path) -> list[str]:
-    """Kill what is left in ``top`` and below (our peers' containers), then rmdir it all."""
-    problems = []
+def remove_cgroup_tree(top: Path, *, kill: bool) -> list[str]:
+    """Remove ``top`` and its sub-cgroups.
+
+    With ``kill``, first SIGKILL what is left in them: only for a cgroup named
+    for this run alone (our peers' containers).  Without, cgroups that still
+    hold tasks (or that another podman shares) are left alone, not reported.
+    """
+    problems: list[str] = []
     subdirs = sorted((Path(d) for d, _, _ in os.walk(top)), key=lambda p: -len(p.parts))
+    if not kill:
+        for d in subdirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        return problems
     for d in subdirs:
         with contextlib.suppress(OSError):
             for pid in (d / "cgroup.procs").read_text().split():
@@ -173,8 +184,8 @@ class HostSnapshot:
         for name in cgroup_names:
             if name in self.cgroups:
                 continue
-            for top in cgroup_dirs(name):
-                fixed += remove_cgroup_tree(top)
+            for top in cgroup_dirs(name):  # shared names: empty ones only
+                fixed += remove_cgroup_tree(top, kill=False)
         now = IP_FORWARD.read_text().strip()
         if now != self.ip_forward:
             IP_FORWARD.write_text(self.ip_forward + "\n")

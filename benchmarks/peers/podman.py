@@ -10,12 +10,16 @@ namespace by default, and graphroot, runroot, tmp, volume and network-config
 directories of its own.  Containers run with ``--network none`` /
 ``network_mode: none``, so netavark never creates a bridge or firewall rule.
 ``stop`` removes containers and pods, kills any conmon left (by the private
-paths on its command line), and removes the mounts, cgroups and directory.
+paths on its command line), deletes runc state of ours podman left, and removes
+the mounts and directory.  Its cgroups live under podman's fixed
+``libpod_parent``, which another podman on the host would share: they are
+removed when empty, and nothing is killed by cgroup.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +29,7 @@ from pathlib import Path
 from benchmarks.peers import host
 
 PODMAN = "/usr/bin/podman"
+RUNC_ROOT = "/run/runc"  # where podman's runc keeps container state (its default)
 # podman's cgroupfs parent; fixed by podman, removed afterwards unless it was there before.
 CGROUP_PARENT = "libpod_parent"
 
@@ -128,6 +133,28 @@ class Podman:
                           "status=running")
         return len(out.stdout.split())
 
+    def _delete_runc_state(self) -> list[str]:
+        """``runc delete --force`` containers of ours that podman did not remove.
+
+        Podman keeps runc's state in runc's default root, shared with anyone else
+        using runc; ours are those whose rootfs lies under our graphroot.
+        """
+        problems: list[str] = []
+        root = Path(RUNC_ROOT)
+        if not root.is_dir():
+            return problems
+        for state in root.glob("*/state.json"):
+            try:
+                rootfs = json.loads(state.read_text())["config"]["rootfs"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if str(rootfs).startswith(str(self.base) + "/"):
+                cid = state.parent.name
+                subprocess.run(["runc", "--root", RUNC_ROOT, "delete", "--force", cid],
+                               capture_output=True, timeout=60, check=False)
+                problems.append(f"runc container {cid} was left by podman; deleted")
+        return problems
+
     def monitor_pids(self) -> list[int]:
         """The conmon monitors of our containers (one per running container)."""
         return [pid for pid in host.processes_mentioning(str(self.base))
@@ -145,6 +172,7 @@ class Podman:
         if stray:
             problems.append(f"processes left by podman: {stray}; killed")
             host.kill_and_wait(stray)
+        problems += self._delete_runc_state()
         problems += host.unmount_under(self.base)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.base)
