@@ -18,6 +18,9 @@ Modules: ``http`` (h11 over trio), ``auth`` (config.json, challenges, tokens),
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pycompose.runtime.registry.config import RegistryConfig
 from pycompose.runtime.registry.errors import (
     BlobVerificationError,
@@ -27,9 +30,26 @@ from pycompose.runtime.registry.errors import (
     RegistryUnavailableError,
 )
 from pycompose.runtime.registry.events import ProgressEvent
-from pycompose.runtime.registry.policy import bootstrap_hint, ensure_image
-from pycompose.runtime.registry.pull import PullResult, pull_image
-from pycompose.runtime.registry.push import PushResult, push_image
+
+if TYPE_CHECKING:
+    from pycompose.runtime.registry.policy import bootstrap_hint, ensure_image
+    from pycompose.runtime.registry.pull import PullResult, pull_image
+    from pycompose.runtime.registry.push import PushResult, push_image
+
+# Loaded on first use: a pull need not import push and policy (start-up time of the CLI).
+_LAZY = {
+    "bootstrap_hint": "policy", "ensure_image": "policy", "PullResult": "pull",
+    "pull_image": "pull", "PushResult": "push", "push_image": "push",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BlobVerificationError", "ManifestNotFoundError", "ProgressEvent", "PullResult",

@@ -9,8 +9,8 @@ dropped them as well).
 from __future__ import annotations
 
 import json
-import platform as _platform
 from dataclasses import dataclass
+from os import uname
 from typing import Any
 
 from pycompose.runtime.images.config import host_architecture
@@ -100,7 +100,7 @@ def host_platform() -> dict[str, str]:
     if arch == "arm64":
         out["variant"] = "v8"
     elif arch == "arm":
-        machine = _platform.machine().lower()
+        machine = uname().machine.lower()
         out["variant"] = "v6" if machine.startswith("armv6") else "v7"
     return out
 

@@ -31,7 +31,6 @@ import fcntl
 import functools
 import json
 import os
-import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,7 @@ from pycompose.runtime.registry.manifest import (
 
 __all__ = ["PullResult", "pull_image", "resolve_image", "ResolvedImage"]
 
-_PIPE_LIMIT = 4 << 20     # bytes of a blob between its connection and its unpacking thread
+_PIPE_LIMIT = 1 << 20     # bytes of a blob between its connection and its unpacking thread
 _REPORT_EVERY = 1 << 20   # progress events while downloading
 _RETRIES = (0.5, 1.0, 2.0)
 
@@ -339,19 +338,24 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             seen.add(diff_id)
             pending.append(_Layer(desc, diff_id, work_dir / f"{hex_of(diff_id)}.layer"))
             progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
-    # A layer holds one of these from its download's start to its unpack's end; its
-    # unpacking thread runs under the second limiter, never short of a token.
-    slots = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
-    threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
+    # Downloads hold a slot while they transfer; the unpacking thread of a layer starts
+    # once its download has a slot, and may go on after the slot passes to the next
+    # layer. (No deadlock: a thread waiting for a token has a download that waits at
+    # most for its pipe, and every token holder's download and unpack go on.)
+    downloads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
+    threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads) + 1)
     keep = False
     image: Image | None = None
     staging_cm = contextlib.ExitStack()
     staging: LayerStaging | None = None
 
-    async def download(layer: _Layer, pipe: _BlobPipe) -> None:
+    async def download(layer: _Layer, pipe: _BlobPipe, *,
+                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         failed = True
         try:
-            await _fetch_blob(res.client, res.repository, layer, pipe, progress)
+            async with downloads:
+                task_status.started()
+                await _fetch_blob(res.client, res.repository, layer, pipe, progress)
             failed = False
         finally:
             pipe.finish(failed=failed)
@@ -366,22 +370,21 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             layer.unpacked = True  # kept by an earlier pull that failed
             progress(ProgressEvent(layer.short, "Download complete"))
             return
-        async with slots:
-            pipe = _BlobPipe(layer.desc.digest)
-            source = LayerSource(diff_id=layer.diff_id, digest=layer.desc.digest,
-                                 size=layer.desc.size,
-                                 name=f"{ref.familiar} layer {layer.desc.digest}",
-                                 open=functools.partial(open_blob, pipe, layer))
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(download, layer, pipe)
-                    try:
-                        await trio.to_thread.run_sync(staging.unpack, source, limiter=threads)
-                    except ImageDigestError as exc:
-                        raise _blob_error(res, layer, exc) from None
-            finally:
-                # The thread cannot be cancelled: a pull torn down makes its reads fail.
-                pipe.finish(failed=True)
+        pipe = _BlobPipe(layer.desc.digest)
+        source = LayerSource(diff_id=layer.diff_id, digest=layer.desc.digest,
+                             size=layer.desc.size,
+                             name=f"{ref.familiar} layer {layer.desc.digest}",
+                             open=functools.partial(open_blob, pipe, layer))
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(download, layer, pipe)
+                try:
+                    await trio.to_thread.run_sync(staging.unpack, source, limiter=threads)
+                except ImageDigestError as exc:
+                    raise _blob_error(res, layer, exc) from None
+        finally:
+            # The thread cannot be cancelled: a pull torn down makes its reads fail.
+            pipe.finish(failed=True)
         layer.unpacked = True
 
     try:
@@ -451,7 +454,7 @@ def record_digests(work_dir: Path, keys: set[str], image_id: str) -> None:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         known = _read_digests(work_dir)
         known.update({k: image_id for k in keys})
-        tmp = work_dir / f"{_DIGESTS}.{secrets.token_hex(4)}.tmp"
+        tmp = work_dir / f"{_DIGESTS}.{os.urandom(4).hex()}.tmp"
         tmp.write_text(json.dumps(dict(sorted(known.items())), indent=1))
         os.rename(tmp, work_dir / _DIGESTS)
     finally:
