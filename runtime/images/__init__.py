@@ -6,6 +6,9 @@ Public API (the container runtime, the engine and the builder build on it)::
     store.import_rootfs(tar, "app:1", changes=["CMD [\\"sh\\"]"]) -> Image
     store.load(archive) -> list[Image]            # docker save / OCI layout / OCI archive
     store.add_images([ImageSource(...)])          # verified streams from anywhere (a registry)
+    with store.staging() as staging:              # a pull: layers unpacked side by side,
+        staging.unpack(layer_source)              #   one worker thread each (thread-safe)
+        staging.commit(config_bytes, names)       #   image appears at once, lock held briefly
     store.save(refs, out) / export_layer(diff_id, out)   # exact layer tars, ids unchanged
     store.get("busybox") -> Image                 # name, full id, or id prefix
     store.list() / tag(src, dst) / remove(ref, force=, in_use=) / prune(all=, in_use=)

@@ -13,9 +13,10 @@ Layout under the store root (the CLI and the engine use ``<PYCOMPOSE_ROOT>/image
     tmp/<token>/ + <token>.lock  staging and trash; each held by a flock of its owner
 
 Writes are atomic: layers are unpacked and verified in ``tmp/`` without the
-store lock, then moved into place with ``rename`` under the exclusive lock,
-followed by the config blob, the image record and the names (each written to
-a temp file, fsynced, renamed). So another process, or the same one after a
+store lock (a pull unpacks its layers side by side, one worker thread each,
+through ``staging()``), then moved into place with ``rename`` under the
+exclusive lock, followed by the config blob, the image record and the names
+(each written to a temp file, flushed, renamed). So another process, or the same one after a
 crash, sees an image completely or not at all; a crash can at worst leave an
 unreferenced layer (reused by the next import, removed by ``prune``) or a
 staging directory whose flock is gone (removed at the next write).
