@@ -38,6 +38,7 @@ import errno
 import fcntl
 import functools
 import io
+import itertools
 import json
 import os
 import shutil
@@ -1046,6 +1047,7 @@ class LayerStaging:
         self._directory = directory
         self._lock = threading.Lock()  # guards the two dicts: unpack runs in many threads
         self._claimed: dict[str, int] = {}        # diff-id -> index being unpacked
+        self._indexes = itertools.count()         # staging/<index> for each layer
         self._staged: dict[str, _Staged] = {}     # diff-id -> unpacked and flushed
         self._committed = False
 
@@ -1059,7 +1061,7 @@ class LayerStaging:
                 raise ImageError("layer staging already committed")
             if layer.diff_id in self._claimed or self._store._has_layer(layer.diff_id):
                 return False
-            index = len(self._claimed)
+            index = next(self._indexes)  # never reused: a failed layer's dir stays
             self._claimed[layer.diff_id] = index
         store = self._store
         try:
@@ -1109,7 +1111,7 @@ class LayerStaging:
         with self._lock:
             if self._committed or diff_id in self._claimed:
                 return False
-            index = len(self._claimed)
+            index = next(self._indexes)  # never reused: a failed layer's dir stays
             self._claimed[diff_id] = index
         directory = self._directory / str(index)
         try:

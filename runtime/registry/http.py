@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -108,8 +108,9 @@ class Response:
         if conn is None or self._done:
             return
         if self._length is not None:
-            async for chunk in self._iter_raw(conn, self._length):
-                yield chunk
+            async with aclosing(self._iter_raw(conn, self._length)) as raw:
+                async for chunk in raw:
+                    yield chunk
             return
         while True:
             event = await self._client._next_event(conn, self._read_timeout)
@@ -158,10 +159,11 @@ class Response:
     async def read(self, limit: int = 16 << 20) -> bytes:
         """The whole body (refused above ``limit`` bytes: manifests and JSON are small)."""
         out = bytearray()
-        async for chunk in self.iter_bytes():
-            out += chunk
-            if len(out) > limit:
-                raise HttpError(f"{self.url}: response larger than {limit} bytes")
+        async with aclosing(self.iter_bytes()) as chunks:
+            async for chunk in chunks:
+                out += chunk
+                if len(out) > limit:
+                    raise HttpError(f"{self.url}: response larger than {limit} bytes")
         return bytes(out)
 
     async def aclose(self) -> None:

@@ -261,8 +261,9 @@ async def _fetch_blob(client: RegistryClient, repo: str, layer: _Layer, pipe: _B
     reported = 0
     for attempt, delay in enumerate((*_RETRIES, None)):
         try:
-            async with client.blob(repo, desc.digest, offset=received) as resp:
-                async for chunk in resp.iter_bytes():
+            async with client.blob(repo, desc.digest, offset=received) as resp, \
+                    contextlib.aclosing(resp.iter_bytes()) as chunks:
+                async for chunk in chunks:
                     received += len(chunk)
                     if received > desc.size:
                         raise BlobVerificationError(

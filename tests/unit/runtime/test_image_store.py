@@ -629,3 +629,85 @@ def test_hold_needs_the_image_and_a_sane_holder(store: ImageStore, tmp_path: Pat
     store.hold("a", "c1")
     store.release("c1")  # from every image
     assert store.holders(store.get("a").id) == []
+
+
+# --- staging: layers unpacked side by side (what a registry pull does) --------------------
+
+
+def _gz_layer(files: dict[str, bytes]) -> tuple[bytes, str, str]:
+    """(gzip blob, its digest, the diff-id of its tar)."""
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    blob = gzip.compress(raw, mtime=0)
+    return (blob, "sha256:" + hashlib.sha256(blob).hexdigest(),
+            "sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def _source(blob: bytes, digest: str, diff_id: str, name: str):  # type: ignore[no-untyped-def]
+    import io
+
+    from pycompose.runtime.images import LayerSource
+
+    return LayerSource(diff_id=diff_id, digest=digest, size=len(blob), name=name,
+                       open=lambda: io.BytesIO(blob))
+
+
+async def test_staging_unpacks_in_threads_and_commits_atomically(store: ImageStore,
+                                                                  tmp_path: Path) -> None:
+    import trio
+    from pycompose.runtime.errors import ImageDigestError
+
+    layers = [_gz_layer({f"l{n}/data.bin": os.urandom(300_000 + n)}) for n in range(4)]
+    bad_blob, bad_digest, bad_diff = _gz_layer({"bad.txt": b"x" * 1000})
+    corrupt = bytearray(bad_blob)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    config = empty_config().derive(diff_ids=[d for _, _, d in layers]).to_json()
+    with store.staging() as staging:
+        with pytest.raises(ImageDigestError, match="digest mismatch"):
+            staging.unpack(_source(bytes(corrupt), bad_digest, bad_diff, "corrupt"))
+        # A failed layer leaves its directory behind: later layers must not collide with it.
+        done: list[bool] = []
+
+        async def unpack(i: int, blob: bytes, digest: str, diff_id: str) -> None:
+            done.append(await trio.to_thread.run_sync(
+                staging.unpack, _source(blob, digest, diff_id, f"layer {i}")))
+
+        async with trio.open_nursery() as nursery:
+            for i, (b, g, d) in enumerate(layers):
+                nursery.start_soon(unpack, i, b, g, d)
+        assert done == [True] * 4
+        assert not (store.root / "layers").exists() or not any((store.root / "layers").iterdir())
+        assert store.list() == []  # nothing visible before commit
+        image = staging.commit(config, ["app:staged"])
+    assert store.get("app:staged").id == image.id
+    for n, layer in enumerate(image.layers):
+        assert (layer.path / f"l{n}/data.bin").stat().st_size == 300_000 + n
+    assert not [p for p in (store.root / "tmp").iterdir()]
+
+
+def test_staging_keeps_and_adopts_unpacked_layers(store: ImageStore, tmp_path: Path) -> None:
+    blob, digest, diff_id = _gz_layer({"kept.txt": b"kept\n"})
+    kept = tmp_path / "kept.layer"
+    with store.staging() as staging:
+        assert staging.unpack(_source(blob, digest, diff_id, "layer"))
+        assert staging.keep(diff_id, kept)  # a pull broken off: the layer waits outside
+    assert store.list() == [] and (kept / "diff" / "kept.txt").read_text() == "kept\n"
+    config = empty_config().derive(diff_ids=[diff_id]).to_json()
+    with store.staging() as staging:
+        assert not staging.adopt("sha256:" + "0" * 64, kept)  # not that layer: dropped
+    assert not kept.exists()
+    with store.staging() as staging:
+        assert staging.unpack(_source(blob, digest, diff_id, "layer"))
+        assert staging.keep(diff_id, kept)
+    with store.staging() as staging:
+        assert staging.adopt(diff_id, kept)
+        image = staging.commit(config, ["app:kept"])
+    assert (image.layers[0].path / "kept.txt").read_text() == "kept\n" and not kept.exists()
