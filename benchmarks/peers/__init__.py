@@ -9,11 +9,15 @@ installed or does not come up is left out with the reason
 (``Peers.reasons``), never faked.  ``stop`` undoes everything, checks the host
 against the snapshot and reports (to stderr) anything it had to put back.  It
 also runs at interpreter exit and on SIGTERM if a group did not get to it.
+Between ``start`` and ``stop`` the run holds a host-wide lock (``LOCK``): a
+second benchmark run waits for it before starting its peers.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
+import os
 import shutil
 import signal
 import sys
@@ -30,6 +34,8 @@ from benchmarks.peers.docker import Dockerd
 from benchmarks.peers.podman import Podman, podman_compose
 
 IMAGE = "bb:latest"
+# Host-wide lock held while a run's peers are up (left in place, as lock files are).
+LOCK = "/run/lock/pycompose-bench-peers.lock"
 __all__ = ["IMAGE", "Peers", "busybox_tar", "engine", "podman_compose", "reason", "start", "stop"]
 
 
@@ -59,6 +65,7 @@ class Peers:
     docker: Dockerd | None = None
     podman: Podman | None = None
     reasons: dict[str, str] = field(default_factory=dict)  # "docker"/"podman" -> why not
+    lock: int | None = None  # fd holding LOCK
     stopped: bool = False
 
     def stop(self) -> list[str]:
@@ -77,6 +84,9 @@ class Peers:
         left = [p for p in host.mount_points() if p.startswith(str(self.base))]
         if left:
             problems.append(f"mounts still under {self.base}: {left}")
+        if self.lock is not None:
+            os.close(self.lock)  # releases the flock
+            self.lock = None
         return problems
 
 
@@ -94,10 +104,28 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the groups' teardowns, then atexit
 
 
+def _lock() -> int:
+    """Take the host-wide peers lock; waits while another benchmark run has its peers up.
+
+    The peers share host-wide things (podman's ``libpod_parent`` cgroup and runc
+    root, containerd's shim socket directory) and two runs would also skew each
+    other's figures on two cores: one run's peers at a time.
+    """
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _log(f"  peers: waiting for another benchmark run to release {LOCK}")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def start(ctx: Context, key: str, *, docker: bool = True, podman: bool = True) -> Peers:
     """Start the wanted peers for a group; stored as ``ctx.state[key]``."""
+    lock = _lock()
     base = Path(tempfile.mkdtemp(prefix="pcpeers-", dir=ctx.workdir))
-    peers = Peers(base=base, snapshot=host.HostSnapshot.take([podman_mod.CGROUP_PARENT]))
+    peers = Peers(base=base, snapshot=host.HostSnapshot.take([podman_mod.CGROUP_PARENT]),
+                  lock=lock)
     ctx.state[key] = peers
     if not _LIVE:
         atexit.register(_stop_all)
