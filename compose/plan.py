@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+
 from pycompose.compose import hashing
 from pycompose.compose.backend import Observed, ObservedContainer
 from pycompose.compose.errors import ComposeError

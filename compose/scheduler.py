@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+
 from pycompose.compose.backend import Backend, ConditionFailed, ProgressEvent
 from pycompose.compose.errors import SchedulerError
 from pycompose.compose.model import Dependency, Project

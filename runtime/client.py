@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from pycompose.runtime import errors
 from pycompose.runtime.spec import (
     ContainerEvent,

@@ -42,7 +42,7 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     root = tmp_path / "state"
     root.mkdir()
     monkeypatch.setenv("PYCOMPOSE_ROOT", str(root))
-    yield root
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -86,10 +86,10 @@ def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, 
 def setup(ctx: Context) -> None:
     sys.path.insert(0, str(REPO))
     import trio
+
     from pycompose.runtime.bootstrap import bootstrap_busybox
     from pycompose.runtime.images import ImageStore
     from pycompose.runtime.registry import push_image
-
     from tests.helpers.registry import RegistryServer
 
     # Outside the harness's workdir, which is gone by the time atexit runs the teardown.
@@ -141,6 +141,7 @@ def setup(ctx: Context) -> None:
 
 def _stop_supervisor(root: Path, instance: str) -> None:
     import trio
+
     from pycompose.runtime.client import open_runtime
 
     async def shutdown() -> None:

@@ -50,6 +50,7 @@ TOOLS = [Tool("pycompose", _root_available)]
 
 def _net_setup_batch(n: int) -> list[float]:
     import trio
+
     from pycompose.network import bridge, dns, firewall, ipam, links, names, netns, ports
 
     tag = secrets.token_hex(3)

@@ -140,7 +140,8 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         prog="pycompose",
         description="Define and run multi-container applications on pycompose's own runtime.",
     )
-    parser.add_argument("-v", "--version", action="version", version=f"pycompose version {__version__}")
+    parser.add_argument("-v", "--version", action="version",
+                        version=f"pycompose version {__version__}")
     _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     # With the command known, its parser alone is built: the listing of every command

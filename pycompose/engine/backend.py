@@ -23,7 +23,6 @@ from pycompose.engine.store import NetworkRecord, Store, VolumeRecord
 from pycompose.runtime import errors as rterrors
 from pycompose.runtime.spec import ImageDefaults
 
-
 #: kv key prefix: anonymous volumes of a removed container, until a recreate takes them
 PENDING_VOLUMES = "handed-over-volumes:"
 

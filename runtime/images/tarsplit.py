@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
+
 from pycompose.runtime.errors import ImageError
 
 _U64 = struct.Struct(">Q")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import trio
+
 from pycompose.runtime.images.digest import sha256_digest
 from pycompose.runtime.registry.auth import (
     Challenge,

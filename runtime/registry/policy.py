@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import trio
+
 from pycompose.runtime.errors import ImageNotFoundError
 from pycompose.runtime.images.reference import parse_reference
 from pycompose.runtime.images.store import Image, ImageStore

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+
 from pycompose.runtime.errors import ImageDigestError, ImageError
 from pycompose.runtime.images.archive import LayerSource
 from pycompose.runtime.images.config import ImageConfig

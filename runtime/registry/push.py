@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import trio
+
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.digest import hex_of, sha256_digest
 from pycompose.runtime.images.layers import write_layer_tar

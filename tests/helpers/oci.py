@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
+
 from pycompose.runtime.images.config import host_architecture
 
 MEDIA_LAYER = {

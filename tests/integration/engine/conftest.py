@@ -104,6 +104,7 @@ def supervisor_pid(root: Path) -> int | None:
 
 def stop_supervisor(root: Path, instance: str) -> None:
     import trio
+
     from pycompose.runtime.client import open_runtime
 
     pid = supervisor_pid(root)

@@ -557,6 +557,7 @@ services:
 
     async def both_exit() -> None:  # ask the runtime itself: both exit meanwhile
         import trio
+
         from pycompose.runtime.client import open_runtime
 
         async with open_runtime(engine.root, engine.env["PYCOMPOSE_INSTANCE"],

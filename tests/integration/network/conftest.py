@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.network import (
     bridge,
     dns,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.network import _nft, firewall
 from pycompose.network.errors import FirewallError
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
+from pyroute2 import IPRoute
+
 from pycompose.network import bridge, firewall, gc, links, names, netns, ports
 from pycompose.network.errors import LinkNotFoundError, PortBusyError
-from pyroute2 import IPRoute
 
 from .conftest import BUSYBOX, Lab, connects, http_get, wait_listening
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry.config import RegistryConfig
-
 from tests.helpers.images import make_rootfs_tar
 from tests.helpers.registry import RegistryServer, TokenIssuer, registry_available
 

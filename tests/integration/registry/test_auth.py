@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import RegistryAuthError, RegistryConfig, pull_image, push_image
-
 from tests.helpers.registry import PASSWORD, USER, RegistryServer, TokenIssuer
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from pycompose.runtime.images import Image, ImageStore
-
 from tests.helpers.registry import RegistryServer
 
 

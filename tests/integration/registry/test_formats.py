@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import zstandard
+
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.images.digest import sha256_digest
 from pycompose.runtime.registry import RegistryConfig, pull_image, push_image
 from pycompose.runtime.registry.client import RegistryClient
 from pycompose.runtime.registry.events import ProgressEvent
 from pycompose.runtime.registry.http import HttpClient
-
 from tests.helpers.registry import RegistryServer
 
 
@@ -87,7 +87,6 @@ async def test_registry_with_its_own_ca(store: ImageStore, dest_store: ImageStor
                                         multilayer: Image, tmp_path: Path,
                                         run_id: str) -> None:
     from pycompose.runtime.registry import RegistryUnavailableError
-
     from tests.helpers.registry import registry_available
 
     if not registry_available():

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.errors import ImageNotFoundError
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import (
@@ -15,7 +16,6 @@ from pycompose.runtime.registry import (
     push_image,
 )
 from pycompose.runtime.registry.events import ProgressEvent
-
 from tests.helpers.registry import RegistryServer, free_port
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import RegistryConfig, pull_image, push_image
 from pycompose.runtime.registry.events import ProgressEvent
-
 from tests.helpers.registry import RegistryServer
 
 

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
+
 from pycompose.runtime import capabilities as caps_mod
 from pycompose.runtime.capabilities import (
     DEFAULT_CAPABILITIES,
@@ -18,7 +19,6 @@ from pycompose.runtime.capabilities import (
     resolve_capabilities,
     to_mask,
 )
-
 from tests.helpers.forked import in_child
 
 pytestmark = pytest.mark.root

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.cgroups import (
     CGROUP2_SUPER_MAGIC,
     Cgroup,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import EventKind, Resources

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime import cgroups
 from pycompose.runtime.client import Runtime, open_runtime
 from pycompose.runtime.spec import ContainerSpec

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime import cgroups
 from pycompose.runtime.client import Runtime
 

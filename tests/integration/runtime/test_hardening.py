@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime import syscalls
 from pycompose.runtime.hardening import MASKED_PATHS, READONLY_PATHS, apply_paths, paths_for
-
 from tests.helpers.forked import Result, in_child
 
 pytestmark = pytest.mark.root

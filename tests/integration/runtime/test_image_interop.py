@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pycompose.runtime.images import ImageStore
 
+from pycompose.runtime.images import ImageStore
 from tests.helpers.oci import busybox_two_layers, write_oci_layout
 
 pytestmark = [

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycompose.runtime.images import Image, ImageStore
 
+from pycompose.runtime.images import Image, ImageStore
 from tests.helpers.oci import busybox_two_layers, write_docker_save
 
 pytestmark = pytest.mark.root

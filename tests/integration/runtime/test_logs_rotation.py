@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.logs import log_files, read_logs
 from pycompose.runtime.spec import LogConfig

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime import syscalls
 from pycompose.runtime.capabilities import DEFAULT_CAPABILITIES, resolve_capabilities
 from pycompose.runtime.errors import SecurityError
@@ -25,7 +26,6 @@ from pycompose.runtime.seccomp import (
     resolve_profile,
 )
 from pycompose.runtime.seccomp_profile import Profile
-
 from tests.helpers.forked import Result, in_child
 
 pytestmark = pytest.mark.root

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime.client import open_runtime
 from pycompose.runtime.logs import follow, read_logs
 from pycompose.runtime.spec import ContainerStatus

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pycompose.compose.errors import ComposeError, ComposeFileError, ComposeFileErrors
 from pycompose.compose.loader import LoadOptions, load_project
 from pycompose.compose.model import Project

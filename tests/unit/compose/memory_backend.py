@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import trio
+
 from pycompose.compose.backend import ConditionFailed, Observed, ObservedContainer
 from pycompose.compose.hashing import config_hash
 from pycompose.compose.model import Project, Service

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.compose.checks import find_cycle
 from pycompose.compose.errors import DependencyCycleError, SchemaError
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from pycompose.compose.dotenv import EnvFileSpec, parse_dotenv, read_env_files
 from pycompose.compose.errors import ComposeFileError, EnvFileError, InterpolationError
 from pycompose.compose.interpolation import interpolate

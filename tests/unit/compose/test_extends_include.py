@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.compose.errors import MergeError
 
 from .loader_helpers import load, load_errors, write

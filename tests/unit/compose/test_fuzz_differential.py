@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pycompose.compose.dotenv import parse_dotenv
 from pycompose.compose.errors import EnvFileError, InterpolationError
 from pycompose.compose.interpolation import interpolate_string

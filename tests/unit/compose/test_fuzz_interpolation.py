@@ -23,6 +23,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from pycompose.compose.dotenv import parse_dotenv
 from pycompose.compose.errors import EnvFileError, InterpolationError
 from pycompose.compose.interpolation import interpolate, interpolate_string

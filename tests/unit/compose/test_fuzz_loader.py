@@ -39,6 +39,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pycompose.compose.errors import ComposeError
 from pycompose.compose.loader import LoadOptions, load_project
 from pycompose.compose.yamlread import RESET, OverrideList, OverrideMapping, Reset, read_yaml

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.compose.errors import DependencyCycleError, SchemaError
 from pycompose.compose.graph import (
     build_graph,

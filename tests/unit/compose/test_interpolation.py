@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from pycompose.compose.errors import ComposeFileError, InterpolationError
 from pycompose.compose.interpolation import Interpolator, interpolate, interpolate_string
 

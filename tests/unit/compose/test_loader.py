@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from pycompose.compose.errors import ComposeFileError, ProjectNotFoundError
 from pycompose.compose.loader import (
     LoadOptions,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.compose.canonical import parse_port
 from pycompose.compose.model import Port
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.compose.model import BindOptions, ServiceVolume, TmpfsOptions, VolumeOptions
 
 from .loader_helpers import load, load_errors, roundtrip

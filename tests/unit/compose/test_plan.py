@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from pycompose.compose.backend import Observed, ObservedContainer
 from pycompose.compose.hashing import config_hash as H  # noqa: E402
 from pycompose.compose.model import (

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+
 from pycompose.compose.backend import ProgressEvent
 from pycompose.compose.model import Dependency, FrozenDict, Project, Service
 from pycompose.compose.plan import DownOptions, UpOptions, plan_down, plan_up
 from pycompose.compose.scheduler import RunResult, Scheduler
-
 from tests.unit.compose.memory_backend import MemoryBackend, Script
 
 

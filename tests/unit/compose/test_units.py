@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pycompose.compose.units import format_bytes, format_duration, parse_bytes, parse_duration
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pycompose.compose.yamlread import RESET, OverrideList, OverrideMapping, YamlError, read_yaml
 
 

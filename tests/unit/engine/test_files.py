@@ -6,8 +6,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from pycompose.compose.model import FileObject, FileReference, FrozenDict, Project, Service
 
+from pycompose.compose.model import FileObject, FileReference, FrozenDict, Project, Service
 from pycompose.engine.files import FileObjectError, files_dir, prepare, remove
 
 

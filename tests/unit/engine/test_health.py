@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from pycompose.compose.model import Healthcheck, Service
 
+from pycompose.compose.model import Healthcheck, Service
 from pycompose.engine.health import HealthConfig, ProbeResult, health_config, monitor
 
 

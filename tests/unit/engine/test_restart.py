@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from pycompose.compose.model import Deploy, Service
 from pycompose.compose.model import RestartPolicy as DeployRestart
-
 from pycompose.engine.restart import RestartPolicy, RestartPolicyError, next_delay
 
 

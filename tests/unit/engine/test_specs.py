@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pycompose.compose.model import (
     FrozenDict,
     Project,
@@ -12,8 +13,6 @@ from pycompose.compose.model import (
     Ulimit,
     Volume,
 )
-from pycompose.runtime.spec import ImageDefaults, MountType
-
 from pycompose.engine.specs import (
     LABEL_CONFIG_HASH,
     LABEL_PROJECT,
@@ -22,6 +21,7 @@ from pycompose.engine.specs import (
     container_spec,
     network_warning,
 )
+from pycompose.runtime.spec import ImageDefaults, MountType
 
 IMAGE = ImageInfo(id="sha256:x", layers=("/l1", "/l2"), defaults=ImageDefaults(cmd=("sh",)))
 

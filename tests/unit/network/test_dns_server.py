@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.network import dns
 from pycompose.network import dnswire as w
 from pycompose.network.errors import DNSError

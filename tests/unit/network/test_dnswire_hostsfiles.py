@@ -8,6 +8,7 @@ from ipaddress import IPv4Address as A
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pycompose.network import dnswire as w
 from pycompose.network import hostsfiles as hf
 from pycompose.network.errors import NetworkError

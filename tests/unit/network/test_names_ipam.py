@@ -8,6 +8,7 @@ from ipaddress import IPv4Network as N
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pycompose.network import ipam, names
 from pycompose.network.errors import IPAMError, PoolExhaustedError, SubnetOverlapError
 

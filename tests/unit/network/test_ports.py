@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address as A
 
 import pytest
+
 from pycompose.network import ports
 from pycompose.network.errors import PortBusyError, PortConflictError, PortError
 

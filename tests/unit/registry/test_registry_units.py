@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.registry.auth import (
     load_credentials,
     parse_challenges,

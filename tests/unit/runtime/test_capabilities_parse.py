@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pycompose.runtime.capabilities import (
     DEFAULT_CAPABILITIES,
     all_capabilities,

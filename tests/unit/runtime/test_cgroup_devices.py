@@ -6,6 +6,7 @@ import itertools
 import struct
 
 import pytest
+
 from pycompose.runtime.cgroups import (
     ALLOW_ALL_DEVICES,
     DEFAULT_DEVICE_RULES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.cgroups import Resources, parse_layout, shares_to_weight
 from pycompose.runtime.errors import CgroupError
 

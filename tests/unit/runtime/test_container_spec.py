@@ -7,6 +7,7 @@ import resource
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.errors import ContainerError, SpawnError
 from pycompose.runtime.imageconfig import DEFAULT_PATH, parse_signal, resolve_process
 from pycompose.runtime.process import check_sysctls, clamp_ulimits, find_executable

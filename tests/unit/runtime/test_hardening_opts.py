@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pycompose.runtime.errors import SecurityError
 from pycompose.runtime.hardening import (
     MASKED_PATHS,

@@ -10,9 +10,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.errors import ImageError, ImageNotFoundError
 from pycompose.runtime.images import ImageStore
-
 from tests.helpers.images import make_rootfs_tar
 from tests.helpers.oci import (
     busybox_layer,

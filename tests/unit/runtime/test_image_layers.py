@@ -9,9 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.layers import UnpackResult, unpack_layer, write_layer_tar
-
 from tests.helpers.oci import (
     device,
     directory,

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 import zstandard
+
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.changes import apply_changes, parse_duration
 from pycompose.runtime.images.compression import Compression, open_decompressed

@@ -11,10 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
 from pycompose.runtime.images import ImageStore
 from pycompose.runtime.images.config import empty_config
-
 from tests.helpers.images import make_rootfs_tar
 from tests.helpers.oci import (
     busybox_layer,
@@ -663,6 +663,7 @@ def _source(blob: bytes, digest: str, diff_id: str, name: str):  # type: ignore[
 async def test_staging_unpacks_in_threads_and_commits_atomically(store: ImageStore,
                                                                   tmp_path: Path) -> None:
     import trio
+
     from pycompose.runtime.errors import ImageDigestError
 
     layers = [_gz_layer({f"l{n}/data.bin": os.urandom(300_000 + n)}) for n in range(4)]
@@ -699,7 +700,8 @@ def test_staging_keeps_and_adopts_unpacked_layers(store: ImageStore, tmp_path: P
     with store.staging() as staging:
         assert staging.unpack(_source(blob, digest, diff_id, "layer"))
         assert staging.keep(diff_id, kept)  # a pull broken off: the layer waits outside
-    assert store.list() == [] and (kept / "diff" / "kept.txt").read_text() == "kept\n"
+    assert store.list() == []
+    assert (kept / "diff" / "kept.txt").read_text() == "kept\n"
     config = empty_config().derive(diff_ids=[diff_id]).to_json()
     with store.staging() as staging:
         assert not staging.adopt("sha256:" + "0" * 64, kept)  # not that layer: dropped
@@ -710,4 +712,5 @@ def test_staging_keeps_and_adopts_unpacked_layers(store: ImageStore, tmp_path: P
     with store.staging() as staging:
         assert staging.adopt(diff_id, kept)
         image = staging.commit(config, ["app:kept"])
-    assert (image.layers[0].path / "kept.txt").read_text() == "kept\n" and not kept.exists()
+    assert (image.layers[0].path / "kept.txt").read_text() == "kept\n"
+    assert not kept.exists()

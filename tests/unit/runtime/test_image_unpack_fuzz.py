@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.layers import unpack_layer
-
 from tests.helpers.oci import directory, file, hardlink, symlink, tar_bytes
 
 COMPONENTS = ["a", "b", "..", ".", "outside", "victim", "etc"]

@@ -7,6 +7,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import trio
+
 from pycompose.runtime.logs import (
     SPLIT_AT,
     LogWriter,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+
 from pycompose.runtime.errors import SecurityError
 from pycompose.runtime.seccomp import parse_docker_profile
 from pycompose.runtime.seccomp_profile import (
