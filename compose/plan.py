@@ -346,8 +346,8 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
         subject = f"{service.name}-{number}"
         name = container_name(project.name, service, number)
         current = by_number.get(number)
-        base = dict(service=service.name, number=number, subject=subject,
-                    name=current.name if current is not None else name)
+        base: dict[str, Any] = dict(service=service.name, number=number, subject=subject,
+                                    name=current.name if current is not None else name)
         if current is None:
             cause = f"scale up to {replicas}" if existing else "missing"
             ops = [Operation(action=Action.CREATE, cause=cause, **base)]
@@ -393,8 +393,8 @@ def _plan_service(project: Project, service: Service, existing: list[ObservedCon
             chains.append((Operation(action=Action.START, cause=why, container_id=current.id,
                                      **base),))
     for c in sorted(extras, key=lambda c: -c.number):
-        base = dict(service=service.name, number=c.number, subject=f"{service.name}-{c.number}",
-                    container_id=c.id, name=c.name)
+        base = dict(service=service.name, number=c.number,
+                    subject=f"{service.name}-{c.number}", container_id=c.id, name=c.name)
         cause = f"scale down to {replicas}"
         ops = []
         if c.running:
@@ -447,8 +447,8 @@ def plan_down(project: Project | None, project_name: str, observed: Observed,
                             "to remove it")
             continue
         cause = "orphan: service not in the project" if orphan else "down"
-        base = dict(service=c.service, number=c.number, subject=c.name, container_id=c.id,
-                    name=c.name)
+        base: dict[str, Any] = dict(service=c.service, number=c.number, subject=c.name,
+                                    container_id=c.id, name=c.name)
         ops = []
         if c.running:
             ops.append(Operation(action=Action.STOP, cause=cause, **base))

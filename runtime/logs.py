@@ -23,7 +23,7 @@ import os
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 
 SPLIT_AT = 16 * 1024
@@ -227,7 +227,7 @@ def _inotify(directory: str) -> int:
 
 
 async def follow(path: str | os.PathLike[str], *, tail: int | None = None,
-                 since: str | float | _dt.datetime | None = None) -> AsyncIterator[LogEntry]:
+                 since: str | float | _dt.datetime | None = None) -> AsyncGenerator[LogEntry, None]:
     """Yield the existing entries (``tail``/``since``), then new ones as they are written.
 
     Runs until cancelled (or until the container's directory disappears). Waits

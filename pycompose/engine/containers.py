@@ -41,7 +41,7 @@ from pycompose.engine.restart import RestartPolicy, next_delay
 from pycompose.engine.specs import ImageInfo, container_spec
 from pycompose.engine.store import ContainerRecord, Store
 from pycompose.runtime import errors as rterrors
-from pycompose.runtime.client import Runtime
+from pycompose.runtime.client import ExecResult, Runtime
 from pycompose.runtime.spec import (
     ContainerInfo,
     ContainerStatus,
@@ -140,9 +140,9 @@ class Containers:
         infos = {i.id: i for i in await self.rt.list()}
         # Containers the runtime has but the database does not: an engine killed between
         # the runtime's create and the database insert. Nobody can name them: remove them.
-        for cid, info in infos.items():
-            if cid not in self.records and "com.docker.compose.project" in info.labels:
-                log.warning("removing container %s unknown to the engine's records", info.name)
+        for cid, stray in infos.items():
+            if cid not in self.records and "com.docker.compose.project" in stray.labels:
+                log.warning("removing container %s unknown to the engine's records", stray.name)
                 with contextlib.suppress(rterrors.ContainerRuntimeError):
                     await self.rt.remove(cid, force=True, volumes=True)
         for cid, rec in list(self.records.items()):
@@ -442,10 +442,10 @@ class Containers:
                             else None,
                             privileged=bool(hook.get("privileged")) if isinstance(hook, dict)
                             else False)
+            result: ExecResult | None = None
             try:
                 result = await self.rt.exec_run(rec.id, spec)
             except rterrors.ContainerRuntimeError as exc:
-                result = None
                 message = str(exc)
             else:
                 message = (result.stdout + result.stderr).decode(errors="replace").strip()

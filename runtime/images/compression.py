@@ -17,7 +17,7 @@ from typing import BinaryIO, cast
 import zstandard
 
 # Errors a decoder raises on corrupt or truncated input; callers turn them into ImageError.
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
+DECODE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     EOFError,
     zlib.error,

@@ -25,7 +25,7 @@ stops answering for ``read_timeout`` seconds, a malformed response) is an
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +103,7 @@ class Response:
     _length: int | None = field(repr=False, default=None)  # Content-Length framing
     _keep_alive: bool = field(repr=False, default=False)
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
+    async def iter_bytes(self) -> AsyncGenerator[bytes, None]:
         conn = self._conn
         if conn is None or self._done:
             return
@@ -124,7 +124,7 @@ class Response:
             else:  # pragma: no cover - h11 emits only these after the response head
                 raise HttpError(f"{self.url}: unexpected HTTP event {type(event).__name__}")
 
-    async def _iter_raw(self, conn: _Connection, length: int) -> AsyncIterator[bytes]:
+    async def _iter_raw(self, conn: _Connection, length: int) -> AsyncGenerator[bytes, None]:
         """The body of ``length`` bytes: what h11 has buffered past the head, then the rest
         read from the stream directly (no copies through h11's buffer)."""
         buffered, _ = conn.conn.trailing_data
