@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import secrets
 import shutil
@@ -24,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.figures._supervisor import stop_supervisor
 from benchmarks.harness import Context, Figure, Group, MeasureError, Target, Tool, program
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,23 +133,10 @@ def setup(ctx: Context) -> None:
 
     def stop() -> None:
         registry.kill()
-        _stop_supervisor(build_root, instance)
+        stop_supervisor(build_root, instance)
         shutil.rmtree(base, ignore_errors=True)
 
     atexit.register(stop)
-
-
-def _stop_supervisor(root: Path, instance: str) -> None:
-    import trio
-
-    from pycompose.runtime.client import open_runtime
-
-    async def shutdown() -> None:
-        async with open_runtime(root, instance, autostart=False) as rt:
-            await rt.shutdown()
-
-    with contextlib.suppress(Exception):  # never started, or already gone
-        trio.run(shutdown)
 
 
 def _fresh(ctx: Context, name: str) -> Path:

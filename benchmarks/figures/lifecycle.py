@@ -28,7 +28,6 @@ containers of the project must be running.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import secrets
 import shutil
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import peers
+from benchmarks.figures._supervisor import stop_supervisor
 from benchmarks.harness import Context, Figure, Group, MeasureError, Target, Tool, program
 
 PROJECT = "benchlc"
@@ -129,23 +129,10 @@ def _start_pycompose(ctx: Context) -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        _stop_supervisor(root, instance)
+        stop_supervisor(root, instance)
         shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stop)
-
-
-def _stop_supervisor(root: Path, instance: str) -> None:
-    import trio
-
-    from pycompose.runtime.client import open_runtime
-
-    async def shutdown() -> None:
-        async with open_runtime(root, instance, autostart=False) as rt:
-            await rt.shutdown()
-
-    with contextlib.suppress(Exception):  # already gone
-        trio.run(shutdown)
 
 
 def _command(ctx: Context, tool: str, key: str) -> tuple[list[str], dict[str, str], Path]:
