@@ -427,7 +427,7 @@ class ProjectManager:
 
         return self._stream_job(name, job)
 
-    async def run_oneoff(self, req: Request) -> StreamResponse:
+    async def run_oneoff(self, req: Request) -> StreamResponse | UpgradeResponse:
         """``run``: dependencies up (unless ``no_deps``), then a one-off container whose
         output is streamed (``{"type": "log"}``) until it exits (``{"type": "exit"}``)."""
         import dataclasses  # noqa: PLC0415

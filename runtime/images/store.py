@@ -75,6 +75,9 @@ from pycompose.runtime.images.tarsplit import TarRecorder, write_reproduced
 InUse = Callable[[str], bool]
 TAR_RECORD = "tar-split.zst"
 
+# What a layer that fails to decode or unpack raises (a bad blob, not a bug).
+_UNPACK_ERRORS: tuple[type[Exception], ...] = (*DECODE_ERRORS, tarfile.TarError, ImageError)
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -498,7 +501,7 @@ class ImageStore:
                         recorder.close()
                 tar.drain()
                 blob.drain()
-            except (*DECODE_ERRORS, tarfile.TarError, ImageError) as exc:
+            except _UNPACK_ERRORS as exc:
                 if digest is not None and _content_error(exc):
                     _explain_by_digest(blob, digest, name, size)
                 if isinstance(exc, ImageError):

@@ -34,6 +34,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import trio
 
@@ -362,10 +363,10 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         finally:
             pipe.finish(failed=failed)
 
-    def open_blob(pipe: _BlobPipe, layer: _Layer) -> _BlobPipe:
+    def open_blob(pipe: _BlobPipe, layer: _Layer) -> BinaryIO:
         trio.from_thread.run_sync(progress, ProgressEvent(
             layer.short, "Extracting", layer.desc.size, layer.desc.size))
-        return pipe
+        return cast(BinaryIO, pipe)  # _BlobPipe reads like a binary file
 
     async def fetch_and_unpack(staging: LayerStaging, layer: _Layer) -> None:
         if await trio.to_thread.run_sync(staging.adopt, layer.diff_id, layer.kept):

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     # Input is always passed, as `docker compose run` does: a terminal's keys, or a pipe
     # whose end (EOF) ends the container's stdin (`echo x | pycompose run --rm tool cat`).
     options["interactive"] = stdin is not None
-    if tty:
+    if tty and stdin is not None:
         cols, rows = os.get_terminal_size(stdin)
         options["size"] = [rows, cols]
     final = c.attach(path, body, stdin=stdin,
