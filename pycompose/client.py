@@ -29,6 +29,11 @@ from pycompose.paths import HostPaths, host_paths
 START_TIMEOUT = 30.0
 """Seconds to wait for a freshly started engine to listen."""
 
+REGISTRY_ENV = ("PYCOMPOSE_REGISTRY_MIRRORS", "PYCOMPOSE_INSECURE_REGISTRIES",
+                "DOCKER_CONFIG", "HOME")
+"""The caller's environment a pull in the engine honours (``RegistryConfig.load`` reads
+these); the CLI sends them along with ``POST /images/create``."""
+
 
 class EngineNotRunning(EngineError):
     """Nothing answers on the engine socket (and autostart was not asked for)."""
@@ -230,32 +235,15 @@ class EngineClient:
     def stream(self, method: str, path: str, body: Any = None,
                query: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """A newline-delimited JSON stream, one decoded value at a time."""
+        yield from self.open_stream(method, path, body, query)
+
+    def open_stream(self, method: str, path: str, body: Any = None,
+                    query: Mapping[str, Any] | None = None) -> NDJSONStream:
+        """Like :meth:`stream`, but the request is sent now, and the answer can be waited
+        for with ``select`` on :meth:`NDJSONStream.fileno` (several streams at once, each
+        on its own client)."""
         status, chunks = self._send(method, path, body, query, stream=True)
-        finished = False
-        try:
-            if status >= 400:
-                raw = b"".join(chunks)
-                finished = True
-                value = json.loads(raw) if raw else None
-                message = value.get("message") if isinstance(value, dict) else None
-                raise APIError(status, message or f"{method} {path}: HTTP {status}")
-            buf = b""
-            try:
-                for chunk in chunks:
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        if line.strip():
-                            yield json.loads(line)
-            except (OSError, ConnectionResetError) as exc:
-                raise EngineError(f"{method} {path}: {exc}") from None
-            finished = True
-            if buf.strip():
-                yield json.loads(buf)
-        finally:
-            # A stream abandoned half-way cannot be reused: drop the connection.
-            if not finished:
-                self.close()
+        return NDJSONStream(self, method, path, status, chunks)
 
     def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any,
                tty: bool = False, on_message: Any = None) -> dict[str, Any]:
@@ -395,6 +383,68 @@ class EngineClient:
 
     def post(self, path: str, body: Any = None, **query: Any) -> Any:
         return self.request("POST", path, body, query=query)
+
+
+class NDJSONStream:
+    """The values of one ndjson answer. :meth:`pending` says whether the next value may
+    be had without waiting for the socket (bytes already read and not yet decoded)."""
+
+    def __init__(self, client: EngineClient, method: str, path: str, status: int,
+                 chunks: Iterator[bytes]) -> None:
+        self._client = client
+        self._conn = client._conn
+        self._what = f"{method} {path}"
+        self._status = status
+        self._chunks = chunks
+        self._buf = b""
+        self._done = False
+
+    def fileno(self) -> int:
+        assert self._conn is not None
+        return self._conn.sock.fileno()
+
+    def pending(self) -> bool:
+        return self._done or b"\n" in self._buf or bool(self._conn and self._conn.buf) \
+            or self._status >= 400
+
+    def __iter__(self) -> NDJSONStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._status >= 400:
+            raw = b"".join(self._chunks)
+            value = json.loads(raw) if raw else None
+            message = value.get("message") if isinstance(value, dict) else None
+            self._done = True
+            raise APIError(self._status, message or f"{self._what}: HTTP {self._status}")
+        while True:
+            line, sep, rest = self._buf.partition(b"\n")
+            if sep:
+                self._buf = rest
+                if line.strip():
+                    return json.loads(line)
+                continue
+            if self._done:
+                if self._buf.strip():
+                    line, self._buf = self._buf, b""
+                    return json.loads(line)
+                raise StopIteration
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                self._done = True
+            except (OSError, ConnectionResetError) as exc:
+                self._client.close()
+                raise EngineError(f"{self._what}: {exc}") from None
+            except BaseException:
+                self._client.close()  # a stream abandoned half-way cannot be reused
+                raise
+
+    def close(self) -> None:
+        """Give up on the rest of the answer (the connection is dropped)."""
+        if not self._done:
+            self._client.close()
+            self._done = True
 
 
 def _connect_error(paths: HostPaths, exc: OSError) -> EngineError | NotRootError:

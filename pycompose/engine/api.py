@@ -149,6 +149,10 @@ def build_router(engine: Engine) -> Router:
     r.add("GET", "/projects", projects_list)
     r.add("GET", "/projects/{name}", project_inspect)
 
+    from pycompose.engine.images import add_routes as add_image_routes  # noqa: PLC0415
+
+    add_image_routes(r, engine)
+
     manager = engine.services.get("projects")
     if manager is not None:
         manager.add_routes(r)  # type: ignore[attr-defined]

@@ -47,19 +47,16 @@ def _platform(text: str | None) -> dict[str, str] | None:
     return out
 
 
-def _pull(store: ImageStore, args: argparse.Namespace) -> int:
-    import trio
+def _pull(store: ImageStore | None, args: argparse.Namespace) -> int:
+    """Through the engine (``POST /images/create``), as ``docker pull`` goes through
+    dockerd: this process imports no trio and no registry client."""
+    from pycompose.cli.commands._registry import Renderer, pull_via_engine, use_tty
 
-    from pycompose.cli.commands._registry import Renderer, registry_config, use_tty, work_dir
-    from pycompose.runtime.registry import pull_image
-
+    _platform(args.platform)  # a usage error before any connection
     renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
-    platform = _platform(args.platform)
     with renderer.running():
-        result = trio.run(lambda: pull_image(store, args.reference, config=registry_config(),
-                                             work_dir=work_dir(), platform=platform,
-                                             progress=renderer.callback()))
-    print(result.reference if not args.quiet else result.reference)
+        done = pull_via_engine(args.reference, renderer, platform=args.platform)
+    print(done["reference"])
     return 0
 
 
@@ -86,6 +83,6 @@ def _bootstrap(store: ImageStore, args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS: dict[str, Callable[[ImageStore, argparse.Namespace], int]] = {
+HANDLERS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "pull": _pull, "push": _push, "bootstrap": _bootstrap,
 }

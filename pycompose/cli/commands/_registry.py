@@ -151,3 +151,122 @@ class Renderer:
                                                                        "Pushing")):
             self._refreshed = now
             self._live.refresh()
+
+
+class _Event:
+    """A stream line as the renderer reads a :class:`ProgressEvent` (no registry import)."""
+
+    __slots__ = ("current", "id", "status", "total")
+
+    def __init__(self, line: dict[str, Any]) -> None:
+        detail = line.get("progressDetail") or {}
+        self.id: str = line.get("id") or ""
+        self.status: str = line.get("status") or ""
+        self.current: int = detail.get("current") or 0
+        self.total: int | None = detail.get("total")
+
+
+def _pull_request(reference: str, policy: str | None, platform: str | None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    from pycompose.client import REGISTRY_ENV
+
+    env = {k: v for k, v in os.environ.items() if k in REGISTRY_ENV}
+    return {"env": env}, {"fromImage": reference, "platform": platform, "policy": policy}
+
+
+def pull_via_engine(reference: str, renderer: Renderer, *, prefix: str = "",
+                    platform: str | None = None) -> dict[str, Any]:
+    """Pull ``reference`` in the engine (``POST /images/create``, started if need be),
+    rendering its progress stream; returns the final ``{"reference", "digest", "imageId"}``.
+    A failure reported in the stream is raised as the registry error type it was."""
+    from pycompose.client import connect
+
+    body, query = _pull_request(reference, None, platform)
+    with connect() as client:
+        for line in client.stream("POST", "/images/create", body, query):
+            done = _pull_line(renderer, prefix, line)
+            if done is not None:
+                return done
+    from pycompose.errors import EngineError
+
+    raise EngineError(f"the engine ended the pull of {reference} without a result")
+
+
+def _pull_line(renderer: Renderer, prefix: str, line: dict[str, Any]) -> dict[str, Any] | None:
+    """Render one stream line; the final line is returned, an error line raised."""
+    if "error" in line:
+        raise _registry_error(line)
+    if line.get("status") == "Pulled" and "reference" in line:
+        return dict(line)
+    renderer.event(prefix, _Event(line))
+    return None
+
+
+class PullStreams:
+    """Several pulls in the engine at once, one connection each, rendered as their lines
+    arrive (``select`` over the sockets: no threads, no trio in the CLI)."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        self._jobs: list[tuple[str, str, Any, Any]] = []  # image, prefix, client, stream
+        self._paths: Any = None
+
+    def __enter__(self) -> PullStreams:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for job in self._jobs:
+            job[2].close()
+
+    def start(self, image: str, prefix: str, *, policy: str | None = None) -> None:
+        from pycompose.client import connect
+
+        client = connect(self._paths)
+        self._paths = client.paths
+        body, query = _pull_request(image, policy, None)
+        self._jobs.append((image, prefix, client,
+                           client.open_stream("POST", "/images/create", body, query)))
+
+    def results(self) -> Iterator[tuple[str, dict[str, Any] | Exception]]:
+        """``(image, final line or the error)`` per pull, as each one ends."""
+        import selectors
+
+        from pycompose.errors import EngineError
+        from pycompose.runtime.errors import ImageError
+
+        sel = selectors.DefaultSelector()
+        active = {id(job[3]): job for job in self._jobs}
+        for job in self._jobs:
+            sel.register(job[3].fileno(), selectors.EVENT_READ, id(job[3]))
+        try:
+            while active:
+                ready = [k for k, job in active.items() if job[3].pending()] or \
+                    [key.data for key, _ in sel.select()]
+                for key in ready:
+                    image, prefix, client, stream = active[key]
+                    outcome: dict[str, Any] | Exception | None
+                    try:
+                        line = next(stream)
+                        outcome = _pull_line(self.renderer, prefix, line)
+                    except StopIteration:
+                        outcome = EngineError(f"the engine ended the pull of {image} "
+                                              "without a result")
+                    except (ImageError, EngineError) as exc:
+                        outcome = exc
+                    if outcome is not None:
+                        sel.unregister(stream.fileno())
+                        stream.close()
+                        del active[key]
+                        yield image, outcome
+        finally:
+            sel.close()
+
+
+def _registry_error(line: dict[str, Any]) -> Exception:
+    from pycompose.runtime.registry import errors
+
+    kind: Any = getattr(errors, str(line.get("errorType")), None)
+    if not (isinstance(kind, type) and issubclass(kind, errors.ImageError)):
+        kind = errors.RegistryError
+    error: Exception = kind(str(line["error"]))
+    return error

@@ -88,9 +88,13 @@ def open_store() -> ImageStore:
 
 
 def run(args: argparse.Namespace) -> int:
-    store = open_store()
     command = {"list": "ls", "remove": "rm"}.get(args.image_command, args.image_command)
-    if command in ("pull", "push", "bootstrap"):
+    if command == "pull":  # in the engine: no store opened here
+        from pycompose.cli.commands._image_registry import HANDLERS
+
+        return HANDLERS[command](None, args)
+    store = open_store()
+    if command in ("push", "bootstrap"):
         from pycompose.cli.commands._image_registry import HANDLERS
 
         return HANDLERS[command](store, args)

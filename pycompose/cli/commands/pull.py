@@ -2,7 +2,8 @@
 
 Services without ``image:`` are skipped (they are built); a service with both
 ``image:`` and ``build:`` that cannot be pulled gets a warning, as Docker
-Compose does. Pulls run in parallel over one HTTP client.
+Compose does. The pulls run in the engine (``POST /images/create``, one
+stream per image, all at once), as ``docker compose pull`` asks dockerd.
 """
 
 from __future__ import annotations
@@ -26,16 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import trio
-
-    from pycompose.cli.commands._registry import (
-        Renderer,
-        open_store,
-        registry_config,
-        selected_services,
-        use_tty,
-        work_dir,
-    )
+    from pycompose.cli.commands._registry import PullStreams, Renderer, selected_services, use_tty
     from pycompose.cli.project import load_project
 
     project = load_project(args, services=args.services)
@@ -48,39 +40,20 @@ def run(args: argparse.Namespace) -> int:
         if svc.build is not None and args.ignore_buildable:
             continue
         jobs.setdefault(svc.image, (name, svc.build is not None))
-    store = open_store()
-    config = registry_config()
     renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
     failures: list[tuple[str, Exception]] = []
-
-    async def main() -> None:
-        from pycompose.runtime.errors import ImageError
-        from pycompose.runtime.registry import ensure_image, pull_image
-        from pycompose.runtime.registry.http import HttpClient
-
-        async with HttpClient() as http:
-            async def one(image: str, service: str, buildable: bool) -> None:
-                try:
-                    if args.policy == "missing":
-                        await ensure_image(store, image, "missing", config=config,
-                                           work_dir=work_dir(),
-                                           progress=renderer.callback(service))
-                    else:
-                        await pull_image(store, image, config=config, work_dir=work_dir(),
-                                         progress=renderer.callback(service), http=http)
-                    renderer.message(f"{service} Pulled")
-                except ImageError as exc:
-                    if buildable:
-                        print(f"warning: {service}: {exc} (it will be built)", file=sys.stderr)
-                        return
-                    failures.append((service, exc))
-
-            async with trio.open_nursery() as nursery:
-                for image, (service, buildable) in sorted(jobs.items()):
-                    nursery.start_soon(one, image, service, buildable)
-
-    with renderer.running():
-        trio.run(main)
+    with renderer.running(), PullStreams(renderer) as pulls:
+        for image, (service, _) in sorted(jobs.items()):
+            pulls.start(image, service, policy=args.policy)
+        for image, result in pulls.results():
+            service, buildable = jobs[image]
+            if not isinstance(result, Exception):
+                renderer.message(f"{service} Pulled")
+                continue
+            if buildable:
+                print(f"warning: {service}: {result} (it will be built)", file=sys.stderr)
+                continue
+            failures.append((service, result))
     if failures:
         if args.ignore_pull_failures:
             for service, exc in failures:

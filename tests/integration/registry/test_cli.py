@@ -3,24 +3,66 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from pycompose.runtime.images import Image, ImageStore
 from tests.helpers.registry import RegistryServer
+from tests.integration.engine.conftest import (
+    _alive,
+    remove_cgroup_parent,
+    stop_supervisor,
+    wait_gone,
+)
+
+INSTANCE = ""  # set per test by the ``engines`` fixture
 
 
 def cli(*argv: str, root: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYCOMPOSE_")}
     env["PYCOMPOSE_ROOT"] = str(root)
+    if INSTANCE:
+        env["PYCOMPOSE_INSTANCE"] = INSTANCE
     env["HOME"] = str(root)  # no developer credentials
     return subprocess.run([sys.executable, "-m", "pycompose", "--progress", "plain", *argv],
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture
+def engines(run_id: str) -> Iterator[list[Path]]:
+    """``image pull`` runs in the engine, which the CLI starts on the state root: the test
+    lists the roots it used; each one's engine (and supervisor, if any) is stopped."""
+    global INSTANCE
+    INSTANCE = "r" + run_id
+    roots: list[Path] = []
+    try:
+        yield roots
+    finally:
+        from pycompose.client import connect
+        from pycompose.paths import host_paths
+
+        for root in roots:
+            try:
+                paths = host_paths({"PYCOMPOSE_ROOT": str(root), "PYCOMPOSE_INSTANCE": INSTANCE})
+                with connect(paths, autostart=False) as client:
+                    pid = int(client.get("/info")["Pid"])
+            except Exception:  # noqa: BLE001 - no engine was started on this root
+                continue
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                wait_gone(pid)
+            stop_supervisor(root, INSTANCE)
+        remove_cgroup_parent(INSTANCE)
+        INSTANCE = ""
+
+
 def test_image_push_and_pull(registry: RegistryServer, store: ImageStore, multilayer: Image,
-                             tmp_path: Path, run_id: str) -> None:
+                             tmp_path: Path, run_id: str, engines: list[Path]) -> None:
     src_root = store.root.parent
     ref = f"{registry.host}/pc{run_id}/cli:1"
     store.tag("app:1", ref)
@@ -28,6 +70,7 @@ def test_image_push_and_pull(registry: RegistryServer, store: ImageStore, multil
     assert out.returncode == 0, out.stderr
     assert "1: digest: sha256:" in out.stdout
     dst = tmp_path / "dst-root"
+    engines.append(dst)
     out = cli("image", "pull", ref, root=dst)
     assert out.returncode == 0, out.stderr
     assert "Pull complete" in out.stdout
@@ -37,10 +80,45 @@ def test_image_push_and_pull(registry: RegistryServer, store: ImageStore, multil
     assert missing.returncode == 1
     assert "not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+    quiet = cli("image", "pull", "-q", ref, root=dst)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == f"{ref}\n"
+
+
+def test_image_pull_stream_through_engine(registry: RegistryServer, store: ImageStore,
+                                          multilayer: Image, tmp_path: Path, run_id: str,
+                                          engines: list[Path]) -> None:
+    """``POST /images/create`` streams Docker-shaped progress; a registry failure after
+    the stream began arrives in-band with its message and type."""
+    from pycompose.client import connect
+    from pycompose.paths import host_paths
+
+    src_root = store.root.parent
+    ref = f"{registry.host}/pc{run_id}/stream:1"
+    store.tag("app:1", ref)
+    assert cli("image", "push", "-q", ref, root=src_root).returncode == 0
+    dst = tmp_path / "api-root"
+    engines.append(dst)
+    paths = host_paths({"PYCOMPOSE_ROOT": str(dst), "PYCOMPOSE_INSTANCE": INSTANCE})
+    with connect(paths) as client:
+        lines = list(client.stream("POST", "/images/create", {"env": {}},
+                                   {"fromImage": ref}))
+        downloading = [x for x in lines if x.get("status") == "Downloading"]
+        assert downloading, lines
+        assert all(set(x["progressDetail"]) == {"current", "total"} for x in downloading)
+        assert all(len(x["id"]) == 12 for x in downloading)
+        assert lines[-1]["status"] == "Pulled"
+        assert lines[-1]["reference"] == ref
+        assert ImageStore(dst / "images").get(ref).id == lines[-1]["imageId"]
+        bad = list(client.stream("POST", "/images/create", {"env": {}},
+                                 {"fromImage": f"{registry.host}/pc{run_id}/nope", "tag": "2"}))
+        assert "error" in bad[-1], bad
+        assert bad[-1]["errorType"] == "ManifestNotFoundError"
+        assert "not found" in bad[-1]["errorDetail"]["message"]
 
 
 def test_project_pull_and_push(registry: RegistryServer, store: ImageStore, multilayer: Image,
-                               tmp_path: Path, run_id: str) -> None:
+                               tmp_path: Path, run_id: str, engines: list[Path]) -> None:
     src_root = store.root.parent
     web = f"{registry.host}/pc{run_id}/web:1"
     store.tag("app:1", web)
@@ -54,6 +132,7 @@ def test_project_pull_and_push(registry: RegistryServer, store: ImageStore, mult
     out = cli("push", "web", root=src_root, cwd=project)
     assert out.returncode == 0, out.stderr
     dst = tmp_path / "dst-root"
+    engines.append(dst)
     out = cli("pull", root=dst, cwd=project)
     assert out.returncode == 1  # db:1 was never pushed
     assert "db" in out.stderr
@@ -64,3 +143,9 @@ def test_project_pull_and_push(registry: RegistryServer, store: ImageStore, mult
     quiet = cli("pull", "-q", "web", root=dst, cwd=project)
     assert quiet.returncode == 0
     assert quiet.stdout == ""
+    # Both at once, in parallel streams: one pulled, one failing with its own message.
+    both = cli("pull", "--policy", "missing", "web", "db", root=dst, cwd=project)
+    assert both.returncode == 1
+    assert "web Pulled" in both.stdout
+    assert "db" in both.stderr
+    assert "not found" in both.stderr
