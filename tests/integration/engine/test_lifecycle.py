@@ -573,9 +573,16 @@ services:
     states = {c["Service"]: c for c in engine.ps()}
     assert states["once"]["State"] == "exited"
     assert states["once"]["ExitCode"] == 4
+    # The new engine restarts it as `always` says, after the policy's back-off: wait for it
+    # (bounded) instead of reading the count at once.
+    deadline = time.monotonic() + 20
     with engine.api() as api:
-        again = api.get("/containers/project-again-1/json")
-    assert again["RestartCount"] >= 1  # restarted by the new engine, as `always` says
+        while True:
+            again = api.get("/containers/project-again-1/json")
+            if again["RestartCount"] >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert again["RestartCount"] >= 1
 
 
 def test_run_with_a_bind_mount_and_a_published_port(engine: Engine) -> None:
