@@ -118,7 +118,7 @@ class Renderer:
             self.event(prefix, event)
         return on_event
 
-    def event(self, prefix: str, event: ProgressEvent) -> None:
+    def event(self, prefix: str, event: ProgressEvent | _Event) -> None:
         if self.quiet:
             return
         head = f"{prefix} " if prefix else ""
@@ -263,10 +263,11 @@ class PullStreams:
 
 
 def _registry_error(line: dict[str, Any]) -> Exception:
+    from pycompose.runtime.errors import ImageError
     from pycompose.runtime.registry import errors
 
     kind: Any = getattr(errors, str(line.get("errorType")), None)
-    if not (isinstance(kind, type) and issubclass(kind, errors.ImageError)):
+    if not (isinstance(kind, type) and issubclass(kind, ImageError)):
         kind = errors.RegistryError
     error: Exception = kind(str(line["error"]))
     return error
