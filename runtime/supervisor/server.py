@@ -86,6 +86,17 @@ IDLE_CLEANUP_DELAY = 0.2  #: seconds without events before trash is deleted
 _ID_CHARS = set("0123456789abcdef")
 
 
+def _read_sync(fd: int, data: bytearray) -> bool:
+    """Append what a child's sync pipe holds to ``data``; True once the pipe is at EOF
+    (the child exec'd or died: the message, if any, is complete)."""
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        return False
+    data += chunk
+    return not chunk
+
+
 @dataclass(eq=False)
 class Conn:
     sock: socket.socket
@@ -780,15 +791,9 @@ class Supervisor:
 
     def _on_sync(self, ctr: Ctr) -> None:
         assert ctr.starting is not None
-        to, fd, data = ctr.starting
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if chunk:
-            data += chunk
-            return
-        self._finish_start(ctr)
+        _, fd, data = ctr.starting
+        if _read_sync(fd, data):
+            self._finish_start(ctr)
 
     def _finish_start(self, ctr: Ctr) -> None:
         """The sync pipe is at EOF (or the child is dead): exec'd, or failed before."""
@@ -1267,15 +1272,9 @@ class Supervisor:
 
     def _on_exec_sync(self, ex: ExecProc) -> None:
         assert ex.starting is not None
-        to, fd, data, fds, stdin = ex.starting
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if chunk:
-            data += chunk
-            return
-        self._finish_exec_start(ex)
+        _, fd, data, _, _ = ex.starting
+        if _read_sync(fd, data):
+            self._finish_exec_start(ex)
 
     def _finish_exec_start(self, ex: ExecProc) -> None:
         assert ex.starting is not None
