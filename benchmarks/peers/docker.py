@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.peers import host
+from benchmarks.peers.client import PeerCLI
 
 DOCKERD = "/usr/sbin/dockerd"
 # Debian's docker.io client; /usr/local/bin/docker may be a newer client only.
@@ -40,7 +41,7 @@ def unavailable() -> str | None:
     return None
 
 
-class Dockerd:
+class Dockerd(PeerCLI):
     """One dockerd with private roots under ``base`` (created by ``start``)."""
 
     def __init__(self, base: Path) -> None:
@@ -48,6 +49,7 @@ class Dockerd:
         self.cgroup_parent = f"pcbench-docker-{secrets.token_hex(3)}"
         self.socket = base / "docker.sock"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.program = DOCKER
         self.env = {
             "DOCKER_HOST": f"unix://{self.socket}",
             "DOCKER_CONFIG": str(base / "client"),  # not ~/.docker
@@ -92,24 +94,6 @@ class Dockerd:
         except OSError:
             return ""
         return " | ".join(lines[-3:])
-
-    def cli(self, *args: str, check: bool = True,
-               timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, **self.env)
-        proc = subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)}: {proc.stderr.strip()[-300:]}")
-        return proc
-
-    def import_rootfs(self, tar: Path, ref: str) -> None:
-        self.cli("import", str(tar), ref)
-
-    def running(self, label: str) -> int:
-        """How many containers with ``label`` (key=value) are running."""
-        out = self.cli("ps", "-q", "--filter", f"label={label}", "--filter",
-                          "status=running")
-        return len(out.stdout.split())
 
     def monitor_pids(self) -> list[int]:
         """The containerd shims of this daemon (one per running container)."""

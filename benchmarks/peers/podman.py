@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.peers import host
+from benchmarks.peers.client import PeerCLI
 
 PODMAN = "/usr/bin/podman"
 RUNC_ROOT = "/run/runc"  # where podman's runc keeps container state (its default)
@@ -91,11 +92,12 @@ short-name-mode = "permissive"
 """
 
 
-class Podman:
+class Podman(PeerCLI):
     """Podman configured to keep all its state under ``base``."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
+        self.program = PODMAN
         self.env = {
             "CONTAINERS_CONF": str(base / "containers.conf"),
             "CONTAINERS_STORAGE_CONF": str(base / "storage.conf"),
@@ -115,23 +117,6 @@ class Podman:
         info = self.cli("info", "--format", "{{.Store.GraphRoot}}")
         if info.stdout.strip() != str(self.base / "graph"):
             raise RuntimeError(f"podman ignores its private configuration: {info.stdout!r}")
-
-    def cli(self, *args: str, check: bool = True,
-               timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, **self.env)
-        proc = subprocess.run([PODMAN, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(args)}: {proc.stderr.strip()[-300:]}")
-        return proc
-
-    def import_rootfs(self, tar: Path, ref: str) -> None:
-        self.cli("import", str(tar), ref)
-
-    def running(self, label: str) -> int:
-        out = self.cli("ps", "-q", "--filter", f"label={label}", "--filter",
-                          "status=running")
-        return len(out.stdout.split())
 
     def _delete_runc_state(self) -> list[str]:
         """``runc delete --force`` containers of ours that podman did not remove.
