@@ -59,6 +59,20 @@ def selected_services(project: Any, services: list[str], include_deps: bool) -> 
     return sorted(names)
 
 
+def report_failures(failures: list[tuple[str, Exception]], *, ignore: bool, what: str) -> int:
+    """End a pull/push: with ``ignore`` each failure is a warning and the command succeeds;
+    otherwise one failure is raised as it is, several as one group (the CLI lists each)."""
+    if not failures:
+        return 0
+    if ignore:
+        for service, exc in failures:
+            print(f"warning: {service}: {exc}", file=sys.stderr)
+        return 0
+    if len(failures) == 1:
+        raise failures[0][1]
+    raise ExceptionGroup(what, [exc for _, exc in failures])
+
+
 def use_tty(args: Any) -> bool:
     mode = getattr(args, "progress", "auto")
     if mode in ("plain", "quiet", "json"):

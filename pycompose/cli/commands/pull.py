@@ -27,7 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pycompose.cli.commands._registry import PullStreams, Renderer, selected_services, use_tty
+    from pycompose.cli.commands._registry import (
+        PullStreams,
+        Renderer,
+        report_failures,
+        selected_services,
+        use_tty,
+    )
     from pycompose.cli.project import load_project
 
     project = load_project(args, services=args.services)
@@ -54,12 +60,4 @@ def run(args: argparse.Namespace) -> int:
                 print(f"warning: {service}: {result} (it will be built)", file=sys.stderr)
                 continue
             failures.append((service, result))
-    if failures:
-        if args.ignore_pull_failures:
-            for service, exc in failures:
-                print(f"warning: {service}: {exc}", file=sys.stderr)
-            return 0
-        if len(failures) == 1:
-            raise failures[0][1]
-        raise ExceptionGroup("pull", [exc for _, exc in failures])
-    return 0
+    return report_failures(failures, ignore=args.ignore_pull_failures, what="pull")

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         Renderer,
         open_store,
         registry_config,
+        report_failures,
         selected_services,
         use_tty,
         work_dir,
@@ -68,12 +69,4 @@ def run(args: argparse.Namespace) -> int:
 
     with renderer.running():
         trio.run(main)
-    if failures:
-        if args.ignore_push_failures:
-            for service, exc in failures:
-                print(f"warning: {service}: {exc}", file=sys.stderr)
-            return 0
-        if len(failures) == 1:
-            raise failures[0][1]
-        raise ExceptionGroup("push", [exc for _, exc in failures])
-    return 0
+    return report_failures(failures, ignore=args.ignore_push_failures, what="push")
