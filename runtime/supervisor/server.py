@@ -97,6 +97,22 @@ def _read_sync(fd: int, data: bytearray) -> bool:
     return not chunk
 
 
+def _output_fds(tty: bool) -> tuple[int, int, int, int, int, int]:
+    """``(tty_parent, tty_child, out_r, out_w, err_r, err_w)`` for a new process.
+
+    Without a tty: a pipe each for stdout and stderr. With one: a socketpair over
+    which the child sends back the pty master it opens in the container's devpts;
+    its stdout/stderr then go to /dev/null and there is nothing to read (-1).
+    """
+    if tty:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_w = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+        return a.detach(), b.detach(), -1, out_w, -1, os.dup(out_w)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    return -1, -1, out_r, out_w, err_r, err_w
+
+
 @dataclass(eq=False)
 class Conn:
     sock: socket.socket
@@ -723,17 +739,9 @@ class Supervisor:
                                 ctr.rec.spec.log.max_file)
         spec = ctr.rec.spec
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        tty_parent = tty_child = -1
-        if spec.tty:
-            # The terminal comes from the container's own devpts; the child sends
-            # its master back, and that is what logs are read from.
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            tty_parent, tty_child = a.detach(), b.detach()
-            out_r, out_w = -1, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
-            err_r, err_w = -1, os.dup(out_w)
-        else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # With a tty, the terminal comes from the container's own devpts; the child
+        # sends its master back, and that is what logs are read from.
+        tty_parent, tty_child, out_r, out_w, err_r, err_w = _output_fds(spec.tty)
         stdin_w = -1
         if spec.stdin_open and not spec.tty:
             null, stdin_w = os.pipe2(os.O_CLOEXEC)  # open for attach, never EOF by itself
@@ -1220,22 +1228,13 @@ class Supervisor:
         pidns = os.open(f"/proc/{st.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         ns_fds = open_namespaces(st.pid)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        tty_parent = tty_child = -1
-        if spec.tty:
-            # The pty comes from the container's own devpts: the child opens it
-            # and sends the master back. Its stdio pipes are not needed.
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            tty_parent, tty_child = a.detach(), b.detach()
-            out_r, out_w = -1, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
-            err_r, err_w = -1, os.dup(out_w)
-            in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+        # The pty comes from the container's own devpts: the child opens it and
+        # sends the master back. Its stdio pipes are not needed then.
+        tty_parent, tty_child, out_r, out_w, err_r, err_w = _output_fds(spec.tty)
+        if spec.stdin and not spec.tty:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
         else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            if spec.stdin:
-                in_r, in_w = os.pipe2(os.O_CLOEXEC)
-            else:
-                in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+            in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         try:
             # As for start: the next child is born in the container's pid namespace.
             syscalls.setns(pidns, syscalls.CLONE_NEWPID)
