@@ -335,25 +335,9 @@ async def serve_dns(
     ``forward=False`` (internal networks) answers SERVFAIL instead of forwarding.
     """
     ups = _Upstreams(records, resolv_conf, upstream_port, upstreams, forward)
-    udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-    listener = None
+    udp, listener = await _bind(str(address), port, tcp)
+    bound_port = udp.getsockname()[1]
     try:
-        try:
-            await udp.bind((str(address), port))
-            bound_port = udp.getsockname()[1]
-            if tcp:
-                ls = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-                try:
-                    ls.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-                    await ls.bind((str(address), bound_port))
-                    ls.listen(64)
-                except BaseException:
-                    ls.close()
-                    raise
-                listener = trio.SocketListener(ls)
-        except OSError as e:
-            what = "in use" if e.errno == errno.EADDRINUSE else e.strerror
-            raise DNSError(f"cannot serve DNS on {address}:{port}: {what}") from None
         async with trio.open_nursery() as nursery:
             if listener is not None:
                 nursery.start_soon(_serve_tcp, records, listener, ups)
@@ -364,6 +348,40 @@ async def serve_dns(
         if listener is not None:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
+
+
+async def _bind(address: str, port: int, tcp: bool
+                ) -> tuple[trio.socket.SocketType, trio.SocketListener | None]:
+    """The UDP socket, and the TCP listener on the same port when ``tcp``.
+
+    With ``port`` 0 the kernel picks the UDP port, and that number may be taken
+    for TCP: then another UDP port is tried (a few times), so the two always match.
+    """
+    for attempt in range(8):
+        udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        try:
+            await udp.bind((address, port))
+            if not tcp:
+                return udp, None
+            ls = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+            try:
+                ls.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                await ls.bind((address, udp.getsockname()[1]))
+                ls.listen(64)
+            except BaseException:
+                ls.close()
+                raise
+            return udp, trio.SocketListener(ls)
+        except OSError as e:
+            udp.close()
+            if port == 0 and e.errno == errno.EADDRINUSE and attempt < 7:
+                continue
+            what = "in use" if e.errno == errno.EADDRINUSE else e.strerror
+            raise DNSError(f"cannot serve DNS on {address}:{port}: {what}") from None
+        except BaseException:
+            udp.close()
+            raise
+    raise AssertionError("unreachable")
 
 
 async def _serve_udp(records: Records, sock: trio.socket.SocketType, ups: _Upstreams,
