@@ -132,24 +132,37 @@ class _ZstdReader:
         return True
 
 
+_FEXTRA, _FNAME, _FCOMMENT, _FHCRC = 4, 8, 16, 2
+
+
 class _GzipReader:
-    """Streaming gzip decoder straight on ``zlib`` (header, CRC-32 and length checked by
-    zlib itself), for any number of members and trailing zero padding.
+    """Streaming gzip decoder straight on ``zlib``, for any number of members and
+    trailing zero padding.
 
     Inflates in steps of at most ``_OUTPUT_CHUNK`` bytes and serves reads from that:
     large reads get one step's output without any copy, small ones (tar headers)
     a slice of it, so a layer of many small files costs no more per byte than one
     big file (``gzip.GzipFile`` takes about twice the CPU on layer blobs).
+
+    With ``check_crc`` zlib parses each member's header and checks its CRC-32 and
+    length. Without (the caller verifies a sha256 of the compressed stream, which
+    makes the CRC redundant) the header is parsed here and each member is inflated
+    raw; only its length is checked, which saves the CRC's pass over every byte.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, *, check_crc: bool = True) -> None:
         self._raw = raw
-        self._obj = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._check_crc = check_crc
+        self._obj = self._decompressor()
         self._input = b""        # compressed bytes not yet given to zlib
         self._output = b""       # inflated bytes not yet read
         self._pos = 0
         self._eof = False
         self._in_member = False  # a member has started and not yet ended
+        self._member_size = 0    # bytes inflated from the current member (raw mode)
+
+    def _decompressor(self) -> zlib._Decompress:
+        return zlib.decompressobj(zlib.MAX_WBITS | 16 if self._check_crc else -zlib.MAX_WBITS)
 
     def _next_input(self) -> bytes:
         chunk = self._raw.read(_INPUT_CHUNK)
@@ -158,6 +171,47 @@ class _GzipReader:
                 raise EOFError("gzip stream ends in the middle of a member")
             self._eof = True
         return chunk
+
+    def _more(self, data: bytes, need: int) -> bytes:
+        """``data`` extended from the stream to at least ``need`` bytes (EOFError if it ends)."""
+        while len(data) < need:
+            chunk = self._raw.read(_INPUT_CHUNK)
+            if not chunk:
+                raise EOFError("gzip stream ends in the middle of a member")
+            data += chunk
+        return data
+
+    def _skip_header(self, data: bytes) -> bytes:
+        """What follows the member header at the start of ``data`` (raw mode)."""
+        data = self._more(data, 10)
+        if data[:3] != b"\x1f\x8b\x08":
+            raise zlib.error("not a gzip member (bad magic or compression method)")
+        flags, pos = data[3], 10
+        if flags & _FEXTRA:
+            data = self._more(data, pos + 2)
+            pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+        for flag in (_FNAME, _FCOMMENT):
+            if flags & flag:
+                while (end := data.find(b"\0", pos)) < 0:
+                    data = self._more(data, len(data) + 1)
+                pos = end + 1
+        if flags & _FHCRC:
+            pos += 2
+        data = self._more(data, pos)
+        return data[pos:]
+
+    def _end_member(self) -> None:
+        """After a member's deflate data: check its trailer (raw mode), start the next."""
+        rest = self._obj.unused_data
+        if not self._check_crc:
+            rest = self._more(rest, 8)
+            if int.from_bytes(rest[4:8], "little") != self._member_size & 0xFFFFFFFF:
+                raise zlib.error("gzip member length does not match its trailer")
+            rest = rest[8:]
+        self._input = rest
+        self._obj = self._decompressor()
+        self._in_member = False
+        self._member_size = 0
 
     def _inflate(self) -> bytes:
         """The next step's output (b"" at the end of the stream)."""
@@ -171,11 +225,12 @@ class _GzipReader:
                 if not data:
                     continue
                 self._in_member = True
+                if not self._check_crc:
+                    data = self._skip_header(data)
             out = self._obj.decompress(data, _OUTPUT_CHUNK)
+            self._member_size += len(out)
             if self._obj.eof:
-                self._input = self._obj.unused_data
-                self._obj = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                self._in_member = False
+                self._end_member()
             if out:
                 return out
         return b""
@@ -200,13 +255,17 @@ class _GzipReader:
         return True
 
 
-def open_decompressed(raw: BinaryIO) -> tuple[Compression, BinaryIO]:
-    """Sniff ``raw`` and return its compression and a stream of the decompressed bytes."""
+def open_decompressed(raw: BinaryIO, *, verified: bool = False) -> tuple[Compression, BinaryIO]:
+    """Sniff ``raw`` and return its compression and a stream of the decompressed bytes.
+
+    ``verified``: the caller checks a cryptographic digest of ``raw``, so the format's
+    own checksum need not be computed (gzip's CRC-32 is skipped).
+    """
     head = _read_exactly(raw, 6)
     kind = detect(head)
     stream = cast(BinaryIO, _Prefixed(head, raw))
     if kind is Compression.GZIP:
-        return kind, cast(BinaryIO, _GzipReader(stream))
+        return kind, cast(BinaryIO, _GzipReader(stream, check_crc=not verified))
     if kind is Compression.ZSTD:
         return kind, cast(BinaryIO, _ZstdReader(stream))
     if kind is Compression.BZIP2:

@@ -490,7 +490,8 @@ class ImageStore:
         with opener() as raw:
             blob = HashingReader(raw)
             try:
-                _, decompressed = open_decompressed(cast(BinaryIO, blob))
+                _, decompressed = open_decompressed(cast(BinaryIO, blob),
+                                                    verified=digest is not None)
                 tar = HashingReader(decompressed)
                 if unpack:
                     with (directory / TAR_RECORD).open("wb") as record:

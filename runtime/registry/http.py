@@ -17,14 +17,21 @@ Connections are kept per ``(scheme, host, port)`` and reused when a response
 was read to its end. A body framed by ``Content-Length`` (every blob) is read
 straight off the stream in large reads instead of through h11's receive buffer,
 which would copy every chunk twice more; h11 still parses every head and any
-chunked body. Every failure of the transport (refused, reset, TLS, a peer that
-stops answering for ``read_timeout`` seconds, a malformed response) is an
-:class:`HttpError`.
+chunked body. On a plain-TCP connection such a body can also be handed to a
+worker thread (:meth:`Response.detach_body`), which reads it with blocking
+calls on its own copy of the socket, with no hop through the event loop per
+chunk (a registry pull hashes and unpacks in that thread anyway). Every
+failure of the transport (refused, reset, TLS, a peer that stops answering
+for ``read_timeout`` seconds, a malformed response) is an :class:`HttpError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import ssl
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,7 +41,7 @@ from urllib.parse import urljoin, urlsplit
 import h11
 import trio
 
-__all__ = ["HttpClient", "HttpError", "Response", "Url"]
+__all__ = ["DetachedBody", "HttpClient", "HttpError", "Response", "Url"]
 
 USER_AGENT = "pycompose"
 _CHUNK = 1 << 16       # reads while h11 parses a head or a chunked body
@@ -173,6 +180,99 @@ class Response:
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
+
+    def detach_body(self) -> DetachedBody | None:
+        """The unread body for a worker thread to read, when it is framed by Content-Length
+        on a plain-TCP connection (None otherwise: TLS lives in the event loop's stream).
+
+        The response must then be left alone until :meth:`reattach` (after the thread is
+        done with the body, or has been stopped with :meth:`DetachedBody.abort`).
+        """
+        conn = self._conn
+        if conn is None or self._done or self._length is None \
+                or not isinstance(conn.stream, trio.SocketStream):
+            return None
+        buffered, _ = conn.conn.trailing_data
+        if len(buffered) > self._length:
+            return None  # not framed as promised: iter_bytes reports it
+        sock = socket.socket(fileno=os.dup(conn.stream.socket.fileno()))
+        sock.settimeout(self._read_timeout)
+        return DetachedBody(sock, bytes(buffered), self._length - len(buffered), self.url)
+
+    async def reattach(self, body: DetachedBody) -> None:
+        """Take the connection back from ``body``: reused when the whole body was read.
+
+        Otherwise the connection is closed; ``body``'s own descriptor stays open for a
+        thread that may still be in a read, until that thread's owner closes it.
+        """
+        if body.remaining or body.error is not None:
+            await self.aclose()
+            return
+        body.close()
+        self._done = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.raw_cycle_done = self._keep_alive
+            await self._client._release(conn)
+
+
+class DetachedBody:
+    """The rest of a Content-Length body, read by a worker thread with blocking calls.
+
+    ``read`` gives what h11 had buffered past the head, then reads the socket (a
+    duplicate of the connection's descriptor, with the client's read timeout) until
+    the body is complete, then returns ``b""``. A broken or silent connection raises
+    :class:`HttpError` (kept in ``error``). ``abort`` may be called from any thread:
+    it shuts the socket down, so a blocked ``read`` returns at once with an error.
+    """
+
+    def __init__(self, sock: socket.socket, buffered: bytes, remaining: int, url: str) -> None:
+        self._sock = sock
+        self._buffered = buffered
+        self.length = len(buffered) + remaining
+        self.remaining = len(buffered) + remaining  # bytes of the body not yet read
+        self.url = url
+        self.error: HttpError | None = None
+        self._lock = threading.Lock()  # abort and close race with a read
+        self._aborted = False
+
+    def read(self, size: int) -> bytes:
+        if self.error is not None:
+            raise self.error
+        if self._buffered:
+            data, self._buffered = self._buffered[:size], self._buffered[size:]
+        elif not self.remaining:
+            return b""
+        else:
+            try:
+                data = self._sock.recv(min(size, self.remaining))
+            except TimeoutError:
+                self.error = HttpError(f"{self.url}: no data for {self._sock.gettimeout():g}s")
+                raise self.error from None
+            except OSError as exc:
+                self.error = HttpError(f"{self.url}: connection lost: {_describe(exc)}")
+                raise self.error from None
+            if not data:
+                why = "aborted" if self._aborted else "peer closed connection"
+                self.error = HttpError(
+                    f"{self.url}: {why} without sending complete message body (received "
+                    f"{self.length - self.remaining} bytes, expected {self.length})")
+                raise self.error
+        self.remaining -= len(data)
+        return data
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            if self._sock.fileno() >= 0:
+                # (OSError: not connected any more; the read fails by itself)
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the duplicate descriptor (once no thread can be in :meth:`read`)."""
+        with self._lock:
+            self._sock.close()
 
 
 class HttpClient:

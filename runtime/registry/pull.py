@@ -32,6 +32,7 @@ import functools
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -55,7 +56,7 @@ from pycompose.runtime.registry.errors import (
     RegistryUnavailableError,
 )
 from pycompose.runtime.registry.events import Progress, ProgressEvent, ignore
-from pycompose.runtime.registry.http import HttpClient, HttpError
+from pycompose.runtime.registry.http import DetachedBody, HttpClient, HttpError
 from pycompose.runtime.registry.manifest import (
     Descriptor,
     Manifest,
@@ -66,7 +67,9 @@ from pycompose.runtime.registry.manifest import (
 __all__ = ["PullResult", "pull_image", "resolve_image", "ResolvedImage"]
 
 _PIPE_LIMIT = 1 << 20     # bytes of a blob between its connection and its unpacking thread
-_REPORT_EVERY = 1 << 20   # progress events while downloading
+_REPORT_EVERY = 1 << 20   # bytes between progress reports of a handed-over body
+_REPORT_INTERVAL = 0.1    # seconds between progress events of a layer
+_BODY_READ = 1 << 18      # socket reads of a handed-over body
 _RETRIES = (0.5, 1.0, 2.0)
 
 
@@ -139,20 +142,32 @@ async def _resolve_at(client: RegistryClient, ref: Reference,
     return ResolvedImage(client, ref, repo, digest, manifest, config_bytes, config)
 
 
+@dataclass
+class _Handover:
+    """A response body the unpacking thread reads from the socket itself."""
+
+    body: DetachedBody
+    done: trio.Event                 # set (through the trio token) when it is read or broke
+    report: Callable[[int], None]    # bytes of this body read so far (called in trio)
+
+
 class _BlobPipe:
     """A blob on its way from its download task (trio) to its unpacking thread.
 
-    The task ``put``s what it receives; the thread ``read``s it, blocking on a
-    ``threading.Condition`` for more. At most ``limit`` bytes wait in between: a full
-    pipe makes the task wait on a trio ``Event`` that the thread sets through the trio
-    token, so what the unpacker has not taken yet stays in the socket, not in memory.
+    On a plain-TCP connection the task hands the whole response body over
+    (``hand_over``): the thread reads the socket itself, with no hop through the event
+    loop per chunk. Otherwise (TLS, chunked bodies) the task ``put``s what it receives
+    and the thread ``read``s it, blocking on a ``threading.Condition`` for more. At
+    most ``limit`` bytes wait in between: a full pipe makes the task wait on a trio
+    ``Event`` that the thread sets through the trio token, so what the unpacker has not
+    taken yet stays in the socket, not in memory.
     """
 
     def __init__(self, name: str, limit: int = _PIPE_LIMIT) -> None:
         self.name = name
         self._token = trio.lowlevel.current_trio_token()
         self._cond = threading.Condition()
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._items: collections.deque[bytes | _Handover] = collections.deque()
         self._buffered = 0
         self._limit = limit
         self._space: trio.Event | None = None
@@ -160,12 +175,14 @@ class _BlobPipe:
         self._failed = False
         self._current = b""  # the reader's chunk being read in pieces, and where
         self._pos = 0
+        self._handover: _Handover | None = None  # the body the reader is reading
+        self._bodies: list[DetachedBody] = []
 
     # -- the download task (trio) ------------------------------------------------------
 
     async def put(self, chunk: bytes) -> None:
         with self._cond:
-            self._chunks.append(chunk)
+            self._items.append(chunk)
             self._buffered += len(chunk)
             self._cond.notify()
             if self._buffered < self._limit:
@@ -173,12 +190,32 @@ class _BlobPipe:
             space = self._space = trio.Event()
         await space.wait()
 
+    async def hand_over(self, body: DetachedBody, report: Callable[[int], None]) -> None:
+        """Let the reader read ``body`` from its socket; returns when it has read all of it
+        or the connection broke (``body.error``). Cancelled, it aborts the body, so a read
+        blocked on the socket returns at once."""
+        handover = _Handover(body, trio.Event(), report)
+        with self._cond:
+            self._items.append(handover)
+            self._bodies.append(body)
+            self._cond.notify()
+        try:
+            await handover.done.wait()
+        except BaseException:
+            body.abort()
+            raise
+
     def finish(self, *, failed: bool = False) -> None:
         """No more data: the blob is complete, or (``failed``) it never will be."""
         with self._cond:
             self._done = True
             self._failed = self._failed or failed
             self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close the bodies' sockets (once the reader has returned)."""
+        for body in self._bodies:
+            body.close()
 
     # -- the unpacking thread ----------------------------------------------------------
 
@@ -190,26 +227,53 @@ class _BlobPipe:
                 return current[pos:]
             self._pos = pos + n
             return current[pos:pos + n]
-        with self._cond:
-            while not self._chunks and not self._done:
-                self._cond.wait()
-            if self._failed:
-                raise RegistryError(f"layer {self.name} could not be downloaded")
-            if not self._chunks:
-                return b""
-            chunk = self._chunks.popleft()
-            self._buffered -= len(chunk)
-            space = self._space
-            if space is not None and self._buffered <= self._limit // 2:
-                self._space = None
-            else:
-                space = None
-        if space is not None:
-            self._token.run_sync_soon(space.set)
-        if 0 <= n < len(chunk):  # a small read: keep the rest here, copy only what is read
-            self._current, self._pos = chunk, n
-            return chunk[:n]
-        return chunk
+        while True:
+            if self._handover is not None:
+                data = self._read_body(self._handover, n)
+                if data:
+                    return data
+                continue
+            with self._cond:
+                while not self._items and not self._done:
+                    self._cond.wait()
+                if self._failed:
+                    raise RegistryError(f"layer {self.name} could not be downloaded")
+                if not self._items:
+                    return b""
+                item = self._items.popleft()
+                if isinstance(item, _Handover):
+                    self._handover = item
+                    continue
+                chunk = item
+                self._buffered -= len(chunk)
+                space = self._space
+                if space is not None and self._buffered <= self._limit // 2:
+                    self._space = None
+                else:
+                    space = None
+            if space is not None:
+                self._token.run_sync_soon(space.set)
+            if 0 <= n < len(chunk):  # a small read: keep the rest here, copy only what is read
+                self._current, self._pos = chunk, n
+                return chunk[:n]
+            return chunk
+
+    def _read_body(self, handover: _Handover, n: int) -> bytes:
+        """The next piece of a handed-over body; b"" when it has ended (read or broken)."""
+        body = handover.body
+        before = body.length - body.remaining
+        try:
+            data = body.read(n if n > 0 else _BODY_READ)
+        except HttpError:
+            data = b""
+        after = body.length - body.remaining
+        if not data:  # its download task takes over: next body, or finish
+            self._handover = None
+            self._token.run_sync_soon(handover.report, after)
+            self._token.run_sync_soon(handover.done.set)
+        elif after // _REPORT_EVERY != before // _REPORT_EVERY:
+            self._token.run_sync_soon(handover.report, after)
+        return data
 
     def readable(self) -> bool:
         return True
@@ -231,6 +295,10 @@ class _Layer:
     @property
     def short(self) -> str:
         return str(hex_of(self.desc.digest)[:12])
+
+
+def _offset_report(report: Callable[[int], None], start: int, count: int) -> None:
+    report(start + count)
 
 
 def _sweep_partials(work_dir: Path) -> None:
@@ -260,21 +328,46 @@ async def _fetch_blob(client: RegistryClient, repo: str, layer: _Layer, pipe: _B
     desc = layer.desc
     short = layer.short
     received = 0
-    reported = 0
+    reported_at: float | None = None
+
+    def report(count: int) -> None:
+        # Progress at most every _REPORT_INTERVAL per layer: a display needs no more,
+        # and every event may be a line sent to a client.
+        nonlocal reported_at
+        now = trio.current_time()
+        if reported_at is None or now - reported_at >= _REPORT_INTERVAL:
+            reported_at = now
+            progress(ProgressEvent(short, "Downloading", count, desc.size))
+
+    def too_large() -> BlobVerificationError:
+        return BlobVerificationError(
+            f"registry {client.name}: blob {repo}@{desc.digest} is larger than the "
+            f"{desc.size} bytes its manifest says")
+
     for attempt, delay in enumerate((*_RETRIES, None)):
         try:
-            async with client.blob(repo, desc.digest, offset=received) as resp, \
-                    contextlib.aclosing(resp.iter_bytes()) as chunks:
-                async for chunk in chunks:
-                    received += len(chunk)
-                    if received > desc.size:
-                        raise BlobVerificationError(
-                            f"registry {client.name}: blob {repo}@{desc.digest} is larger "
-                            f"than the {desc.size} bytes its manifest says")
-                    await pipe.put(chunk)
-                    if received - reported >= _REPORT_EVERY or not reported:
-                        reported = received
-                        progress(ProgressEvent(short, "Downloading", received, desc.size))
+            async with client.blob(repo, desc.digest, offset=received) as resp:
+                body = resp.detach_body()
+                if body is not None:
+                    if received + body.length > desc.size:
+                        raise too_large()
+                    start = received
+                    try:
+                        await pipe.hand_over(body, functools.partial(_offset_report, report, start))
+                    finally:
+                        received = start + body.length - body.remaining
+                        with trio.CancelScope(shield=True):
+                            await resp.reattach(body)
+                    if body.error is not None:
+                        raise body.error
+                else:
+                    async with contextlib.aclosing(resp.iter_bytes()) as chunks:
+                        async for chunk in chunks:
+                            received += len(chunk)
+                            if received > desc.size:
+                                raise too_large()
+                            await pipe.put(chunk)
+                            report(received)
             break
         except (RegistryUnavailableError, HttpError) as exc:
             if delay is None:
@@ -388,6 +481,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         finally:
             # The thread cannot be cancelled: a pull torn down makes its reads fail.
             pipe.finish(failed=True)
+            pipe.close()
         layer.unpacked = True
 
     try:

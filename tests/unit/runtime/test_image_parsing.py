@@ -7,6 +7,8 @@ import gzip
 import io
 import json
 import lzma
+import typing
+import zlib
 from datetime import timedelta
 
 import pytest
@@ -275,3 +277,73 @@ def test_truncated_compressed_stream_raises(packed: bytes) -> None:
 
     with pytest.raises((EOFError, OSError, lzma.LZMAError)):
         read_all()
+
+
+def _gzip_member(data: bytes, *, name: bytes = b"", comment: bytes = b"", extra: bytes = b"",
+                 hcrc: bool = False) -> bytes:
+    """A gzip member with the optional header fields set (gzip.compress writes none)."""
+    flags = (4 if extra else 0) | (8 if name else 0) | (16 if comment else 0) | (2 if hcrc else 0)
+    header = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff"
+    if extra:
+        header += len(extra).to_bytes(2, "little") + extra
+    if name:
+        header += name + b"\0"
+    if comment:
+        header += comment + b"\0"
+    if hcrc:
+        header += (zlib.crc32(header) & 0xFFFF).to_bytes(2, "little")
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflate.compress(data) + deflate.flush()
+    return header + body + zlib.crc32(data).to_bytes(4, "little") \
+        + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most ``step`` bytes per read (headers split across reads)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    def read(self, size: int = -1) -> bytes:
+        n = self._step if size < 0 else min(size, self._step)
+        out = self._data[self._pos:self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+
+def _read_all(stream: io.RawIOBase | typing.BinaryIO) -> bytes:
+    out = b""
+    while chunk := stream.read(777):
+        out += chunk
+    return out
+
+
+@pytest.mark.parametrize("step", [1, 3, 1 << 20])
+@pytest.mark.parametrize("verified", [False, True])
+def test_gzip_members_with_header_fields_and_padding(step: int, verified: bool) -> None:
+    packed = (_gzip_member(PAYLOAD[:3000], name=b"layer.tar", comment=b"c", extra=b"xy",
+                           hcrc=True)
+              + b"\0" * 7 + _gzip_member(PAYLOAD[3000:]) + b"\0" * 512)
+    found, stream = open_decompressed(typing.cast(typing.BinaryIO, _Trickle(packed, step)),
+                                      verified=verified)
+    assert found is Compression.GZIP
+    assert _read_all(stream) == PAYLOAD
+
+
+def test_gzip_without_crc_check_still_checks_length_and_truncation() -> None:
+    member = bytearray(_gzip_member(PAYLOAD))
+    member[-4:] = (len(PAYLOAD) + 1).to_bytes(4, "little")  # a wrong ISIZE
+    with pytest.raises(zlib.error, match="length"):
+        _read_all(open_decompressed(io.BytesIO(bytes(member)), verified=True)[1])
+    truncated = _gzip_member(PAYLOAD)[:-3]                  # the trailer cut short
+    with pytest.raises(EOFError):
+        _read_all(open_decompressed(io.BytesIO(truncated), verified=True)[1])
+    corrupt_crc = bytearray(_gzip_member(PAYLOAD))
+    corrupt_crc[-8] ^= 0xFF  # only the CRC-checking path notices a wrong CRC
+    assert _read_all(open_decompressed(io.BytesIO(bytes(corrupt_crc)), verified=True)[1]) \
+        == PAYLOAD
+    with pytest.raises(zlib.error):
+        _read_all(open_decompressed(io.BytesIO(bytes(corrupt_crc)))[1])
