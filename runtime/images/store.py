@@ -60,7 +60,11 @@ from pycompose.runtime.errors import (
 )
 from pycompose.runtime.images.archive import ImageSource, LayerSource, open_archive
 from pycompose.runtime.images.changes import apply_changes
-from pycompose.runtime.images.compression import DECODE_ERRORS, open_decompressed
+from pycompose.runtime.images.compression import (
+    DECODE_ERRORS,
+    Compression,
+    open_decompressed,
+)
 from pycompose.runtime.images.config import (
     ImageConfig,
     empty_config,
@@ -160,6 +164,24 @@ def _explain_by_digest(blob: HashingReader, digest: str, name: str, size: int | 
     except Exception:  # the source itself failed: the original error stands
         return
     blob.verify(digest, name, size)
+
+
+class _SameBytes(HashingReader):
+    """The tar stream of an uncompressed blob: the same bytes, so the blob's digest is the
+    diff-id and each byte is hashed once, by ``blob``."""
+
+    def __init__(self, raw: BinaryIO, blob: HashingReader) -> None:
+        super().__init__(raw)
+        self._blob = blob
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+    @property
+    def digest(self) -> str:
+        return self._blob.digest
 
 
 def _syncfs(path: Path) -> None:
@@ -490,9 +512,10 @@ class ImageStore:
         with opener() as raw:
             blob = HashingReader(raw)
             try:
-                _, decompressed = open_decompressed(cast(BinaryIO, blob),
-                                                    verified=digest is not None)
-                tar = HashingReader(decompressed)
+                kind, decompressed = open_decompressed(cast(BinaryIO, blob),
+                                                       verified=digest is not None)
+                tar: HashingReader = HashingReader(decompressed) \
+                    if kind is not Compression.NONE else _SameBytes(decompressed, blob)
                 if unpack:
                     with (directory / TAR_RECORD).open("wb") as record:
                         recorder = TarRecorder(cast(BinaryIO, tar), record)

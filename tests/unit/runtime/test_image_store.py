@@ -714,3 +714,21 @@ def test_staging_keeps_and_adopts_unpacked_layers(store: ImageStore, tmp_path: P
         image = staging.commit(config, ["app:kept"])
     assert (image.layers[0].path / "kept.txt").read_text() == "kept\n"
     assert not kept.exists()
+
+
+def test_staging_uncompressed_blob_is_its_own_diff_id(store: ImageStore) -> None:
+    """An uncompressed layer is hashed once: its digest is its diff-id; a config whose
+    diff-id differs is still refused, and so is a blob that differs from its digest."""
+    from pycompose.runtime.errors import ImageDigestError
+
+    gz, _, diff_id = _gz_layer({"plain.txt": b"plain\n" * 100})
+    raw = gzip.decompress(gz)
+    other = "sha256:" + "0" * 64
+    with store.staging() as staging:
+        with pytest.raises(ImageDigestError, match="uncompressed content vs diff_id"):
+            staging.unpack(_source(raw, diff_id, other, "wrong diff-id"))
+        with pytest.raises(ImageDigestError, match="digest mismatch"):
+            staging.unpack(_source(raw + b"\0" * 512, diff_id, diff_id, "padded"))
+        assert staging.unpack(_source(raw, diff_id, diff_id, "plain"))
+        image = staging.commit(empty_config().derive(diff_ids=[diff_id]).to_json(), ["p:1"])
+    assert (image.layers[0].path / "plain.txt").read_bytes() == b"plain\n" * 100
