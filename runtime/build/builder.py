@@ -13,7 +13,11 @@
   becomes the layer (whiteouts for deletions). ``COPY``/``ADD`` copy into a
   fresh directory that becomes the layer: parent directories take their
   metadata from the image, owners are ``0:0`` unless ``--chown``.
+* ``COPY --from`` takes an earlier stage, or an image (from the store, pulled
+  when missing).
 * Metadata instructions change the config only (an empty-layer history entry).
+  ``ONBUILD`` records a trigger in the image; a build ``FROM`` such an image
+  runs its triggers right after ``FROM`` and does not pass them on.
 * Cache: every step's result (its image config) is kept under
   ``<state_root>/build-cache/`` keyed by the parent step's key, the instruction
   (after ARG/ENV substitution, with the build args a RUN sees) and, for
@@ -27,6 +31,7 @@ Output: one line per event, as ``docker build --progress plain``:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -43,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from pycompose.runtime.build.context import Ignore, content_hash, copy_entry, expand
 from pycompose.runtime.build.dockerfile import (
+    KNOWN,
     Instruction,
     key_values,
     parse,
@@ -76,6 +83,14 @@ _SUPPORTED_FLAGS = {
     "ADD": {"chown", "chmod", "link"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
 }
+# What an ONBUILD trigger may not be (as Docker).
+_NOT_TRIGGERS = frozenset({"ONBUILD", "FROM", "MAINTAINER"})
+
+
+def _check_flags(instr: Instruction, where: str) -> None:
+    for flag in instr.flags:
+        if flag not in _SUPPORTED_FLAGS.get(instr.keyword, set()):
+            raise DockerfileError(f"{where}: {instr.keyword} --{flag} is not supported")
 
 
 @dataclass(frozen=True)
@@ -204,9 +219,7 @@ class Builder:
         stages: list[_Stage] = []
         for instr in instructions:
             where = instr.where(name)
-            for flag in instr.flags:
-                if flag not in _SUPPORTED_FLAGS.get(instr.keyword, set()):
-                    raise DockerfileError(f"{where}: {instr.keyword} --{flag} is not supported")
+            _check_flags(instr, where)
             if instr.keyword == "FROM":
                 words = split_words(instr.args, where)
                 if len(words) == 3 and words[1].lower() == "as":
@@ -223,8 +236,6 @@ class Builder:
                 for key, value in self._arg_words(instr, where):
                     global_args[key] = value
             else:
-                if instr.keyword in ("ONBUILD",):
-                    raise DockerfileError(f"{where}: ONBUILD is not supported")
                 stages[-1].steps.append(instr)
         if not stages:
             raise DockerfileError(f"{name}: no FROM instruction")
@@ -296,6 +307,19 @@ class Builder:
                        "this host's platform")
         state = await self._from(base, stages, results, stage, options, where)
         self._emit(f"#{step} DONE")
+        triggers = self._triggers(state, base, where)
+        if triggers:  # the base's ONBUILD steps run first, and are not inherited
+            config = replace(state.config, config=replace(state.cc, on_build=()))
+            state = _State(config, _key(state.key, "ONBUILD"), state.args)
+        for trigger, twhere in triggers:
+            step = self._next()
+            self._emit(f"#{step} [{label} 1/{n_steps}] ONBUILD {trigger.original}")
+            t0 = time.monotonic()
+            state, cached = await self._step_once(state, trigger, twhere, step, stages,
+                                                  results, options, context, ignore,
+                                                  global_args, build_args)
+            self._emit(f"#{step} CACHED" if cached
+                       else f"#{step} DONE {time.monotonic() - t0:.1f}s")
         for i, instr in enumerate(stage.steps, start=2):
             iwhere = instr.where(name)
             step = self._next()
@@ -307,6 +331,19 @@ class Builder:
             self._emit(f"#{step} CACHED" if cached
                        else f"#{step} DONE {time.monotonic() - t0:.1f}s")
         return state
+
+    @staticmethod
+    def _triggers(state: _State, base: str, where: str) -> list[tuple[Instruction, str]]:
+        """The base image's ONBUILD triggers as instructions, each with where it came from."""
+        out = []
+        for n, text in enumerate(state.cc.on_build, start=1):
+            twhere = f"{where}: ONBUILD trigger {n} of {base}"
+            parsed = parse(text, twhere)
+            if len(parsed) != 1 or parsed[0].keyword in _NOT_TRIGGERS:
+                raise DockerfileError(f"{twhere}: {text!r} is not a valid ONBUILD trigger")
+            _check_flags(parsed[0], twhere)
+            out.append((parsed[0], twhere))
+        return out
 
     async def _from(self, base: str, stages: list[_Stage], results: dict[int, _State],
                     stage: _Stage, options: BuildOptions, where: str) -> _State:
@@ -320,7 +357,8 @@ class Builder:
         image = await self._base_image(base, options.pull, where)
         return _State(image.config, _key("image", image.id))
 
-    async def _base_image(self, base: str, pull: bool, where: str) -> Image:
+    async def _base_image(self, base: str, pull: bool, where: str, *,
+                          what: str | None = None) -> Image:
         from pycompose.runtime.registry.policy import ensure_image
 
         try:
@@ -332,7 +370,7 @@ class Builder:
         except Exception as exc:
             if isinstance(exc, (trio.Cancelled, KeyboardInterrupt)):
                 raise
-            raise BuildError(f"{where}: FROM {base}: {exc}") from None
+            raise BuildError(f"{where}: {what or f'FROM {base}'}: {exc}") from None
 
     # --- one instruction ---------------------------------------------------------------------
 
@@ -448,6 +486,15 @@ class Builder:
             return replace(cc, shell=tuple(instr.exec_form))
         if kw == "HEALTHCHECK":
             return replace(cc, healthcheck=self._healthcheck(instr, where, cc))
+        if kw == "ONBUILD":
+            trigger = text.strip()
+            first = trigger.split(None, 1)[0].upper() if trigger else ""
+            if first in _NOT_TRIGGERS:
+                raise DockerfileError(f"{where}: ONBUILD {first} is not allowed")
+            if first not in KNOWN:
+                raise DockerfileError(f"{where}: ONBUILD needs an instruction to trigger"
+                                      + (f" ({first!r} is none)" if first else ""))
+            return replace(cc, on_build=(*cc.on_build, trigger))
         raise DockerfileError(f"{where}: {kw} is not supported")
 
     def _healthcheck(self, instr: Instruction, where: str, cc: ContainerConfig) -> Healthcheck:
@@ -519,7 +566,12 @@ class Builder:
             created_by = f"RUN {instr.args}" if not instr.heredocs else \
                 f"RUN {instr.original}"
         else:
-            sources, dest, src_state = self._copy_args(instr, where, env, stages, results)
+            sources, dest, src_state, image_ref = self._copy_args(instr, where, env, stages,
+                                                                  results)
+            if image_ref is not None:
+                image = await self._base_image(image_ref, options.pull, where,
+                                               what=f"COPY --from={image_ref}")
+                src_state = _State(image.config, _key("image", image.id))
             if src_state is None:
                 cwhere = f"{where}: {instr.keyword}"
                 entries = await trio.to_thread.run_sync(
@@ -644,7 +696,9 @@ class Builder:
 
     def _copy_args(self, instr: Instruction, where: str, env: dict[str, str],
                    stages: list[_Stage], results: dict[int, _State]
-                   ) -> tuple[list[str], str, _State | None]:
+                   ) -> tuple[list[str], str, _State | None, str | None]:
+        """Sources, destination, and what ``--from`` names: an earlier stage's state, or an
+        image reference."""
         if instr.heredocs:
             raise DockerfileError(f"{where}: {instr.keyword} with a here-document is not "
                                   "supported")
@@ -658,24 +712,31 @@ class Builder:
             raise DockerfileError(f"{where}: ADD from a URL is not supported; download it "
                                   "in a RUN step or into the build context")
         src_state = None
+        image_ref = None
         if "from" in instr.flags:
-            ref = substitute(instr.flags["from"], env).lower()
+            ref = substitute(instr.flags["from"], env)
             for stage in stages:
-                if (stage.name == ref or str(stage.index) == ref) and stage.index in results:
+                if stage.name == ref.lower() or str(stage.index) == ref:
+                    if stage.index not in results:
+                        raise DockerfileError(f"{where}: COPY --from={ref}: stage {ref!r} is "
+                                              "not an earlier stage of this build")
                     src_state = results[stage.index]
                     break
             else:
-                raise DockerfileError(f"{where}: COPY --from={ref}: no such earlier stage "
-                                      "(copying from an image is not supported)")
-        return words[:-1], words[-1], src_state
+                image_ref = ref  # an image, found in the store or pulled (as BuildKit)
+        return words[:-1], words[-1], src_state, image_ref
 
     async def _copy(self, state: _State, instr: Instruction, where: str, sources: list[str],
                     dest: str, entries: list[tuple[Path, str]], src_state: _State | None,
                     context: Path, ignore: Ignore, env: dict[str, str]) -> tuple[Path, Any]:
         work = Path(tempfile.mkdtemp(prefix="build-copy-", dir=self.root))
 
+        def remove() -> None:
+            _unmount(work / "src")  # never remove anything through a source mount
+            shutil.rmtree(work, ignore_errors=True)
+
         async def cleanup() -> None:
-            await trio.to_thread.run_sync(shutil.rmtree, work, True)
+            await trio.to_thread.run_sync(remove)
 
         lowers = self._layer_paths(state.config)
         try:
@@ -831,26 +892,48 @@ def drop_mountpoints(upper: Path) -> None:
             etc.rmdir()
 
 
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 0x1, 0x20, 0x1000, 0x4000
+_MNT_DETACH = 2
+
+
 def _mount_sources(work: Path, layers: list[Path], sources: list[str],
                    where: str) -> list[tuple[Path, str]]:
-    """A read-only merged view of a stage's layers at ``work/src``; the sources in it."""
+    """A read-only merged view of a stage's or image's layers at ``work/src``; the sources
+    in it. Unmounted again if the sources cannot be found."""
     from pycompose.runtime import syscalls
 
     src = work / "src"
     src.mkdir()
     if len(layers) == 1:
-        syscalls.mount(str(layers[0]), str(src), None, 0x1000 | 0x4000, None)  # MS_BIND|REC
+        # A bind of the store's own layer directory: read-only, so that nothing done
+        # through it (a copy, a cleanup) can change the image.
+        syscalls.mount(str(layers[0]), str(src), None, _MS_BIND | _MS_REC, None)
+        try:
+            syscalls.mount(None, str(src), None,
+                           _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_REC, None)
+        except BaseException:
+            _unmount(src)
+            raise
     elif layers:
         lowers = ":".join(str(p) for p in reversed(layers))
-        syscalls.mount("overlay", str(src), "overlay", 1, f"lowerdir={lowers}")  # MS_RDONLY
-    return [e for s in sources for e in expand(src, s, Ignore(), where)]
+        syscalls.mount("overlay", str(src), "overlay", _MS_RDONLY, f"lowerdir={lowers}")
+    try:
+        return [e for s in sources for e in expand(src, s, Ignore(), where)]
+    except BaseException:
+        _unmount(src)
+        raise
 
 
 def _unmount(path: Path) -> None:
+    """Detach the mount at ``path``, if there is one (``os.path.ismount`` cannot tell a
+    bind mount from the same filesystem; umount2 can)."""
     from pycompose.runtime import syscalls
 
-    if path.exists() and os.path.ismount(path):
-        syscalls.umount(str(path), 2)  # MNT_DETACH
+    try:
+        syscalls.umount(str(path), _MNT_DETACH)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount point, no such path
+            raise
 
 
 def _extract(archive: Path, dest: Path, where: str) -> None:

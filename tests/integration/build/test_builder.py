@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.build import Builder, BuildOptions, BuildStepError, DockerfileError
 from pycompose.runtime.client import Runtime, open_runtime
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import ContainerSpec, ImageDefaults
-
 from tests.integration.runtime.test_container_support import cleanup
 
 pytestmark = pytest.mark.root
@@ -180,4 +180,75 @@ async def test_failures_name_the_line(rt: Runtime, store: ImageStore, state_root
             "FROM busybox\nCOPY missing.txt /\n")))
     before = {p.name for p in (store.root / "layers").iterdir()}
     assert before  # busybox
+    assert not [p for p in os.listdir(state_root) if p.startswith("build-copy-")]
+
+
+async def test_onbuild_triggers_run_in_the_child_build_only(
+        rt: Runtime, store: ImageStore, state_root: Path, tmp_path: Path,
+        instance: str) -> None:
+    lines: list[str] = []
+    builder = Builder(store, state_root, instance=instance, log=lines.append)
+    base_ctx = tmp_path / "base"
+    base_ctx.mkdir()
+    parent = await builder.build(BuildOptions(context=base_ctx, tags=("onbase:1",),
+                                              dockerfile_inline=(
+        "FROM busybox\n"
+        "ONBUILD COPY app.txt /app/\n"
+        "onbuild RUN echo built-by-trigger > /app/trigger\n"
+        'ONBUILD LABEL from.trigger="yes"\n')))
+    assert parent.config.config.on_build == (
+        "COPY app.txt /app/", "RUN echo built-by-trigger > /app/trigger",
+        'LABEL from.trigger="yes"')
+    # the triggers did not run in the image that declares them
+    assert not any("built-by-trigger" in line and "#" in line and " 0." in line
+                   for line in lines)
+    child_ctx = tmp_path / "child"
+    child_ctx.mkdir()
+    (child_ctx / "app.txt").write_text("from the child's context\n")
+    lines.clear()
+    child = await builder.build(BuildOptions(context=child_ctx, tags=("onchild:1",),
+                                             dockerfile_inline="FROM onbase:1\nRUN true\n"))
+    assert any("ONBUILD COPY app.txt /app/" in line for line in lines)
+    assert child.config.config.on_build == ()  # not inherited further
+    assert child.config.config.labels["from.trigger"] == "yes"
+    out = await run_in(rt, child, "cat", "/app/app.txt", "/app/trigger")
+    assert out == "from the child's context\nbuilt-by-trigger\n"
+
+    for bad, message in (("ONBUILD ONBUILD RUN true", "ONBUILD ONBUILD is not allowed"),
+                         ("ONBUILD FROM busybox", "ONBUILD FROM is not allowed"),
+                         ("ONBUILD", "ONBUILD needs an instruction")):
+        with pytest.raises(DockerfileError, match=rf"\(inline\):2: {message}"):
+            await builder.build(BuildOptions(context=base_ctx,
+                                             dockerfile_inline=f"FROM busybox\n{bad}\n"))
+    # a trigger that fails names where it came from
+    await builder.build(BuildOptions(context=base_ctx, tags=("onbad:1",),
+                                     dockerfile_inline="FROM busybox\nONBUILD COPY nope /\n"))
+    with pytest.raises(DockerfileError, match=r"ONBUILD trigger 1 of onbad:1.*nope"):
+        await builder.build(BuildOptions(context=child_ctx, dockerfile_inline="FROM onbad:1\n"))
+
+
+async def test_copy_from_an_image(rt: Runtime, store: ImageStore, state_root: Path,
+                                  tmp_path: Path, instance: str) -> None:
+    builder = Builder(store, state_root, instance=instance)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "tool.txt").write_text("a tool\n")
+    await builder.build(BuildOptions(context=ctx, tags=("tools:1",), dockerfile_inline=(
+        "FROM scratch\nCOPY tool.txt /opt/tool.txt\n")))
+    image = await builder.build(BuildOptions(context=ctx, dockerfile_inline=(
+        "FROM busybox AS first\n"
+        "FROM busybox\n"
+        "COPY --from=tools:1 /opt/tool.txt /usr/share/tool.txt\n"
+        "COPY --from=busybox /bin/busybox /opt/copied/busybox\n")))
+    assert await run_in(rt, image, "cat", "/usr/share/tool.txt") == "a tool\n"
+    assert await run_in(rt, image, "/opt/copied/busybox", "echo", "ok") == "ok\n"
+    with pytest.raises(DockerfileError, match=r":2: COPY --from=later: stage 'later' is not "
+                                              r"an earlier stage"):
+        await builder.build(BuildOptions(context=ctx, dockerfile_inline=(
+            "FROM busybox AS first\nCOPY --from=later /x /x\nFROM busybox AS later\n"
+            "FROM first\n")))
+    # the single-layer images copied from are untouched (their layer was bind-mounted
+    # read-only for the copy, and unmounted before the work dir was removed)
+    for ref, path in (("tools:1", "opt/tool.txt"), ("busybox", "bin/busybox")):
+        assert (store.get(ref).layer_dirs[-1] / path).is_file()
     assert not [p for p in os.listdir(state_root) if p.startswith("build-copy-")]
