@@ -16,8 +16,12 @@ def test_proxy_serves_the_site_and_spreads_requests_over_the_replicas(
     eng = stack_engine
     base = f"http://127.0.0.1:{eng.env['PROXY_PORT']}"
     stack(eng, NAME, "up", "-d", "--wait")
-    backends = {c["ID"][:12] for c in ps(eng, NAME) if c["Service"] == "backend"}
+    containers = ps(eng, NAME)
+    backends = {c["ID"][:12] for c in containers if c["Service"] == "backend"}
     assert len(backends) == 2
+    # --wait returned: every container with a healthcheck is healthy, nginx's included
+    assert {c["Service"]: c["Health"] for c in containers} == {"web": "healthy",
+                                                                 "backend": "healthy"}
 
     status, page = http_get(base + "/")
     assert status == 200
