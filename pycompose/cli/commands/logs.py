@@ -72,10 +72,13 @@ def _printer(c: Any, project: str, args: argparse.Namespace) -> Printer:
     from pycompose.cli import engine_client as ec
 
     names = [i["Name"] for i in ec.containers(c, project, services=args.services)]
-    color = sys.stdout.isatty() and not args.no_color and args.ansi != "never" \
-        or args.ansi == "always"
-    return Printer(names, color=color, prefix=not args.no_log_prefix,
+    return Printer(names, color=_color(args), prefix=not args.no_log_prefix,
                    timestamps=args.timestamps)
+
+
+def _color(args: argparse.Namespace) -> bool:
+    return bool(sys.stdout.isatty() and not args.no_color and args.ansi != "never"
+                or args.ansi == "always")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,26 +101,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def follow_until_interrupted(c: Any, project: str, args: argparse.Namespace) -> int:
-    """Attached ``up``: follow the logs; Ctrl-C stops the project (a second one leaves)."""
+def follow_until_interrupted(c: Any, project: str, args: argparse.Namespace, *,
+                             attach: list[str] | None = None) -> int:
+    """Attached ``up``: follow the logs of the services ``args.services`` (all when
+    empty) and of ``attach`` until they stop, printing those of ``attach`` (default:
+    all followed); Ctrl-C stops the project (a second one leaves)."""
     from pycompose.cli import engine_client as ec
     from pycompose.cli.render.progress import choose_mode, render_stream
 
     args.services = list(getattr(args, "services", []) or [])
+    if args.services and attach:  # attached dependencies are followed too
+        args.services += [s for s in attach if s not in args.services]
     args.no_color = getattr(args, "no_color", False)
     args.no_log_prefix = getattr(args, "no_log_prefix", False)
     args.timestamps = getattr(args, "timestamps", False)
-    printer = _printer(c, project, args)
-    print("Attaching to " + ", ".join(
-        i["Name"] for i in ec.containers(c, project, services=args.services)),
-        file=sys.stderr)
+    containers = ec.containers(c, project, services=args.services)
+    shown = {i["Name"] for i in containers
+             if attach is None or i["Service"] in attach}
+    printer = Printer(sorted(shown), color=_color(args), prefix=not args.no_log_prefix,
+                      timestamps=args.timestamps)
+    print("Attaching to " + ", ".join(i["Name"] for i in containers if i["Name"] in shown),
+          file=sys.stderr)
     abort = getattr(args, "abort_on_container_exit", False)
     try:
         for entry in c.stream("GET", ec.path("projects", project, "logs"),
                               query={"follow": True, "tail": "all",
                                      "stop_when": "any" if abort else "all",
                                      "services": ",".join(args.services) or None}):
-            printer.line(entry)
+            if entry["container"] in shown:
+                printer.line(entry)
         if abort:
             stopped = [i for i in ec.containers(c, project, services=args.services)
                        if i["State"] == "exited"]

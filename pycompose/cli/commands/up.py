@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-code-from", metavar="SERVICE",
                         help="Return the exit code of SERVICE (implies "
                         "--abort-on-container-exit)")
+    parser.add_argument("--attach", action="append", default=[], metavar="SERVICE",
+                        help="Restrict the attached output to these services (repeatable)")
+    parser.add_argument("--no-attach", action="append", default=[], metavar="SERVICE",
+                        help="Do not attach (print the output of) these services (repeatable)")
+    parser.add_argument("--attach-dependencies", action="store_true",
+                        help="Also attach the output of the services' dependencies")
     parser.add_argument("--no-log-prefix", action="store_true")
     parser.add_argument("--no-color", action="store_true")
     parser.add_argument("--timestamps", action="store_true")
@@ -66,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
     # The engine builds the model from this record; the CLI only looks at the names.
     record = ec.load_record(args)
     services = record["document"].get("services") or {}
-    ec.check_services(None, [*args.services, *scale,
+    ec.check_services(None, [*args.services, *scale, *args.attach, *args.no_attach,
                              *([args.exit_code_from] if args.exit_code_from else [])],
                       known=list(services))
+    if args.detach and (args.attach or args.no_attach or args.attach_dependencies):
+        raise UsageError("--attach, --no-attach and --attach-dependencies need the "
+                         "attached mode (not -d)")
     options = {
         "services": args.services, "no_deps": args.no_deps,
         "force_recreate": args.force_recreate, "no_recreate": args.no_recreate,
@@ -95,7 +104,28 @@ def run(args: argparse.Namespace) -> int:
         return code
     from pycompose.cli.commands.logs import follow_until_interrupted
 
-    return follow_until_interrupted(c, name, args)
+    return follow_until_interrupted(c, name, args, attach=attached_services(services, args))
+
+
+def attached_services(services: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The services whose output an attached ``up`` prints, as docker compose chooses them:
+    ``--attach`` if given, else the services named (with their dependencies under
+    ``--attach-dependencies``) or all; then without ``--no-attach``."""
+    if args.attach:
+        chosen = list(dict.fromkeys(args.attach))
+    elif args.services:
+        chosen = list(dict.fromkeys(args.services))
+        if args.attach_dependencies:
+            todo = list(chosen)
+            while todo:
+                deps = (services.get(todo.pop()) or {}).get("depends_on") or {}
+                for dep in deps:
+                    if dep not in chosen:
+                        chosen.append(dep)
+                        todo.append(dep)
+    else:
+        chosen = sorted(services)
+    return [name for name in chosen if name not in set(args.no_attach)]
 
 
 def _build(project: object, args: argparse.Namespace) -> None:

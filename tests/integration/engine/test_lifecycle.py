@@ -642,3 +642,46 @@ def test_exec_and_run_get_a_tty_on_a_terminal(engine: Engine) -> None:
     code, out = _on_a_terminal(engine, "exec", "-T", "app", "tty")
     assert code == 1  # `tty` says "not a tty" and fails
     assert b"not a tty" in out
+
+
+def test_attached_up_prints_the_chosen_services_and_exits_with_the_one_named(
+        engine: Engine) -> None:
+    engine.compose("""
+services:
+  base:
+    image: busybox
+    command: ["sh", "-c", "echo base-line; sleep 1000"]
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo app-line; sleep 0.5; exit 4"]
+    depends_on: [base]
+  side:
+    image: busybox
+    command: ["sh", "-c", "echo side-line; sleep 1000"]
+""")
+    # Attached (no -d): every service's output, until one exits; its code is ours.
+    up = engine.cli("up", "--exit-code-from", "app", "--no-attach", "side", check=False,
+                    timeout=60)
+    assert up.returncode == 4, up.stderr
+    assert "app-line" in up.stdout
+    assert "base-line" in up.stdout
+    assert "side-line" not in up.stdout  # --no-attach
+    assert "Attaching to" in up.stderr
+    assert "side" not in up.stderr.split("Attaching to", 1)[1].splitlines()[0]
+    engine.cli("down", "-t", "0")
+    # `up app`: app only (its dependency starts, but is not attached) ...
+    up = engine.cli("up", "app", "--abort-on-container-exit", check=False, timeout=60)
+    assert up.returncode == 4, up.stderr
+    assert "app-line" in up.stdout
+    assert "base-line" not in up.stdout
+    engine.cli("down", "-t", "0")
+    # ... unless --attach-dependencies
+    up = engine.cli("up", "app", "--abort-on-container-exit", "--attach-dependencies",
+                    check=False, timeout=60)
+    assert up.returncode == 4, up.stderr
+    assert "base-line" in up.stdout
+    bad = engine.cli("up", "-d", "--attach", "app", check=False)
+    assert bad.returncode != 0
+    assert "need the attached mode" in bad.stderr
+    bad = engine.cli("up", "--attach", "nosuch", check=False)
+    assert "no such service: nosuch" in bad.stderr
