@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.bootstrap import (
     _clean_volatile,
     _configure_debian,
@@ -19,7 +20,6 @@ from pycompose.runtime.bootstrap import (
 )
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images import ImageStore
-
 from tests.helpers.images import busybox_available
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.images import ImageStore
-
 from tests.integration.runtime.test_container_support import cleanup
 
 pytestmark = pytest.mark.root

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from pycompose.runtime.images import ImageStore
 
+from pycompose.runtime.images import ImageStore
 from tests.integration.engine.conftest import Engine, engine, instance  # noqa: F401, F811
 
 pytestmark = pytest.mark.root
