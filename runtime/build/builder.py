@@ -31,7 +31,6 @@ Output: one line per event, as ``docker build --progress plain``:
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -39,10 +38,9 @@ import secrets
 import shutil
 import signal
 import stat
-import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,15 @@ from typing import Any
 import trio
 
 from pycompose.runtime.build.context import Ignore, content_hash, copy_entry, expand
+from pycompose.runtime.build.copying import (
+    ARCHIVE_SUFFIXES,
+    chown_ids,
+    extract_archive,
+    lookup,
+    make_parents,
+    mount_sources,
+    unmount,
+)
 from pycompose.runtime.build.dockerfile import (
     KNOWN,
     Instruction,
@@ -74,7 +81,6 @@ Log = Callable[[str], None]
 DEFAULT_SHELL = ("/bin/sh", "-c")
 PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
                    "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
-_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _MOUNTPOINT_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname")
 _SUPPORTED_FLAGS = {
     "FROM": {"platform"},
@@ -414,11 +420,11 @@ class Builder:
     def _workdir_layer(self, config: ImageConfig, path: str) -> list[str]:
         lowers = self._layer_paths(config)
         rel = os.path.normpath(path).lstrip("/")
-        if not rel or rel == "." or _lookup(lowers, rel) is not None:
+        if not rel or rel == "." or lookup(lowers, rel) is not None:
             return []
         work = Path(tempfile.mkdtemp(prefix="build-workdir-", dir=self.root))
         try:
-            _make_parents(work, lowers, rel)
+            make_parents(work, lowers, rel)
             return [self.store.add_layer_from_dir(work).diff_id]
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -732,7 +738,7 @@ class Builder:
         work = Path(tempfile.mkdtemp(prefix="build-copy-", dir=self.root))
 
         def remove() -> None:
-            _unmount(work / "src")  # never remove anything through a source mount
+            unmount(work / "src")  # never remove anything through a source mount
             shutil.rmtree(work, ignore_errors=True)
 
         async def cleanup() -> None:
@@ -740,7 +746,7 @@ class Builder:
 
         lowers = self._layer_paths(state.config)
         try:
-            uid, gid = _chown(instr.flags.get("chown"), lowers, where)
+            uid, gid = chown_ids(instr.flags.get("chown"), lowers, where)
             mode = None
             if "chmod" in instr.flags:
                 try:
@@ -756,7 +762,7 @@ class Builder:
             if src_state is not None:
                 src_layers = self._layer_paths(src_state.config)
                 entries = await trio.to_thread.run_sync(
-                    _mount_sources, work, src_layers, sources, where)
+                    mount_sources, work, src_layers, sources, where)
                 ignore = Ignore()
             if len(entries) > 1:
                 dir_dest = True
@@ -764,18 +770,18 @@ class Builder:
             def do_copy() -> None:
                 rel_target = os.path.normpath(target).lstrip("/")
                 into_dir = dir_dest
-                existing = _lookup(lowers, rel_target)
+                existing = lookup(lowers, rel_target)
                 if existing is not None and existing.is_dir() and not existing.is_symlink():
                     into_dir = True  # COPY file /existing/dir: into it, as Docker
-                _make_parents(diff, lowers, rel_target if into_dir else
+                make_parents(diff, lowers, rel_target if into_dir else
                               os.path.dirname(rel_target))
                 for path, rel in entries:
                     if path.is_dir() and not path.is_symlink():
                         out = diff / rel_target
                         copy_entry(path, out, uid=uid, gid=gid, mode=mode,
                                    ignore=ignore if src_state is None else None, rel=rel)
-                    elif instr.keyword == "ADD" and path.name.endswith(_ARCHIVE_SUFFIXES):
-                        _extract(path, diff / rel_target, where)
+                    elif instr.keyword == "ADD" and path.name.endswith(ARCHIVE_SUFFIXES):
+                        extract_archive(path, diff / rel_target, where)
                     else:
                         out = diff / rel_target / path.name if into_dir else diff / rel_target
                         copy_entry(path, out, uid=uid, gid=gid, mode=mode)
@@ -783,7 +789,7 @@ class Builder:
             try:
                 await trio.to_thread.run_sync(do_copy)
             finally:
-                await trio.to_thread.run_sync(_unmount, work / "src")
+                await trio.to_thread.run_sync(unmount, work / "src")
         except BaseException:
             await cleanup()
             raise
@@ -803,81 +809,6 @@ def _duration_ns(text: str, where: str) -> int:
     return int(total * 1e9)
 
 
-def _lookup(lowers: Sequence[Path], rel: str) -> Path | None:
-    """The topmost entry for ``rel`` in overlay-form layers (whiteouts and opaque dirs)."""
-    parts = [p for p in rel.split("/") if p]
-    for layer in reversed(lowers):
-        path = layer.joinpath(*parts) if parts else layer
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        if st is not None:
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                return None
-            return path
-        # An opaque parent in this layer hides the layers below.
-        for n in range(len(parts) - 1, 0, -1):
-            parent = layer.joinpath(*parts[:n])
-            with contextlib.suppress(OSError):
-                if os.getxattr(parent, "trusted.overlay.opaque") == b"y":
-                    return None
-    return None
-
-
-def _read_file(lowers: Sequence[Path], rel: str) -> str:
-    path = _lookup(lowers, rel)
-    if path is None or not path.is_file():
-        return ""
-    return path.read_text(errors="replace")
-
-
-def _chown(value: str | None, lowers: Sequence[Path], where: str) -> tuple[int | None,
-                                                                          int | None]:
-    if not value:
-        return None, None
-    user, _, group = value.partition(":")
-
-    def resolve(name: str, file: str, what: str) -> int:
-        if name.isdigit():
-            return int(name)
-        for line in _read_file(lowers, file).splitlines():
-            fields = line.split(":")
-            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-                return int(fields[2])
-        raise DockerfileError(f"{where}: --chown: unknown {what} {name!r} in the image")
-
-    uid = resolve(user, "etc/passwd", "user")
-    if group:
-        gid = resolve(group, "etc/group", "group")
-    elif user.isdigit():
-        gid = uid
-    else:
-        gid = next((int(f[3]) for f in (line.split(":") for line in
-                                        _read_file(lowers, "etc/passwd").splitlines())
-                    if len(f) > 3 and f[0] == user and f[3].isdigit()), uid)
-    return uid, gid
-
-
-def _make_parents(diff: Path, lowers: Sequence[Path], rel_dir: str) -> None:
-    """Create ``rel_dir`` in ``diff`` with each directory's metadata from the image."""
-    parts = [p for p in rel_dir.split("/") if p]
-    for n in range(1, len(parts) + 1):
-        rel = "/".join(parts[:n])
-        out = diff / rel
-        if out.exists():
-            continue
-        out.mkdir()
-        lower = _lookup(lowers, rel)
-        if lower is not None and lower.is_dir():
-            st = os.lstat(lower)
-            os.chmod(out, stat.S_IMODE(st.st_mode))
-            os.lchown(out, st.st_uid, st.st_gid)
-            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-        else:
-            os.chmod(out, 0o755)
-
-
 def drop_mountpoints(upper: Path) -> None:
     """Files the runtime created only as bind-mount targets are not part of the layer."""
     for rel in _MOUNTPOINT_FILES:
@@ -890,56 +821,3 @@ def drop_mountpoints(upper: Path) -> None:
     with contextlib.suppress(OSError):
         if etc.is_dir() and not any(etc.iterdir()) and not os.listxattr(etc):
             etc.rmdir()
-
-
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 0x1, 0x20, 0x1000, 0x4000
-_MNT_DETACH = 2
-
-
-def _mount_sources(work: Path, layers: list[Path], sources: list[str],
-                   where: str) -> list[tuple[Path, str]]:
-    """A read-only merged view of a stage's or image's layers at ``work/src``; the sources
-    in it. Unmounted again if the sources cannot be found."""
-    from pycompose.runtime import syscalls
-
-    src = work / "src"
-    src.mkdir()
-    if len(layers) == 1:
-        # A bind of the store's own layer directory: read-only, so that nothing done
-        # through it (a copy, a cleanup) can change the image.
-        syscalls.mount(str(layers[0]), str(src), None, _MS_BIND | _MS_REC, None)
-        try:
-            syscalls.mount(None, str(src), None,
-                           _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_REC, None)
-        except BaseException:
-            _unmount(src)
-            raise
-    elif layers:
-        lowers = ":".join(str(p) for p in reversed(layers))
-        syscalls.mount("overlay", str(src), "overlay", _MS_RDONLY, f"lowerdir={lowers}")
-    try:
-        return [e for s in sources for e in expand(src, s, Ignore(), where)]
-    except BaseException:
-        _unmount(src)
-        raise
-
-
-def _unmount(path: Path) -> None:
-    """Detach the mount at ``path``, if there is one (``os.path.ismount`` cannot tell a
-    bind mount from the same filesystem; umount2 can)."""
-    from pycompose.runtime import syscalls
-
-    try:
-        syscalls.umount(str(path), _MNT_DETACH)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount point, no such path
-            raise
-
-
-def _extract(archive: Path, dest: Path, where: str) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="tar")
-    except (tarfile.TarError, OSError) as exc:
-        raise DockerfileError(f"{where}: ADD {archive.name}: cannot extract: {exc}") from None
