@@ -8,9 +8,11 @@ temporary directory (never in the repository), and its figures.
 
 Each figure names, per tool, a ``Measure``: a function taking the run
 ``Context`` (plus whatever ``setup`` returned) and returning one sample.  The
-harness runs warm-ups, then ``repeats`` samples, and reports the median (with
-min and max).  A tool whose ``available`` check returns a reason is left out
-and the reason is printed: nothing is ever estimated or faked.  A sample that
+harness runs warm-ups, then ``repeats`` rounds of one sample per tool (round
+robin, so that drift in the machine's load weighs on every tool alike), and
+reports the median (with min and max).  A tool whose ``available`` check
+returns a reason is left out and the reason is printed: nothing is ever
+estimated or faked.  A sample that
 fails (the tool exits non-zero) fails the tool's figure with the error text.
 
 Ratios are printed against the figure's ``baseline`` tool; a ``Target`` states
@@ -186,6 +188,7 @@ def run_figure(
     figure: Figure, ctx: Context, tools: Mapping[str, Tool], log: Callable[[str], None]
 ) -> Result:
     result = Result(figure)
+    ready: dict[str, Measure] = {}
     for tool_name, measure in figure.measures.items():
         tool = tools[tool_name]
         reason = ctx.state.setdefault("_availability", {}).get(tool_name, ...)
@@ -200,23 +203,37 @@ def run_figure(
             result.failed[tool_name] = f"wrong result: {problem}"
             log(f"  {figure.name} / {tool_name}: FAILED: wrong result: {problem}")
             continue
-        try:
-            for _ in range(ctx.warmups):
-                measure(ctx)
-            samples = []
-            for _ in range(ctx.repeats):
-                samples.append(measure(ctx))
-        except MeasureError as e:
-            result.failed[tool_name] = str(e)
-            log(f"  {figure.name} / {tool_name}: FAILED: {e}")
-            continue
-        except Exception as e:  # a broken measure fails its figure, not the whole run
-            result.failed[tool_name] = f"{type(e).__name__}: {e}"
-            log(f"  {figure.name} / {tool_name}: FAILED: {type(e).__name__}: {e}")
-            continue
-        result.samples[tool_name] = samples
-        log(f"  {figure.name} / {tool_name}: median {statistics.median(samples):.4g} {figure.unit}")
+        if _sample(result, tool_name, measure, ctx, log, ctx.warmups) is not None:
+            ready[tool_name] = measure
+    # Round robin: each round takes one sample of every tool, so that a machine getting
+    # busier or quieter during the run weighs on all tools alike.
+    samples: dict[str, list[float]] = {name: [] for name in ready}
+    for _ in range(ctx.repeats):
+        for tool_name, measure in list(ready.items()):
+            taken = _sample(result, tool_name, measure, ctx, log, 1)
+            if taken is None:
+                del ready[tool_name]
+            else:
+                samples[tool_name] += taken
+    for tool_name in ready:
+        result.samples[tool_name] = samples[tool_name]
+        log(f"  {figure.name} / {tool_name}: median "
+            f"{statistics.median(samples[tool_name]):.4g} {figure.unit}")
     return result
+
+
+def _sample(result: Result, tool_name: str, measure: Measure,
+            ctx: Context, log: Callable[[str], None], count: int) -> list[float] | None:
+    """``count`` samples of one tool; None (and the tool marked failed) when one fails."""
+    try:
+        return [measure(ctx) for _ in range(count)]
+    except MeasureError as e:
+        result.failed[tool_name] = str(e)
+        log(f"  {result.figure.name} / {tool_name}: FAILED: {e}")
+    except Exception as e:  # a broken measure fails its figure, not the whole run
+        result.failed[tool_name] = f"{type(e).__name__}: {e}"
+        log(f"  {result.figure.name} / {tool_name}: FAILED: {type(e).__name__}: {e}")
+    return None
 
 
 def format_value(value: float, unit: str) -> str:

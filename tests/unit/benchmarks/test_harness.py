@@ -198,3 +198,23 @@ def test_failing_setup_and_measure_do_not_stop_the_run(
     printed = capsys.readouterr().out
     assert "setup failed: RuntimeError: no engine" in printed
     assert "ValueError: parse error" in printed
+
+
+def test_samples_are_taken_round_robin_after_each_tools_warmups(tmp_path: Path) -> None:
+    order: list[str] = []
+
+    def measure(name: str):  # type: ignore[no-untyped-def]
+        def sample(ctx: Context) -> float:
+            order.append(name)
+            if name == "ref" and order.count("ref") == 3:
+                raise MeasureError("broke in round 2")
+            return 1.0
+        return sample
+
+    fig = Figure(name="rr_s", unit="s", description="round robin",
+                 measures={"mine": measure("mine"), "ref": measure("ref")})
+    res = run_figure(fig, _ctx(tmp_path), TOOLS, lambda line: None)
+    # warm-ups first (one per tool), then rounds; a tool that fails leaves the rounds
+    assert order == ["mine", "ref", "mine", "ref", "mine", "ref", "mine"]
+    assert res.failed == {"ref": "broke in round 2"}
+    assert res.samples == {"mine": [1.0, 1.0, 1.0]}
