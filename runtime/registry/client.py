@@ -120,9 +120,14 @@ class RegistryClient:
         self.http.set_ssl_context(url.host, url.port, context)
 
     async def _ensure_base(self) -> str:
-        """Pick https or (insecure registries) http with a ``GET /v2/`` ping."""
+        """Pick https or (insecure registries) http with a ``GET /v2/`` ping. With one
+        choice there is no ping: the first request itself brings the auth challenge (one
+        round trip less for a registry that serves anonymous pulls)."""
         async with self._lock:
             if self._base is not None:
+                return self._base
+            if len(self._bases) == 1:
+                self._base = self._bases[0]
                 return self._base
             last: HttpError | None = None
             for base in self._bases:
