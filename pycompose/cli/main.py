@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("pull", "Pull service images"),
     "push": ("push", "Push service images"),
     "build": ("build", "Build or rebuild services"),
+    "builder": ("builder", "Manage the build cache: prune, du"),
     "commit": ("commit", "Create a new image from a service container's changes"),
 }
 

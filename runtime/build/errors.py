@@ -6,7 +6,8 @@
     └── BuildError              a build failed
         ├── DockerfileError     the Dockerfile is invalid or uses what is not supported;
         │                       names ``file:line``
-        └── BuildStepError      a RUN step exited non-zero (names the line and exit code)
+        ├── BuildStepError      a RUN step exited non-zero (names the line and exit code)
+        └── BuildCacheBusyError the build cache is locked by a build (prune gave up waiting)
 """
 
 from __future__ import annotations
@@ -24,3 +25,7 @@ class DockerfileError(BuildError):
 
 class BuildStepError(BuildError):
     """A ``RUN`` step failed."""
+
+
+class BuildCacheBusyError(BuildError):
+    """A build holds the build cache, so it cannot be pruned now."""

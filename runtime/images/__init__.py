@@ -14,6 +14,7 @@ Public API (the container runtime, the engine and the builder build on it)::
     store.list() / tag(src, dst) / remove(ref, force=, in_use=) / prune(all=, in_use=)
     store.hold(image, container_id) / release(container_id) / release_all_but(live_ids)
     store.add_layer_from_dir(upper) -> Layer      # overlay upper dir → layer
+    store.remove_unused_layers(diff_ids)          # those of them no image uses
     store.create_image(config, ref) / commit(upper, parent=, ref=, changes=)
     image.layer_dirs                              # bottom → top, the overlay lower dirs
     image.config.config.cmd / .env / …            # typed image config

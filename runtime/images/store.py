@@ -45,7 +45,7 @@ import shutil
 import sys
 import tarfile
 import threading
-from collections.abc import Callable, Iterator, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -823,8 +823,9 @@ class ImageStore:
         self._collect(trash)
         return out
 
-    def _collect(self, trash: Path) -> int:
-        """Move unreferenced layers and blobs to ``trash``; return the bytes they held."""
+    def _collect(self, trash: Path, only: Set[str] | None = None) -> dict[str, int]:
+        """Move unreferenced layers and blobs to ``trash``; return {layer hex: bytes held}.
+        With ``only`` (layer hexes), just those of them no image uses, and no blobs."""
         remaining = self._image_ids()
         used_layers: set[str] = set()
         for image_id in remaining:
@@ -833,20 +834,36 @@ class ImageStore:
                 (self._blobs / hex_of(image_id)).read_bytes(), source=f"image {image_id}"
             )
             used_layers.update(hex_of(d) for d in config.diff_ids)
-        reclaimed = 0
-        for entry in sorted(os.listdir(self._layers)):
+        removed: dict[str, int] = {}
+        entries = sorted(os.listdir(self._layers))
+        for entry in entries if only is None else [e for e in entries if e in only]:
             if entry in used_layers:
                 continue
+            removed[entry] = 0
             with contextlib.suppress(OSError, ValueError):
                 meta = json.loads((self._layers / entry / "layer.json").read_bytes())
-                reclaimed += int(meta.get("size", 0))
+                removed[entry] = int(meta.get("size", 0))
             os.rename(self._layers / entry, trash / f"layer-{entry}")
-        used_blobs = {hex_of(i) for i in remaining}
-        for entry in sorted(os.listdir(self._blobs)):
-            if entry not in used_blobs:
-                os.rename(self._blobs / entry, trash / f"blob-{entry}")
-        _fsync_dir(self._layers)
-        return reclaimed
+        if only is None:
+            used_blobs = {hex_of(i) for i in remaining}
+            for entry in sorted(os.listdir(self._blobs)):
+                if entry not in used_blobs:
+                    os.rename(self._blobs / entry, trash / f"blob-{entry}")
+        if removed or only is None:
+            _fsync_dir(self._layers)
+        return removed
+
+    @_map_os_errors
+    def remove_unused_layers(self, candidates: Iterable[str]) -> dict[str, int]:
+        """Remove those of the layers ``candidates`` (diff-ids) that no image uses, as the
+        build cache's prune does for layers only its entries kept; other layers, configs
+        and images are untouched. Returns {diff-id: bytes of file content} removed."""
+        wanted = {hex_of(d): d for d in candidates if is_hex_id(hex_of(d))}
+        if not wanted or not self.root.is_dir():
+            return {}
+        with self._staging() as trash, self._locked(exclusive=True):
+            removed = self._collect(trash, only=set(wanted))
+        return {wanted[entry]: size for entry, size in removed.items()}
 
     # --- export ----------------------------------------------------------------------------
 
@@ -1009,7 +1026,7 @@ class ImageStore:
                 self._write_names(names)
             for image_id in doomed:
                 (self._images / f"{hex_of(image_id)}.json").unlink(missing_ok=True)
-            reclaimed = self._collect(trash)
+            reclaimed = sum(self._collect(trash).values())
             return PruneResult(
                 deleted=tuple(doomed),
                 untagged=tuple(familiar_name(n) for n in untagged),
