@@ -70,6 +70,16 @@ def mounts_dir(state_root: Path) -> Path:
     return Path(state_root) / "build-mounts" / "cache"
 
 
+@contextlib.contextmanager
+def _map_os_errors(what: str) -> Iterator[None]:
+    """A raw ``OSError`` leaves as a ``BuildError`` naming the path."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise BuildError(f"{what}: {where}{exc.strerror or exc}") from exc
+
+
 # --- the lock ------------------------------------------------------------------------------
 
 
@@ -261,6 +271,11 @@ class CacheUsage:
 
 def cache_usage(store: ImageStore, state_root: Path) -> CacheUsage:
     """Measure the cache (a snapshot; takes no lock)."""
+    with _map_os_errors("build cache"):
+        return _usage(store, Path(state_root))
+
+
+def _usage(store: ImageStore, state_root: Path) -> CacheUsage:
     entries, temps = _entries(store, state_root)
     prefixes, used = _image_chains(store)
     dangling = frozenset(e.key for e in entries if e.dead or e.diff_ids not in prefixes)
@@ -327,12 +342,9 @@ def prune_build_cache(store: ImageStore, state_root: Path, *, all: bool,
     if keep_duration is not None and keep_duration < 0:
         raise BuildError(f"keep duration must not be negative (got {keep_duration})")
     state_root = Path(state_root)
-    with build_lock(state_root, exclusive=True, timeout=timeout):
-        try:
-            return _prune(store, state_root, all=all, keep_duration=keep_duration)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise BuildError(f"build cache prune: {where}{exc.strerror or exc}") from exc
+    with build_lock(state_root, exclusive=True, timeout=timeout), \
+            _map_os_errors("build cache prune"):
+        return _prune(store, state_root, all=all, keep_duration=keep_duration)
 
 
 def _prune(store: ImageStore, state_root: Path, *, all: bool,
