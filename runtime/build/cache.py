@@ -250,10 +250,19 @@ def _tree_size(path: Path) -> int:
 
 
 def _mounts(state_root: Path) -> list[tuple[Path, float]]:
+    """The cache-mount directories and their mtimes (their ``<name>.lock`` files, for
+    ``sharing=locked|private``, go with them)."""
     try:
-        return sorted((p, p.lstat().st_mtime) for p in mounts_dir(state_root).iterdir())
+        children = sorted(mounts_dir(state_root).iterdir())
     except FileNotFoundError:
         return []
+    out = []
+    for path in children:
+        with contextlib.suppress(FileNotFoundError):
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                out.append((path, st.st_mtime))
+    return out
 
 
 @dataclass(frozen=True)
@@ -386,6 +395,7 @@ def _prune(store: ImageStore, state_root: Path, *, all: bool,
                     continue
                 raise
             _rmtree(trash)
+            path.with_name(f"{path.name}.lock").unlink(missing_ok=True)
             mounts.append(path.name)
             reclaimed += size
     return CachePruneResult(

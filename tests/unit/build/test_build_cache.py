@@ -153,6 +153,8 @@ def test_all_removes_every_entry_and_cache_mounts_but_never_an_image_layer(
     (mount / "archives").mkdir(parents=True)
     (mount / "archives" / "pkg.deb").write_bytes(b"x" * 5000)
     os.symlink("/etc/passwd", mount / "link")  # not followed, not counted
+    (mount / "ro").mkdir(mode=0o500)  # a build may leave read-only directories
+    mount.with_name("apt.lock").touch()  # sharing=locked|private: goes with its directory
     files = _sizes(*scene.kept, *scene.dangling, *scene.dead, scene.temp)
 
     default = prune_build_cache(cache.store, cache.root, all=False)
@@ -165,6 +167,7 @@ def test_all_removes_every_entry_and_cache_mounts_but_never_an_image_layer(
     assert result.layers == ()  # the only cache layers left were the image's
     assert result.mounts == ("apt",)
     assert not mount.exists()
+    assert os.listdir(mounts_dir(cache.root)) == []
     assert default.reclaimed + result.reclaimed == files + 30_000 + 400_000 + 5000
     assert Path("/etc/passwd").exists()
 
