@@ -317,7 +317,13 @@ def _prune(store: ImageStore, args: argparse.Namespace) -> int:
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             return 0
-    result = store.prune(all=args.all)
+    from pycompose.paths import host_paths
+    from pycompose.runtime.build.cache import build_lock
+
+    # Unused layers include those a running build has made and not yet put in an
+    # image: wait for builds to finish (a bounded wait, then a clear error).
+    with build_lock(host_paths().root, exclusive=True):
+        result = store.prune(all=args.all)
     if result.deleted or result.untagged:
         print("Deleted Images:")
         for name in result.untagged:

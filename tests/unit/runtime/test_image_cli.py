@@ -166,3 +166,27 @@ def test_save_to_stdout(state_root: Path, rootfs_tar: Path, tmp_path: Path,
     (tmp_path / "out.tar").write_bytes(capsysbinary.readouterr().out)
     (loaded,) = ImageStore(tmp_path / "other").load(tmp_path / "out.tar")
     assert loaded.id == image.id
+
+
+def test_prune_waits_for_a_running_build(state_root: Path, busybox_rootfs: Path,
+                                         tmp_path: Path) -> None:
+    """A build holds the build-cache lock shared; image prune takes it exclusive, so the
+    layers a build has made (not yet in an image) are not pruned under it."""
+    import subprocess
+    import sys
+
+    from pycompose.runtime.build.cache import build_lock
+
+    archive = write_oci_archive(tmp_path / "bb3.tar",
+                                [image([busybox_layer(busybox_rootfs)], tags=["bb3"])])
+    assert main(["image", "load", "-q", "-i", str(archive)]) == 0
+    with build_lock(state_root, exclusive=False):
+        pruning = subprocess.Popen([sys.executable, "-m", "pycompose", "image", "prune",
+                                    "-a", "-f"], stdout=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            pruning.wait(0.5)  # waiting for the build
+        assert list((state_root / "images/layers").iterdir())
+    out, _ = pruning.communicate(timeout=10)
+    assert pruning.returncode == 0
+    assert "untagged: bb3:latest" in out
+    assert list((state_root / "images/layers").iterdir()) == []
