@@ -10,9 +10,14 @@
   the target needs are built.
 * ``RUN`` runs in a container of the runtime (host network, as ``docker build
   --network host``; ``network="none"`` for none) and its overlay upper dir
-  becomes the layer (whiteouts for deletions). ``COPY``/``ADD`` copy into a
-  fresh directory that becomes the layer: parent directories take their
-  metadata from the image, owners are ``0:0`` unless ``--chown``.
+  becomes the layer (whiteouts for deletions). ``RUN --mount`` (repeatable)
+  takes ``type=cache``, ``type=bind`` (the context, ``from=`` a stage or an
+  image; ``rw`` writes are discarded) and ``type=tmpfs``; see ``run_mounts``.
+  ``type=secret``/``ssh`` are refused.
+* ``COPY``/``ADD`` copy into a fresh directory that becomes the layer: parent
+  directories take their metadata from the image, owners are ``0:0`` unless
+  ``--chown`` (helpers in ``copying``). Sources: the context (globs,
+  ``.dockerignore``), and for ``ADD`` local tar archives (extracted).
 * ``COPY --from`` takes an earlier stage, or an image (from the store, pulled
   when missing).
 * Metadata instructions change the config only (an empty-layer history entry).
@@ -20,9 +25,10 @@
   runs its triggers right after ``FROM`` and does not pass them on.
 * Cache: every step's result (its image config) is kept under
   ``<state_root>/build-cache/`` keyed by the parent step's key, the instruction
-  (after ARG/ENV substitution, with the build args a RUN sees) and, for
-  COPY/ADD, a hash of the copied content; a hit is used when all its layers are
-  still in the store. A rebuild with nothing changed does no container work.
+  (after ARG/ENV substitution, with the build args a RUN sees), a RUN's mount
+  options (and a bind mount's source content; never a cache mount's content)
+  and, for COPY/ADD, a hash of the copied content; a hit is used when all its
+  layers are still in the store. A rebuild with nothing changed does no container work.
 
 Output: one line per event, as ``docker build --progress plain``:
 ``#3 [2/4] RUN make``, ``#3 0.52 <output line>``, ``#3 DONE 1.3s``, ``#3 CACHED``.
@@ -40,7 +46,7 @@ import signal
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +72,13 @@ from pycompose.runtime.build.dockerfile import (
     substitute,
 )
 from pycompose.runtime.build.errors import BuildError, BuildStepError, DockerfileError
+from pycompose.runtime.build.run_mounts import (
+    RunMount,
+    drop_run_mountpoints,
+    from_refs,
+    parse_mount,
+    prepare_mounts,
+)
 from pycompose.runtime.images.config import (
     ContainerConfig,
     Healthcheck,
@@ -74,6 +87,7 @@ from pycompose.runtime.images.config import (
 )
 from pycompose.runtime.images.digest import hex_of
 from pycompose.runtime.images.store import Image, ImageStore
+from pycompose.runtime.spec import Mount
 
 __all__ = ["BuildOptions", "Builder"]
 
@@ -84,7 +98,7 @@ PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FT
 _MOUNTPOINT_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname")
 _SUPPORTED_FLAGS = {
     "FROM": {"platform"},
-    "RUN": {"network"},
+    "RUN": {"network", "mount"},
     "COPY": {"from", "chown", "chmod", "link"},
     "ADD": {"chown", "chmod", "link"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
@@ -120,6 +134,17 @@ class _Stage:
     base: str
     from_line: Instruction
     steps: list[Instruction]
+
+
+@dataclass
+class _CopySources:
+    """A COPY/ADD's sources by kind (``words``: all of them, as written)."""
+
+    words: list[str]
+    dest: str
+    paths: list[str] = field(default_factory=list)         # in the context or --from
+    state: _State | None = None                            # --from an earlier stage
+    image_ref: str | None = None                           # --from an image
 
 
 @dataclass
@@ -279,6 +304,8 @@ class Builder:
             refs = [stage.base.lower()]
             refs += [s.flags["from"].lower() for s in stage.steps
                      if s.keyword == "COPY" and "from" in s.flags]
+            refs += [ref.lower() for s in stage.steps if s.keyword == "RUN"
+                     for ref in from_refs(s.flag_values("mount"))]
             for ref in refs:
                 if ref in by_name and by_name[ref] < i:
                     todo.append(by_name[ref])
@@ -565,37 +592,32 @@ class Builder:
                        context: Path, ignore: Ignore) -> tuple[_State, bool]:
         env = state.env()
         if instr.keyword == "RUN":
-            argv = self._run_argv(state, instr)
-            run_env = {k: v for k, v in state.args.items() if v is not None}
-            network = instr.flags.get("network") or options.network or "host"
-            key = _key(state.key, "RUN", argv, sorted(run_env.items()), network)
-            created_by = f"RUN {instr.args}" if not instr.heredocs else \
-                f"RUN {instr.original}"
+            return await self._run_step(state, instr, where, step, stages, results, options,
+                                        context, ignore)
+        src = self._copy_args(instr, where, env, stages, results)
+        if src.image_ref is not None:
+            image = await self._base_image(src.image_ref, options.pull, where,
+                                           what=f"COPY --from={src.image_ref}")
+            src.state = _State(image.config, _key("image", image.id))
+        if src.state is None:
+            cwhere = f"{where}: {instr.keyword}"
+            entries = await trio.to_thread.run_sync(
+                lambda: [e for s in src.paths for e in expand(context, s, ignore, cwhere)])
+            digest = await trio.to_thread.run_sync(content_hash, entries, ignore)
         else:
-            sources, dest, src_state, image_ref = self._copy_args(instr, where, env, stages,
-                                                                  results)
-            if image_ref is not None:
-                image = await self._base_image(image_ref, options.pull, where,
-                                               what=f"COPY --from={image_ref}")
-                src_state = _State(image.config, _key("image", image.id))
-            if src_state is None:
-                cwhere = f"{where}: {instr.keyword}"
-                entries = await trio.to_thread.run_sync(
-                    lambda: [e for s in sources for e in expand(context, s, ignore, cwhere)])
-                digest = await trio.to_thread.run_sync(content_hash, entries, ignore)
-            else:
-                entries = []
-                digest = src_state.key
-            key = _key(state.key, instr.keyword, sources, dest, dict(instr.flags), digest)
-            created_by = f"{instr.keyword} {substitute(instr.args, env)}"
+            entries = []
+            digest = src.state.key
+        key = _key(state.key, instr.keyword, src.words, src.dest, dict(instr.flags), digest)
+        created_by = f"{instr.keyword} {substitute(instr.args, env)}"
         cached = self._cache_get(key, options)
         if cached is not None:
             return _State(cached, key, state.args), True
-        if instr.keyword == "RUN":
-            layer_dir, cleanup = await self._run(state, argv, run_env, network, where, step)
-        else:
-            layer_dir, cleanup = await self._copy(state, instr, where, sources, dest, entries,
-                                                  src_state, context, ignore, env)
+        layer_dir, cleanup = await self._copy(state, instr, where, src, entries, context,
+                                              ignore)
+        return await self._commit_layer(state, key, created_by, layer_dir, cleanup), False
+
+    async def _commit_layer(self, state: _State, key: str, created_by: str, layer_dir: Path,
+                            cleanup: Callable[[], Awaitable[None]]) -> _State:
         try:
             has_content = await trio.to_thread.run_sync(lambda: any(layer_dir.iterdir()))
             diff_ids: list[str] = []
@@ -607,7 +629,78 @@ class Builder:
         config = state.config.derive(diff_ids=diff_ids, created_by=created_by,
                                      comment="buildkit.dockerfile.v0")
         self._cache_put(key, config)
-        return _State(config, key, state.args), False
+        return _State(config, key, state.args)
+
+    async def _run_step(self, state: _State, instr: Instruction, where: str, step: int,
+                        stages: list[_Stage], results: dict[int, _State],
+                        options: BuildOptions, context: Path, ignore: Ignore
+                        ) -> tuple[_State, bool]:
+        env = state.env()
+        argv = self._run_argv(state, instr)
+        run_env = {k: v for k, v in state.args.items() if v is not None}
+        network = instr.flags.get("network") or options.network or "host"
+        mounts = [parse_mount(substitute(value, env), where, state.cc.working_dir or "/")
+                  for value in instr.flag_values("mount")]
+        bind_layers: list[list[Path] | None] = []
+        mount_keys: list[tuple[object, ...]] = []
+        for m in mounts:
+            layers, digest = await self._mount_source(m, where, stages, results, options,
+                                                      context, ignore)
+            bind_layers.append(layers)
+            mount_keys.append((*m.options(), digest))
+        key = _key(state.key, "RUN", argv, sorted(run_env.items()), network,
+                   *([mount_keys] if mount_keys else []))
+        created_by = f"RUN {instr.args}" if not instr.heredocs else f"RUN {instr.original}"
+        cached = self._cache_get(key, options)
+        if cached is not None:
+            return _State(cached, key, state.args), True
+        prepared = await prepare_mounts(mounts, bind_layers, root=self.root, context=context,
+                                        ignore=ignore, where=where,
+                                        log=lambda line: self._emit(f"#{step} {line}"))
+
+        async def release() -> None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(prepared.release)
+
+        try:
+            layer_dir, remove = await self._run(state, argv, run_env, network, where, step,
+                                                prepared.mounts)
+        except BaseException:
+            await release()
+            raise
+
+        async def cleanup() -> None:
+            try:
+                await remove()
+            finally:
+                await release()
+
+        return await self._commit_layer(state, key, created_by, layer_dir, cleanup), False
+
+    async def _mount_source(self, m: RunMount, where: str, stages: list[_Stage],
+                            results: dict[int, _State], options: BuildOptions, context: Path,
+                            ignore: Ignore) -> tuple[list[Path] | None, str]:
+        """For a bind mount: the layers of its ``from=`` (None: the build context), and a
+        digest of what it shows for the cache key (the source's content in the context,
+        the stage's cache key, the image's id)."""
+        if m.type != "bind":
+            return None, ""
+        if not m.from_ref:
+            mwhere = f"{where}: RUN --mount"
+            entries = await trio.to_thread.run_sync(
+                lambda: expand(context, m.source or ".", ignore, mwhere))
+            return None, await trio.to_thread.run_sync(content_hash, entries, ignore)
+        for stage in stages:
+            if stage.name == m.from_ref.lower() or str(stage.index) == m.from_ref:
+                if stage.index not in results:
+                    raise DockerfileError(f"{where}: RUN --mount from={m.from_ref}: stage "
+                                          f"{m.from_ref!r} is not an earlier stage of this "
+                                          "build")
+                st = results[stage.index]
+                return self._layer_paths(st.config), st.key
+        image = await self._base_image(m.from_ref, options.pull, where,
+                                       what=f"RUN --mount from={m.from_ref}")
+        return self._layer_paths(image.config), image.id
 
     def _run_argv(self, state: _State, instr: Instruction) -> tuple[str, ...]:
         if instr.heredocs:
@@ -633,7 +726,8 @@ class Builder:
         return self._runtime
 
     async def _run(self, state: _State, argv: tuple[str, ...], run_env: dict[str, str],
-                   network: str, where: str, step: int) -> tuple[Path, Any]:
+                   network: str, where: str, step: int, mounts: Sequence[Mount] = ()
+                   ) -> tuple[Path, Callable[[], Awaitable[None]]]:
         from pycompose.runtime.logs import follow, read_logs
         from pycompose.runtime.rootfs import container_dir
         from pycompose.runtime.spec import ContainerSpec, EtcFile, ImageDefaults
@@ -652,7 +746,7 @@ class Builder:
             user=state.cc.user or None, netns="host" if host else "none",
             resolv_conf=EtcFile(path="/etc/resolv.conf") if host else None,
             etc_hosts=EtcFile(path="/etc/hosts") if host else None,
-            labels={"org.pycompose.build": "1"})
+            mounts=tuple(mounts), labels={"org.pycompose.build": "1"})
         await rt.create(spec)
         removed = False
 
@@ -695,30 +789,33 @@ class Builder:
                                      f"successfully: {what}")
             upper = Path(container_dir(str(self.root), cid)) / "upper"
             await trio.to_thread.run_sync(drop_mountpoints, upper)
+            if mounts:
+                await trio.to_thread.run_sync(
+                    drop_run_mountpoints, upper, self._layer_paths(state.config),
+                    [m.target for m in mounts])
         except BaseException:
             await cleanup()
             raise
         return upper, cleanup
 
     def _copy_args(self, instr: Instruction, where: str, env: dict[str, str],
-                   stages: list[_Stage], results: dict[int, _State]
-                   ) -> tuple[list[str], str, _State | None, str | None]:
-        """Sources, destination, and what ``--from`` names: an earlier stage's state, or an
-        image reference."""
-        if instr.heredocs:
-            raise DockerfileError(f"{where}: {instr.keyword} with a here-document is not "
-                                  "supported")
+                   stages: list[_Stage], results: dict[int, _State]) -> _CopySources:
+        """The sources by kind, the destination, and what ``--from`` names: an earlier
+        stage's state, or an image reference."""
+        kw = instr.keyword
         words = list(instr.exec_form) if instr.exec_form is not None else \
             split_words(instr.args, where)
         words = [substitute(w, env) for w in words]
         if len(words) < 2:
-            raise DockerfileError(f"{where}: {instr.keyword} requires at least two arguments")
-        if instr.keyword == "ADD" and any(w.startswith(("http://", "https://", "git@"))
-                                          for w in words[:-1]):
+            raise DockerfileError(f"{where}: {kw} requires at least two arguments")
+        if instr.heredocs:
+            raise DockerfileError(f"{where}: {kw} with a here-document is not supported")
+        src = _CopySources(words=words[:-1], dest=words[-1])
+        if kw == "ADD" and any(w.startswith(("http://", "https://", "git@"))
+                               for w in words[:-1]):
             raise DockerfileError(f"{where}: ADD from a URL is not supported; download it "
                                   "in a RUN step or into the build context")
-        src_state = None
-        image_ref = None
+        src.paths.extend(words[:-1])
         if "from" in instr.flags:
             ref = substitute(instr.flags["from"], env)
             for stage in stages:
@@ -726,15 +823,15 @@ class Builder:
                     if stage.index not in results:
                         raise DockerfileError(f"{where}: COPY --from={ref}: stage {ref!r} is "
                                               "not an earlier stage of this build")
-                    src_state = results[stage.index]
+                    src.state = results[stage.index]
                     break
             else:
-                image_ref = ref  # an image, found in the store or pulled (as BuildKit)
-        return words[:-1], words[-1], src_state, image_ref
+                src.image_ref = ref  # an image, found in the store or pulled (as BuildKit)
+        return src
 
-    async def _copy(self, state: _State, instr: Instruction, where: str, sources: list[str],
-                    dest: str, entries: list[tuple[Path, str]], src_state: _State | None,
-                    context: Path, ignore: Ignore, env: dict[str, str]) -> tuple[Path, Any]:
+    async def _copy(self, state: _State, instr: Instruction, where: str, src: _CopySources,
+                    entries: list[tuple[Path, str]], context: Path, ignore: Ignore
+                    ) -> tuple[Path, Callable[[], Awaitable[None]]]:
         work = Path(tempfile.mkdtemp(prefix="build-copy-", dir=self.root))
 
         def remove() -> None:
@@ -754,15 +851,17 @@ class Builder:
                 except ValueError:
                     raise DockerfileError(f"{where}: --chmod={instr.flags['chmod']}: expected "
                                           "octal permissions") from None
+            dest = src.dest
             workdir = state.cc.working_dir or "/"
             target = dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest}"
-            dir_dest = dest.endswith("/") or len(sources) > 1 or dest in (".", "./")
+            dir_dest = dest.endswith("/") or len(src.words) > 1 or dest in (".", "./")
             diff = work / "diff"
             diff.mkdir()
-            if src_state is not None:
-                src_layers = self._layer_paths(src_state.config)
+            from_stage = src.state is not None
+            if src.state is not None:
+                src_layers = self._layer_paths(src.state.config)
                 entries = await trio.to_thread.run_sync(
-                    mount_sources, work, src_layers, sources, where)
+                    mount_sources, work, src_layers, src.paths, where)
                 ignore = Ignore()
             if len(entries) > 1:
                 dir_dest = True
@@ -774,12 +873,12 @@ class Builder:
                 if existing is not None and existing.is_dir() and not existing.is_symlink():
                     into_dir = True  # COPY file /existing/dir: into it, as Docker
                 make_parents(diff, lowers, rel_target if into_dir else
-                              os.path.dirname(rel_target))
+                             os.path.dirname(rel_target))
                 for path, rel in entries:
                     if path.is_dir() and not path.is_symlink():
                         out = diff / rel_target
                         copy_entry(path, out, uid=uid, gid=gid, mode=mode,
-                                   ignore=ignore if src_state is None else None, rel=rel)
+                                   ignore=None if from_stage else ignore, rel=rel)
                     elif instr.keyword == "ADD" and path.name.endswith(ARCHIVE_SUFFIXES):
                         extract_archive(path, diff / rel_target, where)
                     else:

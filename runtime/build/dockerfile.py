@@ -4,7 +4,8 @@
 syntax=`` is accepted and ignored), comments, line continuations (also with
 comment and empty lines in between, as BuildKit), here-documents for ``RUN``
 (``RUN <<EOF`` … ``EOF``, ``<<-`` strips leading tabs), JSON (exec) form, and
-``--flag=value`` options. Errors name the file and line.
+``--flag=value`` options (a flag may repeat, as ``RUN --mount``; a value may be
+quoted). Errors name the file and line.
 
 ``substitute(text, env)`` expands ``$VAR``, ``${VAR}``, ``${VAR:-word}``,
 ``${VAR-word}``, ``${VAR:+word}``, ``${VAR+word}``; ``\\$`` is a literal dollar.
@@ -26,7 +27,7 @@ KNOWN = frozenset({
 })
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC = re.compile(r"<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
-_FLAG = re.compile(r"^--([a-z][a-z0-9-]*)(?:=(\S*))?$")
+_FLAG = re.compile(r"^--([a-z][a-z0-9-]*)(?:=(.*))?$", re.S)
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,18 @@ class Instruction:
     line: int                 # 1-based line of the keyword
     keyword: str              # upper case
     args: str                 # the text after the keyword and the flags
-    flags: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)  # the last value of each flag
     exec_form: tuple[str, ...] | None = None  # JSON array form
     heredocs: tuple[tuple[str, str], ...] = ()  # (name, body)
     original: str = ""        # as written (continuations joined), for messages and history
+    flag_list: tuple[tuple[str, str], ...] = ()  # every flag in order (``--mount`` repeats)
 
     def where(self, name: str) -> str:
         return f"{name}:{self.line}"
+
+    def flag_values(self, flag: str) -> list[str]:
+        """Every value given for ``--flag``, in order."""
+        return [value for key, value in self.flag_list if key == flag]
 
 
 def parse(text: str, name: str = "Dockerfile") -> list[Instruction]:
@@ -86,7 +92,7 @@ def parse(text: str, name: str = "Dockerfile") -> list[Instruction]:
         rest = rest.strip()
         if keyword not in KNOWN:
             raise DockerfileError(f"{name}:{start + 1}: unknown instruction: {keyword}")
-        flags, rest = _flags(rest, keyword, name, start + 1)
+        flag_list, rest = _flags(rest, keyword, name, start + 1)
         heredocs: list[tuple[str, str]] = []
         if keyword in ("RUN", "COPY", "ADD") and "<<" in rest:
             for m in _HEREDOC.finditer(rest):
@@ -110,8 +116,8 @@ def parse(text: str, name: str = "Dockerfile") -> list[Instruction]:
                 value = None
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 exec_form = tuple(value)
-        out.append(Instruction(start + 1, keyword, rest, flags, exec_form, tuple(heredocs),
-                               logical))
+        out.append(Instruction(start + 1, keyword, rest, dict(flag_list), exec_form,
+                               tuple(heredocs), logical, tuple(flag_list)))
     return out
 
 
@@ -119,16 +125,33 @@ def _continues(line: str, escape: str) -> bool:
     return line.rstrip().endswith(escape) and not line.rstrip().endswith(escape * 2)
 
 
-def _flags(rest: str, keyword: str, name: str, line: int) -> tuple[dict[str, str], str]:
-    flags: dict[str, str] = {}
+def _flags(rest: str, keyword: str, name: str, line: int
+           ) -> tuple[list[tuple[str, str]], str]:
+    """The leading ``--flag[=value]`` words (a value may hold quoted spaces, as
+    ``--mount=type=bind,source="a b"``; the quotes stay for the flag's own parser)."""
+    flags: list[tuple[str, str]] = []
     while rest.startswith("--"):
-        word, _, remainder = rest.partition(" ")
+        word, remainder = _first_word(rest)
         m = _FLAG.match(word)
         if not m:
             raise DockerfileError(f"{name}:{line}: {keyword}: invalid flag {word!r}")
-        flags[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
+        flags.append((m.group(1), m.group(2) if m.group(2) is not None else "true"))
         rest = remainder.strip()
     return flags, rest
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    """Split off the first whitespace-separated word, where quotes keep spaces."""
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch.isspace():
+            return text[:i], text[i + 1:]
+    return text, ""
 
 
 _VAR = re.compile(r"\\\$|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pycompose.runtime.build.context import Ignore, content_hash, expand
 from pycompose.runtime.build.dockerfile import key_values, parse, substitute
 from pycompose.runtime.build.errors import DockerfileError
@@ -89,3 +90,46 @@ def test_globs_and_content_hash(tmp_path: Path) -> None:
     assert content_hash(expand(tmp_path, ".", ign, "w"), ign) == first
     (tmp_path / "a.txt").write_text("changed")
     assert content_hash(expand(tmp_path, ".", ign, "w"), ign) != first
+
+
+def test_repeated_and_quoted_flags() -> None:
+    out = parse('RUN --mount=type=cache,target=/a --network=none '
+                '--mount=type=bind,source="a b",target=/b echo hi\n', "Df")
+    assert out[0].flag_values("mount") == ["type=cache,target=/a",
+                                           'type=bind,source="a b",target=/b']
+    assert out[0].flags["network"] == "none"
+    assert out[0].args == "echo hi"
+    with pytest.raises(DockerfileError, match=r"Df:1: RUN: invalid flag '--Bad'"):
+        parse("RUN --Bad true\n", "Df")
+
+
+def test_run_mount_options() -> None:
+    from pycompose.runtime.build.run_mounts import from_refs, parse_mount
+
+    cache = parse_mount("type=cache,target=go,id=gomod,sharing=locked,mode=0700,uid=1,gid=2",
+                        "Df:3", "/src")
+    assert (cache.target, cache.id, cache.sharing, cache.mode, cache.uid, cache.gid,
+            cache.read_only) == ("/src/go", "gomod", "locked", 0o700, 1, 2, False)
+    assert parse_mount("type=cache,dst=/c,ro", "w", "/").read_only
+    assert parse_mount("type=cache,target=/c", "w", "/").id == "/c"
+    bind = parse_mount('target=/b,"source=a,b",from=stage', "w", "/")
+    assert (bind.type, bind.source, bind.from_ref, bind.read_only) == \
+        ("bind", "a,b", "stage", True)
+    assert not parse_mount("type=bind,target=/b,rw", "w", "/").read_only
+    assert parse_mount("type=tmpfs,target=/t,size=64m", "w", "/").size == 64 << 20
+    assert from_refs(["type=bind,from=builder,target=/x", "type=cache,target=/y"]) == \
+        ["builder"]
+    for value, message in (
+            ("type=secret,id=x", r"Df:3: RUN --mount=type=secret is not supported"),
+            ("type=ssh", r"Df:3: RUN --mount=type=ssh is not supported"),
+            ("type=volume,target=/v", r"unknown mount type 'volume'"),
+            ("type=cache", r"a target is required"),
+            ("type=cache,target=/", r"cannot mount over /"),
+            ("type=cache,target=/c,mode=rwx", r"mode='rwx': expected octal"),
+            ("type=cache,target=/c,uid=-1", r"uid='-1': expected a number"),
+            ("type=tmpfs,target=/t,size=lots", r"size='lots'"),
+            ("type=tmpfs,target=/t,from=x", r"'from' is not an option of a tmpfs mount"),
+            ("type=bind,target=/b,readonly=maybe", r"expected true or false")):
+        with pytest.raises(DockerfileError, match=message):
+            parse_mount(value, "Df:3", "/")
+

@@ -1,0 +1,383 @@
+"""``RUN --mount=…`` (BuildKit syntax): cache, bind and tmpfs mounts for one RUN container.
+
+* ``type=cache``: a directory under ``<state_root>/build-mounts/cache/`` named by a
+  hash of ``id`` (default: the target), made with ``mode``/``uid``/``gid`` (0755,
+  0:0) when first used and kept across builds. ``sharing=shared`` (default) lets
+  concurrent builds use it together, ``locked`` waits for the other user to finish,
+  ``private`` takes another instance of the cache when this one is in use. ``ro``
+  mounts it read-only.
+* ``type=bind``: ``source`` (default: the root) of the build context, or of an
+  earlier stage or an image with ``from=``; read-only unless ``rw``, and what an
+  ``rw`` bind writes is discarded: an overlay over the stage's or image's layers or
+  over the context directory, or a copy (a single file, or a context with
+  ``.dockerignore`` rules, which the mount must honour).
+* ``type=tmpfs``: ``size`` in bytes (``64m``, ``1g``).
+* ``type=secret`` and ``type=ssh`` are refused (not supported).
+
+A relative target is below the working directory. The mounts are never part of the
+layer; neither are the mount points the runtime had to create for them
+(:func:`drop_run_mountpoints`). A RUN's cache key holds each mount's options (and a
+bind's source content), never a cache mount's content, as BuildKit.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from pycompose.runtime.build.context import Ignore, copy_entry
+from pycompose.runtime.build.copying import lookup, mount_view, unmount
+from pycompose.runtime.build.errors import BuildError, DockerfileError
+from pycompose.runtime.rootfs import secure_join
+from pycompose.runtime.spec import Mount, MountType
+
+__all__ = ["PreparedMounts", "RunMount", "drop_run_mountpoints", "from_refs", "parse_mount",
+           "prepare_mounts"]
+
+_TYPES = ("bind", "cache", "tmpfs")
+_ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "readonly",
+            "rw": "readwrite"}
+_KEYS = {
+    "bind": {"type", "target", "source", "from", "readonly", "readwrite"},
+    "cache": {"type", "target", "id", "sharing", "mode", "uid", "gid", "readonly",
+              "readwrite"},
+    "tmpfs": {"type", "target", "size"},
+}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.I)
+_FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
+
+
+@dataclass(frozen=True)
+class RunMount:
+    type: str                 # bind, cache or tmpfs
+    target: str               # absolute path in the container
+    source: str = ""          # bind: path in the context, stage or image
+    from_ref: str = ""        # bind: a stage or an image; empty: the build context
+    read_only: bool = False
+    id: str = ""              # cache: what names the cache (default: the target)
+    sharing: str = "shared"   # cache: shared, private or locked
+    mode: int = 0o755         # cache: the directory's mode, owner and group when made
+    uid: int = 0
+    gid: int = 0
+    size: int | None = None   # tmpfs: bytes (None: the kernel's default)
+
+    def options(self) -> tuple[object, ...]:
+        """What of this mount goes into the RUN's cache key."""
+        if self.type == "cache":
+            return ("cache", self.target, self.id, self.sharing, self.mode, self.uid,
+                    self.gid, self.read_only)
+        if self.type == "bind":
+            return ("bind", self.target, self.source, self.from_ref, self.read_only)
+        return ("tmpfs", self.target, self.size)
+
+
+def from_refs(values: Sequence[str]) -> list[str]:
+    """The ``from=`` of each ``--mount`` value (before substitution), for stage ordering."""
+    return [m.group(1).strip().strip("\"'") for v in values for m in _FROM.finditer(v)]
+
+
+def parse_mount(value: str, where: str, workdir: str) -> RunMount:
+    """One ``--mount`` value (after variable substitution): comma-separated ``key=value``
+    fields, CSV-quoted as BuildKit; ``ro``/``rw`` may stand alone."""
+    what = f"{where}: RUN --mount={value}"
+    try:
+        fields = next(csv.reader([value]), [])
+    except csv.Error as exc:
+        raise DockerfileError(f"{what}: {exc}") from None
+    opts: dict[str, str] = {}
+    for item in fields:
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        key = _ALIASES.get(key.strip().lower(), key.strip().lower())
+        opts[key] = val.strip() if sep else "true"
+    kind = opts.get("type", "bind").lower()
+    if kind in ("secret", "ssh"):
+        raise DockerfileError(f"{where}: RUN --mount=type={kind} is not supported "
+                              "(cache, bind and tmpfs mounts are)")
+    if kind not in _TYPES:
+        raise DockerfileError(f"{what}: unknown mount type {kind!r} "
+                              "(expected bind, cache or tmpfs)")
+    for key in opts:
+        if key not in _KEYS[kind]:
+            raise DockerfileError(f"{what}: {key!r} is not an option of a {kind} mount "
+                                  f"(options: {', '.join(sorted(_KEYS[kind]))})")
+    target = opts.get("target", "")
+    if not target:
+        raise DockerfileError(f"{what}: a target is required")
+    if not target.startswith("/"):
+        target = posixpath.join(workdir or "/", target)
+    target = posixpath.normpath(target)
+    if target in ("/", "//"):
+        raise DockerfileError(f"{what}: cannot mount over /")
+    read_only = kind == "bind"
+    if "readonly" in opts:
+        read_only = _bool(opts["readonly"], "readonly", what)
+    if "readwrite" in opts:
+        read_only = not _bool(opts["readwrite"], "readwrite", what)
+    if kind == "tmpfs":
+        size = _size(opts["size"], what) if "size" in opts else None
+        return RunMount("tmpfs", target, size=size)
+    if kind == "bind":
+        return RunMount("bind", target, source=opts.get("source", ""),
+                        from_ref=opts.get("from", ""), read_only=read_only)
+    sharing = opts.get("sharing", "shared").lower()
+    if sharing not in ("shared", "private", "locked"):
+        raise DockerfileError(f"{what}: sharing must be shared, private or locked, "
+                              f"not {sharing!r}")
+    return RunMount("cache", target, id=opts.get("id") or target, sharing=sharing,
+                    read_only=read_only, mode=_number(opts.get("mode", "0755"), 8, "mode", what),
+                    uid=_number(opts.get("uid", "0"), 10, "uid", what),
+                    gid=_number(opts.get("gid", "0"), 10, "gid", what))
+
+
+def _bool(value: str, key: str, what: str) -> bool:
+    low = value.lower()
+    if low in ("", "true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise DockerfileError(f"{what}: {key}={value!r}: expected true or false")
+
+
+def _number(value: str, base: int, key: str, what: str) -> int:
+    try:
+        number = int(value, base)
+    except ValueError:
+        number = -1
+    if number < 0:
+        kind = "octal permissions" if base == 8 else "a number"
+        raise DockerfileError(f"{what}: {key}={value!r}: expected {kind}")
+    return number
+
+
+def _size(value: str, what: str) -> int:
+    m = _SIZE.match(value.strip())
+    if not m:
+        raise DockerfileError(f"{what}: size={value!r}: expected bytes, e.g. 64m or 1g")
+    power = " kmgtp".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024 ** power)
+
+
+# --- setting the mounts up ---------------------------------------------------------------
+
+
+@dataclass
+class PreparedMounts:
+    """The runtime mounts of one RUN, and what has to be undone after it."""
+
+    mounts: list[Mount] = field(default_factory=list)
+    work: Path | None = None
+    views: list[Path] = field(default_factory=list)   # host mounts made here
+    lock_fds: list[int] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Unmount the views, remove the work directory, drop the cache locks (blocking).
+        The work directory is kept if a view could not be unmounted: removing it would
+        reach into the layers below."""
+        try:
+            for view in reversed(self.views):
+                try:
+                    unmount(view)
+                except OSError as exc:
+                    raise BuildError(f"cannot unmount {view}: {exc.strerror}") from None
+            self.views.clear()
+            if self.work is not None:
+                shutil.rmtree(self.work, ignore_errors=True)
+                self.work = None
+        finally:
+            for fd in self.lock_fds:
+                os.close(fd)
+            self.lock_fds.clear()
+
+
+async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[Path] | None],
+                         *, root: Path, context: Path, ignore: Ignore, where: str,
+                         log: Callable[[str], None]) -> PreparedMounts:
+    """Set up ``mounts`` for a RUN container. ``bind_layers[i]`` is, for a bind mount
+    ``from=`` a stage or an image, its layer directories (None: the build context)."""
+    prepared = PreparedMounts()
+    try:
+        for m, layers in zip(mounts, bind_layers, strict=True):
+            if m.type == "tmpfs":
+                prepared.mounts.append(Mount(MountType.TMPFS, m.target, tmpfs_size=m.size))
+            elif m.type == "cache":
+                source = await _cache_dir(m, root, prepared, where, log)
+                prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
+                                             read_only=m.read_only, create_host_path=False))
+            else:
+                if prepared.work is None:
+                    prepared.work = Path(await trio.to_thread.run_sync(
+                        lambda: _mkdtemp(root)))
+                source = await trio.to_thread.run_sync(
+                    _bind_source, m, layers, context, ignore, prepared, where)
+                prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
+                                             read_only=m.read_only, create_host_path=False))
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(prepared.release)
+        raise
+    return prepared
+
+
+def _mkdtemp(root: Path) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="build-mounts-", dir=root)
+
+
+async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: str,
+                     log: Callable[[str], None]) -> Path:
+    base = root / "build-mounts" / "cache"
+    name = hashlib.sha256(m.id.encode()).hexdigest()[:32]
+    await trio.to_thread.run_sync(lambda: base.mkdir(parents=True, exist_ok=True))
+    if m.sharing == "shared":
+        path = base / name
+    elif m.sharing == "locked":
+        fd = _open_lock(base / f"{name}.lock")
+        prepared.lock_fds.append(fd)
+        if not _try_lock(fd):
+            log(f"{where}: waiting for the cache mount {m.id!r} (sharing=locked), "
+                "in use by another build")
+            await trio.to_thread.run_sync(fcntl.flock, fd, fcntl.LOCK_EX,
+                                          abandon_on_cancel=True)
+        path = base / name
+    else:  # private: the first instance nobody else holds
+        n = 0
+        while True:
+            instance = name if n == 0 else f"{name}-{n}"
+            fd = _open_lock(base / f"{instance}.lock")
+            if _try_lock(fd):
+                prepared.lock_fds.append(fd)
+                path = base / instance
+                break
+            os.close(fd)
+            n += 1
+    await trio.to_thread.run_sync(_make_cache, path, m)
+    return path
+
+
+def _open_lock(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _make_cache(path: Path, m: RunMount) -> None:
+    """The cache directory, with the mount's mode and owner when it is made (as BuildKit:
+    an existing cache keeps what it has)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chown(path, m.uid, m.gid)
+    os.chmod(path, m.mode)
+
+
+def _bind_source(m: RunMount, layers: list[Path] | None, context: Path, ignore: Ignore,
+                 prepared: PreparedMounts, where: str) -> Path:
+    """The host path to bind for ``m``: in the context, or in a view of a stage's or an
+    image's layers (writable over a private upper dir for ``rw``)."""
+    assert prepared.work is not None
+    n = len(prepared.mounts)
+    work = prepared.work / f"bind-{n}"
+    work.mkdir()
+    rel = posixpath.normpath(m.source.lstrip("/")) if m.source.strip("/") else "."
+    what = f"{where}: RUN --mount source={m.source or '/'}"
+    if layers is not None:
+        view = work / "view"
+        view.mkdir()
+        if layers or not m.read_only:
+            mount_view(view, layers, upper=None if m.read_only else work)
+            prepared.views.append(view)
+        path = Path(secure_join(str(view), rel))
+        if not os.path.lexists(path):
+            raise DockerfileError(f"{what}: not found in {m.from_ref}")
+        return path
+    if rel == ".." or rel.startswith("../"):
+        raise DockerfileError(f"{what}: outside the build context")
+    path = Path(secure_join(str(context), rel))
+    if not os.path.lexists(path):
+        raise DockerfileError(f"{what}: not found in the build context")
+    if rel != "." and ignore.ignored(rel):
+        raise DockerfileError(f"{what}: excluded by .dockerignore")
+    if ignore.rules:
+        # The mount shows what the build may see: a copy without the ignored files.
+        copy = work / "copy"
+        copy_entry(path, copy, uid=None, gid=None, mode=None, ignore=ignore,
+                   rel=str(path.relative_to(context)) if path != context else ".")
+        return copy
+    if m.read_only:
+        return path
+    if path.is_dir():
+        view = work / "view"
+        view.mkdir()
+        try:
+            mount_view(view, [path], upper=work)
+        except OSError:
+            shutil.rmtree(view)
+            shutil.copytree(path, view, symlinks=True)  # no overlay over this filesystem
+            return view
+        prepared.views.append(view)
+        return view
+    copy = work / "copy"
+    shutil.copy2(path, copy, follow_symlinks=False)
+    return copy
+
+
+def drop_run_mountpoints(upper: Path, lowers: Sequence[Path], targets: Sequence[str]) -> None:
+    """Remove from a RUN's upper dir the mount points the runtime made for ``targets``
+    (empty directories and files the image does not have), with the parent
+    directories made or copied up only for them."""
+    for target in sorted(targets, key=lambda t: t.count("/"), reverse=True):
+        parts = [p for p in target.split("/") if p]
+        while parts:
+            rel = "/".join(parts)
+            if not _drop_one(upper / rel, lookup(lowers, rel)):
+                break
+            parts.pop()
+
+
+def _drop_one(path: Path, lower: Path | None) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True  # nothing here: look at the parent
+    if stat.S_ISREG(st.st_mode):
+        if lower is None and st.st_size == 0:
+            path.unlink()
+            return True
+        return False
+    if not stat.S_ISDIR(st.st_mode) or any(path.iterdir()):
+        return False
+    if lower is not None:
+        # Copied up only because a mount point was made below it: unchanged but for
+        # its mtime. An opaque directory was replaced by the RUN: it stays.
+        try:
+            opaque = os.getxattr(path, "trusted.overlay.opaque") == b"y"
+        except OSError:
+            opaque = False
+        lst = os.lstat(lower)
+        if opaque or not stat.S_ISDIR(lst.st_mode) or \
+                (st.st_mode, st.st_uid, st.st_gid) != (lst.st_mode, lst.st_uid, lst.st_gid):
+            return False
+    path.rmdir()
+    return True
