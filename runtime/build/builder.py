@@ -17,7 +17,9 @@
 * ``COPY``/``ADD`` copy into a fresh directory that becomes the layer: parent
   directories take their metadata from the image, owners are ``0:0`` unless
   ``--chown`` (helpers in ``copying``). Sources: the context (globs,
-  ``.dockerignore``), and for ``ADD`` local tar archives (extracted).
+  ``.dockerignore``), and for ``ADD`` local tar archives (extracted) and http(s)
+  URLs (``remote``: mode 0600, ``Last-Modified`` as mtime, ``--checksum``
+  verified, never extracted; Git sources are refused).
 * ``COPY --from`` takes an earlier stage, or an image (from the store, pulled
   when missing).
 * Metadata instructions change the config only (an empty-layer history entry).
@@ -27,8 +29,10 @@
   ``<state_root>/build-cache/`` keyed by the parent step's key, the instruction
   (after ARG/ENV substitution, with the build args a RUN sees), a RUN's mount
   options (and a bind mount's source content; never a cache mount's content)
-  and, for COPY/ADD, a hash of the copied content; a hit is used when all its
-  layers are still in the store. A rebuild with nothing changed does no container work.
+  and, for COPY/ADD, a hash of the copied content (downloads' content: a URL is
+  fetched on every build, and the step hits when the content is the same); a
+  hit is used when all its layers are still in the store. A rebuild with nothing
+  changed does no container work.
 
 Output: one line per event, as ``docker build --progress plain``:
 ``#3 [2/4] RUN make``, ``#3 0.52 <output line>``, ``#3 DONE 1.3s``, ``#3 CACHED``.
@@ -72,6 +76,7 @@ from pycompose.runtime.build.dockerfile import (
     substitute,
 )
 from pycompose.runtime.build.errors import BuildError, BuildStepError, DockerfileError
+from pycompose.runtime.build.remote import download, is_git, is_url, parse_checksum
 from pycompose.runtime.build.run_mounts import (
     RunMount,
     drop_run_mountpoints,
@@ -87,6 +92,7 @@ from pycompose.runtime.images.config import (
 )
 from pycompose.runtime.images.digest import hex_of
 from pycompose.runtime.images.store import Image, ImageStore
+from pycompose.runtime.registry.http import HttpClient
 from pycompose.runtime.spec import Mount
 
 __all__ = ["BuildOptions", "Builder"]
@@ -100,7 +106,7 @@ _SUPPORTED_FLAGS = {
     "FROM": {"platform"},
     "RUN": {"network", "mount"},
     "COPY": {"from", "chown", "chmod", "link"},
-    "ADD": {"chown", "chmod", "link"},
+    "ADD": {"chown", "chmod", "link", "checksum"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
 }
 # What an ONBUILD trigger may not be (as Docker).
@@ -143,6 +149,9 @@ class _CopySources:
     words: list[str]
     dest: str
     paths: list[str] = field(default_factory=list)         # in the context or --from
+    urls: list[str] = field(default_factory=list)          # ADD http(s)://
+    checksum: tuple[str, str] | None = None                # ADD --checksum
+    digests: list[tuple[str, str]] = field(default_factory=list)  # url, sha256 downloaded
     state: _State | None = None                            # --from an earlier stage
     image_ref: str | None = None                           # --from an image
 
@@ -599,22 +608,33 @@ class Builder:
             image = await self._base_image(src.image_ref, options.pull, where,
                                            what=f"COPY --from={src.image_ref}")
             src.state = _State(image.config, _key("image", image.id))
-        if src.state is None:
-            cwhere = f"{where}: {instr.keyword}"
-            entries = await trio.to_thread.run_sync(
-                lambda: [e for s in src.paths for e in expand(context, s, ignore, cwhere)])
-            digest = await trio.to_thread.run_sync(content_hash, entries, ignore)
-        else:
-            entries = []
-            digest = src.state.key
-        key = _key(state.key, instr.keyword, src.words, src.dest, dict(instr.flags), digest)
-        created_by = f"{instr.keyword} {substitute(instr.args, env)}"
-        cached = self._cache_get(key, options)
-        if cached is not None:
-            return _State(cached, key, state.args), True
-        layer_dir, cleanup = await self._copy(state, instr, where, src, entries, context,
-                                              ignore)
-        return await self._commit_layer(state, key, created_by, layer_dir, cleanup), False
+        fetched = Path(await trio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(prefix="build-add-", dir=self.root)))
+        try:
+            extra = await self._fetch_extra(src, fetched, where, step)
+            if src.state is None:
+                cwhere = f"{where}: {instr.keyword}"
+                entries = await trio.to_thread.run_sync(
+                    lambda: [e for s in src.paths for e in expand(context, s, ignore, cwhere)])
+                digest = await trio.to_thread.run_sync(content_hash, entries, ignore)
+            else:
+                entries = []
+                digest = src.state.key
+            if extra:  # downloads' content (not their mtimes)
+                digest = _key(digest, [(u, d) for u, d in src.digests])
+            key = _key(state.key, instr.keyword, src.words, src.dest, dict(instr.flags),
+                       digest)
+            created_by = f"{instr.keyword} {substitute(instr.args, env)}"
+            cached = self._cache_get(key, options)
+            if cached is not None:
+                return _State(cached, key, state.args), True
+            layer_dir, cleanup = await self._copy(state, instr, where, src, entries, extra,
+                                                  context, ignore)
+            return await self._commit_layer(state, key, created_by, layer_dir, cleanup), False
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(
+                    lambda: shutil.rmtree(fetched, ignore_errors=True))
 
     async def _commit_layer(self, state: _State, key: str, created_by: str, layer_dir: Path,
                             cleanup: Callable[[], Awaitable[None]]) -> _State:
@@ -811,12 +831,26 @@ class Builder:
         if instr.heredocs:
             raise DockerfileError(f"{where}: {kw} with a here-document is not supported")
         src = _CopySources(words=words[:-1], dest=words[-1])
-        if kw == "ADD" and any(w.startswith(("http://", "https://", "git@"))
-                               for w in words[:-1]):
-            raise DockerfileError(f"{where}: ADD from a URL is not supported; download it "
-                                  "in a RUN step or into the build context")
-        src.paths.extend(words[:-1])
+        for word in words[:-1]:
+            if is_git(word):
+                raise DockerfileError(f"{where}: {kw} {word}: Git sources are not supported; "
+                                      "clone the repository in a RUN step or into the build "
+                                      "context")
+            elif is_url(word):
+                if kw != "ADD":
+                    raise DockerfileError(f"{where}: COPY does not take URLs ({word}); "
+                                          "use ADD")
+                src.urls.append(word)
+            else:
+                src.paths.append(word)
+        if "checksum" in instr.flags:
+            if not src.urls or src.paths:
+                raise DockerfileError(f"{where}: ADD --checksum needs http(s) URL sources "
+                                      "only")
+            src.checksum = parse_checksum(substitute(instr.flags["checksum"], env), where)
         if "from" in instr.flags:
+            if src.urls:
+                raise DockerfileError(f"{where}: {kw} --from does not take URLs")
             ref = substitute(instr.flags["from"], env)
             for stage in stages:
                 if stage.name == ref.lower() or str(stage.index) == ref:
@@ -829,9 +863,27 @@ class Builder:
                 src.image_ref = ref  # an image, found in the store or pulled (as BuildKit)
         return src
 
+    async def _fetch_extra(self, src: _CopySources, into: Path, where: str,
+                           step: int) -> list[tuple[Path, str]]:
+        """The downloads (0600) in ``into``."""
+        extra: list[tuple[Path, str]] = []
+        if src.urls:
+            async with HttpClient() as http:
+                for n, url in enumerate(src.urls):
+                    self._emit(f"#{step} downloading {url}")
+                    folder = into / f"url-{n}"
+                    await trio.to_thread.run_sync(folder.mkdir)
+                    got = await download(url, folder, where, checksum=src.checksum, http=http)
+                    if not got.name and (src.dest.endswith("/") or len(src.words) > 1):
+                        raise DockerfileError(f"{where}: ADD {url}: cannot name the file "
+                                              "from the URL; give a file name as destination")
+                    src.digests.append((url, got.digest))
+                    extra.append((got.path, got.path.name))
+        return extra
+
     async def _copy(self, state: _State, instr: Instruction, where: str, src: _CopySources,
-                    entries: list[tuple[Path, str]], context: Path, ignore: Ignore
-                    ) -> tuple[Path, Callable[[], Awaitable[None]]]:
+                    entries: list[tuple[Path, str]], extra: list[tuple[Path, str]],
+                    context: Path, ignore: Ignore) -> tuple[Path, Callable[[], Awaitable[None]]]:
         work = Path(tempfile.mkdtemp(prefix="build-copy-", dir=self.root))
 
         def remove() -> None:
@@ -863,7 +915,7 @@ class Builder:
                 entries = await trio.to_thread.run_sync(
                     mount_sources, work, src_layers, src.paths, where)
                 ignore = Ignore()
-            if len(entries) > 1:
+            if len(entries) + len(extra) > 1:
                 dir_dest = True
 
             def do_copy() -> None:
@@ -884,6 +936,9 @@ class Builder:
                     else:
                         out = diff / rel_target / path.name if into_dir else diff / rel_target
                         copy_entry(path, out, uid=uid, gid=gid, mode=mode)
+                for path, name in extra:  # never extracted (downloads: as Docker)
+                    out = diff / rel_target / name if into_dir else diff / rel_target
+                    copy_entry(path, out, uid=uid, gid=gid, mode=mode)
 
             try:
                 await trio.to_thread.run_sync(do_copy)

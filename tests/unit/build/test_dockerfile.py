@@ -133,3 +133,17 @@ def test_run_mount_options() -> None:
         with pytest.raises(DockerfileError, match=message):
             parse_mount(value, "Df:3", "/")
 
+
+def test_add_url_helpers() -> None:
+    from pycompose.runtime.build.remote import is_git, is_url, parse_checksum
+
+    assert is_url("https://example.org/a.tgz")
+    assert not is_url("a.tgz")
+    assert is_git("git@github.com:moby/buildkit.git")
+    assert is_git("https://github.com/moby/buildkit.git")
+    assert not is_git("https://example.org/file.txt")
+    assert parse_checksum("sha256:" + "A" * 64, "w") == ("sha256", "a" * 64)
+    with pytest.raises(DockerfileError, match=r"Df:4: --checksum=md5:00: expected sha256"):
+        parse_checksum("md5:00", "Df:4")
+    with pytest.raises(DockerfileError, match="expected sha256"):
+        parse_checksum("sha256:abc", "w")
