@@ -11,7 +11,8 @@
 
 Modules: ``dockerfile`` (parser, variable substitution), ``context``
 (``.dockerignore``, globs, content hashes, copying), ``builder`` (stages,
-cache, RUN containers, COPY/ADD layers), ``errors``.
+cache, RUN containers, COPY/ADD layers), ``copying`` (COPY/ADD helpers),
+``run_mounts`` (``RUN --mount``), ``remote`` (``ADD <url>``), ``errors``.
 """
 
 from __future__ import annotations

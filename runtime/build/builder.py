@@ -17,9 +17,11 @@
 * ``COPY``/``ADD`` copy into a fresh directory that becomes the layer: parent
   directories take their metadata from the image, owners are ``0:0`` unless
   ``--chown`` (helpers in ``copying``). Sources: the context (globs,
-  ``.dockerignore``), and for ``ADD`` local tar archives (extracted) and http(s)
-  URLs (``remote``: mode 0600, ``Last-Modified`` as mtime, ``--checksum``
-  verified, never extracted; Git sources are refused).
+  ``.dockerignore``), here-documents (``COPY <<EOF /dest``: a 0644 file named
+  after the here-document, ``$VAR`` expanded unless the name is quoted), and for
+  ``ADD`` local tar archives (extracted) and http(s) URLs (``remote``: mode
+  0600, ``Last-Modified`` as mtime, ``--checksum`` verified, never extracted;
+  Git sources are refused).
 * ``COPY --from`` takes an earlier stage, or an image (from the store, pulled
   when missing).
 * Metadata instructions change the config only (an empty-layer history entry).
@@ -29,10 +31,10 @@
   ``<state_root>/build-cache/`` keyed by the parent step's key, the instruction
   (after ARG/ENV substitution, with the build args a RUN sees), a RUN's mount
   options (and a bind mount's source content; never a cache mount's content)
-  and, for COPY/ADD, a hash of the copied content (downloads' content: a URL is
-  fetched on every build, and the step hits when the content is the same); a
-  hit is used when all its layers are still in the store. A rebuild with nothing
-  changed does no container work.
+  and, for COPY/ADD, a hash of the copied content (here-documents' text,
+  downloads' content: a URL is fetched on every build, and the step hits when
+  the content is the same); a hit is used when all its layers are still in the
+  store. A rebuild with nothing changed does no container work.
 
 Output: one line per event, as ``docker build --progress plain``:
 ``#3 [2/4] RUN make``, ``#3 0.52 <output line>``, ``#3 DONE 1.3s``, ``#3 CACHED``.
@@ -44,6 +46,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -109,6 +112,8 @@ _SUPPORTED_FLAGS = {
     "ADD": {"chown", "chmod", "link", "checksum"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
 }
+# A here-document named as a COPY/ADD source: <<EOF, <<-EOF, <<"EOF".
+_HEREDOC_WORD = re.compile(r"^<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_.-]*)\2$")
 # What an ONBUILD trigger may not be (as Docker).
 _NOT_TRIGGERS = frozenset({"ONBUILD", "FROM", "MAINTAINER"})
 
@@ -150,6 +155,7 @@ class _CopySources:
     dest: str
     paths: list[str] = field(default_factory=list)         # in the context or --from
     urls: list[str] = field(default_factory=list)          # ADD http(s)://
+    inline: list[tuple[str, str]] = field(default_factory=list)  # here-documents: name, text
     checksum: tuple[str, str] | None = None                # ADD --checksum
     digests: list[tuple[str, str]] = field(default_factory=list)  # url, sha256 downloaded
     state: _State | None = None                            # --from an earlier stage
@@ -620,8 +626,9 @@ class Builder:
             else:
                 entries = []
                 digest = src.state.key
-            if extra:  # downloads' content (not their mtimes)
-                digest = _key(digest, [(u, d) for u, d in src.digests])
+            if extra:  # here-documents' text and downloads' content (not their mtimes)
+                digest = _key(digest, [(n, b) for n, b in src.inline],
+                              [(u, d) for u, d in src.digests])
             key = _key(state.key, instr.keyword, src.words, src.dest, dict(instr.flags),
                        digest)
             created_by = f"{instr.keyword} {substitute(instr.args, env)}"
@@ -828,11 +835,16 @@ class Builder:
         words = [substitute(w, env) for w in words]
         if len(words) < 2:
             raise DockerfileError(f"{where}: {kw} requires at least two arguments")
-        if instr.heredocs:
-            raise DockerfileError(f"{where}: {kw} with a here-document is not supported")
+        bodies = {name: (body, quoted) for (name, body), quoted
+                  in zip(instr.heredocs, instr.heredoc_quoted or [False] * len(instr.heredocs),
+                         strict=True)}
         src = _CopySources(words=words[:-1], dest=words[-1])
         for word in words[:-1]:
-            if is_git(word):
+            m = _HEREDOC_WORD.match(word)
+            if m and m.group(3) in bodies:
+                body, quoted = bodies[m.group(3)]
+                src.inline.append((m.group(3), body if quoted else substitute(body, env)))
+            elif is_git(word):
                 raise DockerfileError(f"{where}: {kw} {word}: Git sources are not supported; "
                                       "clone the repository in a RUN step or into the build "
                                       "context")
@@ -844,7 +856,7 @@ class Builder:
             else:
                 src.paths.append(word)
         if "checksum" in instr.flags:
-            if not src.urls or src.paths:
+            if not src.urls or src.paths or src.inline:
                 raise DockerfileError(f"{where}: ADD --checksum needs http(s) URL sources "
                                       "only")
             src.checksum = parse_checksum(substitute(instr.flags["checksum"], env), where)
@@ -865,8 +877,18 @@ class Builder:
 
     async def _fetch_extra(self, src: _CopySources, into: Path, where: str,
                            step: int) -> list[tuple[Path, str]]:
-        """The downloads (0600) in ``into``."""
+        """The here-documents as files (0644) and the downloads (0600) in ``into``."""
         extra: list[tuple[Path, str]] = []
+        if src.inline:
+            def write() -> None:
+                for n, (name, body) in enumerate(src.inline):
+                    (into / f"inline-{n}").mkdir()
+                    path = into / f"inline-{n}" / name
+                    path.write_text(body)
+                    os.chmod(path, 0o644)
+                    extra.append((path, name))
+
+            await trio.to_thread.run_sync(write)
         if src.urls:
             async with HttpClient() as http:
                 for n, url in enumerate(src.urls):

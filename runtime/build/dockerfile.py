@@ -2,10 +2,11 @@
 
 ``parse(text, name)`` handles the parser directives (``# escape=``; ``#
 syntax=`` is accepted and ignored), comments, line continuations (also with
-comment and empty lines in between, as BuildKit), here-documents for ``RUN``
-(``RUN <<EOF`` … ``EOF``, ``<<-`` strips leading tabs), JSON (exec) form, and
-``--flag=value`` options (a flag may repeat, as ``RUN --mount``; a value may be
-quoted). Errors name the file and line.
+comment and empty lines in between, as BuildKit), here-documents for ``RUN``,
+``COPY`` and ``ADD`` (``RUN <<EOF`` … ``EOF``, ``<<-`` strips leading tabs, a
+quoted name such as ``<<"EOF"`` marks a body that is not expanded), JSON (exec)
+form, and ``--flag=value`` options (a flag may repeat, as ``RUN --mount``; a
+value may be quoted). Errors name the file and line.
 
 ``substitute(text, env)`` expands ``$VAR``, ``${VAR}``, ``${VAR:-word}``,
 ``${VAR-word}``, ``${VAR:+word}``, ``${VAR+word}``; ``\\$`` is a literal dollar.
@@ -26,7 +27,9 @@ KNOWN = frozenset({
     "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
 })
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
-_HEREDOC = re.compile(r"<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+# ``<<EOF``, ``<<-EOF``, ``<<"EOF"``; names may hold dots (``COPY <<robots.txt /srv/``);
+# not a here-string (``<<<``) nor a shift (``1<<2``: a name starts with a letter).
+_HEREDOC = re.compile(r"(?<!<)<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_.-]*)\2(?![<A-Za-z0-9_.-])")
 _FLAG = re.compile(r"^--([a-z][a-z0-9-]*)(?:=(.*))?$", re.S)
 
 
@@ -40,6 +43,7 @@ class Instruction:
     heredocs: tuple[tuple[str, str], ...] = ()  # (name, body)
     original: str = ""        # as written (continuations joined), for messages and history
     flag_list: tuple[tuple[str, str], ...] = ()  # every flag in order (``--mount`` repeats)
+    heredoc_quoted: tuple[bool, ...] = ()  # per here-document: a quoted name (no expansion)
 
     def where(self, name: str) -> str:
         return f"{name}:{self.line}"
@@ -94,6 +98,7 @@ def parse(text: str, name: str = "Dockerfile") -> list[Instruction]:
             raise DockerfileError(f"{name}:{start + 1}: unknown instruction: {keyword}")
         flag_list, rest = _flags(rest, keyword, name, start + 1)
         heredocs: list[tuple[str, str]] = []
+        quoted: list[bool] = []
         if keyword in ("RUN", "COPY", "ADD") and "<<" in rest:
             for m in _HEREDOC.finditer(rest):
                 strip_tabs, word = m.group(1) == "-", m.group(3)
@@ -107,6 +112,7 @@ def parse(text: str, name: str = "Dockerfile") -> list[Instruction]:
                                           "is not terminated")
                 index += 1
                 heredocs.append((word, "\n".join(body) + "\n"))
+                quoted.append(bool(m.group(2)))
         exec_form = None
         if keyword in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "VOLUME", "COPY", "ADD") \
                 and rest.startswith("["):
@@ -117,7 +123,7 @@ def parse(text: str, name: str = "Dockerfile") -> list[Instruction]:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 exec_form = tuple(value)
         out.append(Instruction(start + 1, keyword, rest, dict(flag_list), exec_form,
-                               tuple(heredocs), logical, tuple(flag_list)))
+                               tuple(heredocs), logical, tuple(flag_list), tuple(quoted)))
     return out
 
 

@@ -103,6 +103,17 @@ def test_repeated_and_quoted_flags() -> None:
         parse("RUN --Bad true\n", "Df")
 
 
+def test_copy_heredocs() -> None:
+    text = ("COPY <<robots.txt <<-\"EOT\" /srv/\nUser-agent: *\nrobots.txt\n"
+            "\tkeep $HOME\n\tEOT\nRUN echo $((1<<2)) <<<x\n")
+    out = parse(text, "Df")
+    assert out[0].heredocs == (("robots.txt", "User-agent: *\n"), ("EOT", "keep $HOME\n"))
+    assert out[0].heredoc_quoted == (False, True)
+    assert out[0].args == '<<robots.txt <<-"EOT" /srv/'
+    assert out[1].keyword == "RUN"
+    assert out[1].heredocs == ()  # a shift and a here-string are no here-documents
+
+
 def test_run_mount_options() -> None:
     from pycompose.runtime.build.run_mounts import from_refs, parse_mount
 
