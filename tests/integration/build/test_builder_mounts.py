@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from pycompose.runtime.bootstrap import bootstrap_busybox
-from pycompose.runtime.build import Builder, BuildOptions, DockerfileError
+from pycompose.runtime.build import Builder, BuildOptions, BuildStepError, DockerfileError
 from pycompose.runtime.client import Runtime, open_runtime
 from pycompose.runtime.images import ImageStore
 from tests.integration.build.test_builder import run_in
@@ -252,4 +252,12 @@ async def test_mount_errors_name_the_line(rt: Runtime, store: ImageStore, state_
                                              dockerfile_inline=(
                 f"FROM busybox AS first\nFROM busybox AS second\n{line}\n"
                 "FROM busybox AS later\n")))
+    # A RUN that fails with views mounted (a writable overlay of a stage, a read-only
+    # one of an image): unmounted and removed all the same (the fixture checks mounts).
+    with pytest.raises(BuildStepError, match=r":3: RUN .*exit code 4"):
+        await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
+            "FROM busybox AS first\nFROM busybox\n"
+            "RUN --mount=from=first,target=/m,rw --mount=from=busybox,target=/b \\\n"
+            "    --mount=type=cache,target=/c,sharing=locked touch /m/x && exit 4\n")))
+    assert not any((d / "x").exists() for d in store.get("busybox").layer_dirs)
     assert not [p for p in os.listdir(state_root) if p.startswith("build-mounts-")]
