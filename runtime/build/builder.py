@@ -60,6 +60,7 @@ from typing import Any
 
 import trio
 
+from pycompose.runtime.build.cache import build_lock_async, touch_entry
 from pycompose.runtime.build.context import Ignore, content_hash, copy_entry, expand
 from pycompose.runtime.build.copying import (
     ARCHIVE_SUFFIXES,
@@ -199,6 +200,12 @@ class Builder:
     # --- entry point ----------------------------------------------------------------------
 
     async def build(self, options: BuildOptions) -> Image:
+        # Held shared for the whole build: a prune (exclusive) never removes a cache entry
+        # or a layer this build has made or is about to use before it is in the image.
+        async with build_lock_async(self.root):
+            return await self._build(options)
+
+    async def _build(self, options: BuildOptions) -> Image:
         started = time.monotonic()
         context, name, text = await trio.to_thread.run_sync(self._dockerfile, options)
         instructions = parse(text, name)
@@ -579,7 +586,8 @@ class Builder:
         if options.no_cache:
             return None
         try:
-            data = (self.cache_dir / f"{key}.json").read_bytes()
+            path = self.cache_dir / f"{key}.json"
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
@@ -588,6 +596,7 @@ class Builder:
             return None
         if not all(self.store.has_layer(d) for d in config.diff_ids):
             return None
+        touch_entry(path)  # last used now: what builder prune --keep-duration measures
         return config
 
     def _cache_put(self, key: str, config: ImageConfig) -> None:

@@ -344,3 +344,32 @@ def test_cli_rejects_a_bad_duration(state_root: Path, capsys: pytest.CaptureFixt
     assert out == ""  # refused before the question
     assert 'invalid duration "soon"' in err
     assert not (state_root / "build-cache").exists()
+
+
+async def test_a_build_waits_for_a_prune_and_a_hit_marks_its_entry_used(
+        tmp_path: Path) -> None:
+    """The builder holds the build lock shared for a whole build (a prune, exclusive, keeps
+    it out), and a cache hit touches the entry (what --keep-duration measures)."""
+    from pycompose.runtime.build import Builder, BuildOptions
+
+    root = tmp_path / "state"
+    store = ImageStore(root / "images")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    options = BuildOptions(context=ctx, tags=("cached:1",),
+                           dockerfile_inline="FROM scratch\nCOPY a.txt /a.txt\n")
+    builder = Builder(store, root)
+    with build_lock(root, exclusive=True):  # a prune is running
+        with trio.move_on_after(0.5) as waited:
+            await builder.build(options)
+        assert waited.cancelled_caught  # the build waited for it
+    await builder.build(options)
+    entries = [p for p in (root / "build-cache").glob("*.json")]
+    assert len(entries) == 1
+    old = time.time() - 3600
+    os.utime(entries[0], (old, old))
+    lines: list[str] = []
+    await Builder(store, root, log=lines.append).build(options)
+    assert any(line.endswith("CACHED") for line in lines)
+    assert entries[0].stat().st_mtime > old + 3000
