@@ -4,20 +4,15 @@ a deletion in a later layer, multi-stage, the cache, and clear failures."""
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.build import Builder, BuildOptions, BuildStepError, DockerfileError
-from pycompose.runtime.client import Runtime, open_runtime
-from pycompose.runtime.images import Image, ImageStore
-from pycompose.runtime.logs import read_logs
-from pycompose.runtime.spec import ContainerSpec, ImageDefaults
-from tests.integration.runtime.test_container_support import cleanup
+from pycompose.runtime.client import Runtime
+from pycompose.runtime.images import ImageStore
+from tests.helpers.builds import run_in
 
 pytestmark = pytest.mark.root
 
@@ -47,27 +42,6 @@ STOPSIGNAL SIGINT
 
 
 @pytest.fixture
-def instance(run_id: str) -> str:
-    return "b" + run_id
-
-
-@pytest.fixture
-async def rt(state_root: Path, instance: str) -> AsyncIterator[Runtime]:
-    try:
-        async with open_runtime(state_root, instance) as runtime:
-            yield runtime
-    finally:
-        await cleanup(state_root, instance)
-
-
-@pytest.fixture
-def store(state_root: Path) -> ImageStore:
-    store = ImageStore(state_root / "images")
-    bootstrap_busybox(store)
-    return store
-
-
-@pytest.fixture
 def context(tmp_path: Path) -> Path:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -78,22 +52,6 @@ def context(tmp_path: Path) -> Path:
     (ctx / "tool.sh").write_text("#!/bin/sh\necho tool\n")
     (ctx / ".dockerignore").write_text("secret.txt\n")
     return ctx
-
-
-async def run_in(rt: Runtime, image: Image, *argv: str) -> str:
-    cid = secrets.token_hex(32)
-    await rt.create(ContainerSpec(id=cid, name="t", layers=tuple(map(str, image.layer_dirs)),
-                                  image=ImageDefaults.from_config(image.config.config),
-                                  entrypoint=(), command=argv, user="0"))
-    try:
-        await rt.start(cid)
-        with trio.fail_after(30):
-            status = await rt.wait(cid)
-        text = "".join(e.text for e in read_logs(rt.log_path(cid)))
-        assert status.code == 0, text
-        return text
-    finally:
-        await rt.remove(cid, force=True)
 
 
 async def test_build_run_copy_multistage_and_cache(rt: Runtime, store: ImageStore,

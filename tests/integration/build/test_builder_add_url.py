@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.build import Builder, BuildError, BuildOptions, DockerfileError
 from pycompose.runtime.images import Image, ImageStore
+from tests.helpers.builds import leftovers
 
 pytestmark = pytest.mark.root
 
@@ -91,19 +91,8 @@ def server() -> Iterator[tuple[str, Files]]:
         thread.join()
 
 
-@pytest.fixture
-def store(state_root: Path) -> ImageStore:
-    store = ImageStore(state_root / "images")
-    bootstrap_busybox(store)
-    return store
-
-
 def top_layer(image: Image) -> Path:
     return image.layer_dirs[-1]
-
-
-def leftovers(state_root: Path) -> list[str]:
-    return [p for p in os.listdir(state_root) if p.startswith(("build-add-", "build-copy-"))]
 
 
 async def test_add_url(server: tuple[str, Files], store: ImageStore, state_root: Path,

@@ -8,19 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.build import Builder, BuildOptions, DockerfileError
 from pycompose.runtime.images import ImageStore
-from tests.integration.build.test_builder_add_url import leftovers
+from tests.helpers.builds import leftovers
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def store(state_root: Path) -> ImageStore:
-    store = ImageStore(state_root / "images")
-    bootstrap_busybox(store)
-    return store
 
 
 async def test_copy_and_add_heredocs(store: ImageStore, state_root: Path,

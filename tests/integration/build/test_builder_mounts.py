@@ -8,44 +8,17 @@ import fcntl
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.build import Builder, BuildOptions, BuildStepError, DockerfileError
-from pycompose.runtime.client import Runtime, open_runtime
+from pycompose.runtime.client import Runtime
 from pycompose.runtime.images import ImageStore
-from tests.integration.build.test_builder import run_in
-from tests.integration.runtime.test_container_support import cleanup
+from tests.helpers.builds import run_in
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def instance(run_id: str) -> str:
-    return "m" + run_id
-
-
-@pytest.fixture
-async def rt(state_root: Path, instance: str) -> AsyncIterator[Runtime]:
-    try:
-        async with open_runtime(state_root, instance) as runtime:
-            yield runtime
-    finally:
-        await cleanup(state_root, instance)
-        # nothing of a RUN's mounts is left behind: no work dirs, no views
-        assert [p for p in os.listdir(state_root)
-                if p.startswith(("build-copy-", "build-mounts-", "build-add-"))] == []
-
-
-@pytest.fixture
-def store(state_root: Path) -> ImageStore:
-    store = ImageStore(state_root / "images")
-    bootstrap_busybox(store)
-    return store
 
 
 def output(lines: list[str]) -> str:
