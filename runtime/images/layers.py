@@ -539,7 +539,8 @@ def write_layer_tar(src: Path, out: BinaryIO) -> None:
 
     Whiteout devices (char 0/0) become ``.wh.NAME`` entries, opaque directories
     get a ``.wh..wh..opq`` entry, hard links within ``src`` are kept as links.
-    Symlinks are stored, never followed. Owners are numeric.
+    Symlinks are stored, never followed. Owners are numeric; mtimes are whole seconds
+    (as Docker's), so entries need no PAX records unless they have xattrs or long names.
     """
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
@@ -573,7 +574,9 @@ class _Packer:
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
         info.uname = info.gname = ""
-        info.mtime = st.st_mtime_ns / 1_000_000_000
+        # Whole seconds, as Docker writes layers: a fractional mtime would need a PAX
+        # record for every entry (a larger layer, slower to read everywhere).
+        info.mtime = st.st_mtime_ns // 1_000_000_000
         info.pax_headers = {
             f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
             for k, v in sorted(xattrs.items()) if keep_xattr(k)

@@ -297,3 +297,24 @@ def test_dir_with_redirect_xattr_is_refused(tmp_path: Path) -> None:
     os.setxattr(upper / "moved", "trusted.overlay.redirect", b"/orig")
     with pytest.raises(ImageError, match="redirect_dir=off"):
         write_layer_tar(upper, io.BytesIO())
+
+
+def test_written_layers_have_whole_second_mtimes_and_no_pax_records(tmp_path: Path) -> None:
+    """As Docker's: a sub-second mtime is truncated, so a plain entry needs no PAX header
+    (one 512-byte header per entry, not two)."""
+    upper = tmp_path / "upper"
+    (upper / "dir").mkdir(parents=True)
+    (upper / "dir" / "file").write_text("x")
+    os.symlink("file", upper / "dir" / "link")
+    for path in (upper / "dir" / "file", upper / "dir"):
+        os.utime(path, ns=(1_700_000_000_123_456_789,) * 2)
+    buf = io.BytesIO()
+    write_layer_tar(upper, buf)
+    raw = buf.getvalue()
+    headers = [raw[i:i + 512] for i in range(0, len(raw), 512)]
+    assert not [h for h in headers if h[156:157] in (b"x", b"g")]  # no PAX headers
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {"dir", "dir/file", "dir/link"}
+    assert members["dir/file"].mtime == 1_700_000_000
+    assert members["dir"].mtime == 1_700_000_000
