@@ -54,8 +54,10 @@ async def test_push_then_pull_multilayer(registry: RegistryServer, store: ImageS
 async def test_pull_skips_layers_already_present(registry: RegistryServer, store: ImageStore,
                                                  dest_store: ImageStore, multilayer: Image,
                                                  tmp_path: Path, run_id: str) -> None:
-    base_ref = f"{registry.host}/pc{run_id}/base:1"
-    app_ref = f"{registry.host}/pc{run_id}/app:2"
+    # A repository of this test's own: the session's registry keeps what other tests
+    # pushed, and their layers can be byte for byte these.
+    base_ref = f"{registry.host}/pc{run_id}/skip:base"
+    app_ref = f"{registry.host}/pc{run_id}/skip:app"
     await push_image(store, base_ref, source="base:1", work_dir=tmp_path / "w")
     second = await push_image(store, app_ref, source="app:1", work_dir=tmp_path / "w")
     assert second.skipped == 1  # the base layer: HEAD says it is there
