@@ -435,9 +435,11 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             pending.append(_Layer(desc, diff_id, work_dir / f"{hex_of(diff_id)}.layer"))
             progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
     # Downloads hold a slot while they transfer; the unpacking thread of a layer starts
-    # once its download has a slot, and may go on after the slot passes to the next
-    # layer. (No deadlock: a thread waiting for a token has a download that waits at
-    # most for its pipe, and every token holder's download and unpack go on.)
+    # once its download has a slot. A plain-HTTP body is read by that thread itself, so
+    # its slot is held until the layer is read whole (about its unpacking); through the
+    # pipe (TLS) the thread may go on after the slot passes to the next layer. (No
+    # deadlock: a thread waiting for a token has a download that waits at most for its
+    # pipe or its reader, and every token holder's download and unpack go on.)
     downloads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
     threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads) + 1)
     keep = False
