@@ -814,13 +814,23 @@ class ImageStore:
             return out
 
     def _delete_images(self, ids: Sequence[str], trash: Path) -> builtins.list[str]:
-        """Delete image records, configs and now-unused layers (exclusive lock held)."""
+        """Delete image records and configs, and those of their layers no image uses any
+        more (exclusive lock held). Other unused layers (a build's, its cache's) are not
+        this image's to take: ``prune`` removes them."""
         out = []
+        layers: set[str] = set()
         for image_id in ids:
+            blob = self._blobs / hex_of(image_id)
+            with contextlib.suppress(OSError, ImageError):  # unreadable: prune decides
+                config = ImageConfig.from_json(blob.read_bytes(), source=f"image {image_id}")
+                layers.update(hex_of(d) for d in config.diff_ids)
             (self._images / f"{hex_of(image_id)}.json").unlink(missing_ok=True)
             out.append(f"Deleted: {image_id}")
         _fsync_dir(self._images)
-        self._collect(trash)
+        self._collect(trash, only=layers)
+        for image_id in ids:  # its config (the image id is the config's digest)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self._blobs / hex_of(image_id), trash / f"blob-{hex_of(image_id)}")
         return out
 
     def _collect(self, trash: Path, only: Set[str] | None = None) -> dict[str, int]:

@@ -15,6 +15,7 @@ import pytest
 from pycompose.runtime.errors import ImageConflictError, ImageError, ImageNotFoundError
 from pycompose.runtime.images import ImageStore
 from pycompose.runtime.images.config import empty_config
+from pycompose.runtime.images.digest import hex_of
 from tests.helpers.images import make_rootfs_tar
 from tests.helpers.oci import (
     busybox_layer,
@@ -732,3 +733,24 @@ def test_staging_uncompressed_blob_is_its_own_diff_id(store: ImageStore) -> None
         assert staging.unpack(_source(raw, diff_id, diff_id, "plain"))
         image = staging.commit(empty_config().derive(diff_ids=[diff_id]).to_json(), ["p:1"])
     assert (image.layers[0].path / "plain.txt").read_bytes() == b"plain\n" * 100
+
+
+def test_remove_takes_only_its_own_layers(store: ImageStore, busybox_rootfs: Path,
+                                         tmp_path: Path) -> None:
+    """``rm`` deletes the image's now-unused layers, not other unused ones (a running
+    build's, the build cache's): those are prune's to remove."""
+    base = busybox_layer(busybox_rootfs)
+    top = make_layer(tar_bytes([file("x", b"x")]))
+    (img,) = store.load(write_docker_save(tmp_path / "s.tar", [image([base, top],
+                                                                      tags=["img"])]))
+    work = tmp_path / "built"
+    (work / "step").mkdir(parents=True)
+    (work / "step" / "out.txt").write_text("a build step's output\n")
+    loose = store.add_layer_from_dir(work)  # in no image (yet)
+    assert store.remove("img") == ["Untagged: img:latest", f"Deleted: {img.id}"]
+    assert not img.layer_dirs[0].exists()
+    assert not img.layer_dirs[1].exists()
+    assert os.listdir(store.root / "blobs/sha256") == []
+    assert [hex_of(loose.diff_id)] == os.listdir(store.root / "layers")
+    assert store.prune().reclaimed > 0  # prune takes it
+    assert os.listdir(store.root / "layers") == []
