@@ -108,13 +108,14 @@ def add_routes(r: Router, engine: Engine) -> None:
                     if policy != "always":
                         image = await ensure_image(ImageStore(root / "images"), ref, policy,
                                                    config=config, work_dir=root / "downloads",
-                                                   progress=progress)
+                                                   progress=progress,
+                                                   http=engine.registry_http())
                         send_ch.send_nowait({"status": "Pulled", "reference": ref,
                                              "digest": "", "imageId": image.id})
                         return
                     result = await pull_image(ImageStore(root / "images"), ref, config=config,
                                               work_dir=root / "downloads", platform=platform,
-                                              progress=progress)
+                                              progress=progress, http=engine.registry_http())
                     send_ch.send_nowait({"status": "Pulled", "reference": result.reference,
                                          "digest": result.digest, "imageId": result.image.id})
                 except (ImageError, ValueError) as exc:

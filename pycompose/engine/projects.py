@@ -273,7 +273,8 @@ class ProjectManager:
 
                 try:
                     image = await ensure_image(store, ref, policy, config=config,
-                                               work_dir=root / "downloads", progress=progress)
+                                               work_dir=root / "downloads", progress=progress,
+                                               http=self.engine.registry_http())
                     done[key] = image.id
                 except (rterrors.ImageError, RegistryError, ValueError) as exc:
                     failed[key] = str(exc)

@@ -43,6 +43,7 @@ from pycompose.runtime.registry.errors import (
     RegistryUnavailableError,
 )
 from pycompose.runtime.registry.events import Progress, ignore
+from pycompose.runtime.registry.http import HttpClient
 from pycompose.runtime.registry.pull import pull_image, pulled_image_id
 
 __all__ = ["ensure_image", "bootstrap_hint", "POLICIES"]
@@ -92,8 +93,9 @@ async def _local(store: ImageStore, reference: str, work_dir: Path) -> Image | N
 
 async def ensure_image(store: ImageStore, reference: str, policy: str | None = "missing", *,
                        config: RegistryConfig | None = None, work_dir: Path | None = None,
-                       progress: Progress = ignore) -> Image:
-    """The image for ``reference`` after applying ``policy`` (see the module docstring)."""
+                       progress: Progress = ignore, http: HttpClient | None = None) -> Image:
+    """The image for ``reference`` after applying ``policy`` (see the module docstring).
+    ``http``: a client to share (its connections and TLS context) with other pulls."""
     policy = policy or "missing"
     if policy not in POLICIES and not _EVERY.match(policy):
         raise ValueError(f"unknown pull_policy {policy!r}")
@@ -114,7 +116,7 @@ async def ensure_image(store: ImageStore, reference: str, policy: str | None = "
         return local
     try:
         result = await pull_image(store, reference, config=config, work_dir=work_dir,
-                                  progress=progress)
+                                  progress=progress, http=http)
     except (RegistryUnavailableError, ManifestNotFoundError, RegistryAuthError) as exc:
         where = ("is not in the image store and" if local is None
                  else f"could not be pulled (pull_policy {policy}):")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,6 +62,24 @@ def engines(run_id: str) -> Iterator[list[Path]]:
         INSTANCE = ""
 
 
+def _connections(pid: int, port: int) -> set[int]:
+    """Local ports of ``pid``'s established TCP connections to 127.0.0.1:``port``."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    with open(f"/proc/{pid}/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == port:
+                ports.add(int(local.split(":")[1], 16))
+    return ports
+
+
 def test_image_push_and_pull(registry: RegistryServer, store: ImageStore, multilayer: Image,
                              tmp_path: Path, run_id: str, engines: list[Path]) -> None:
     src_root = store.root.parent
@@ -110,6 +129,13 @@ def test_image_pull_stream_through_engine(registry: RegistryServer, store: Image
         assert lines[-1]["status"] == "Pulled"
         assert lines[-1]["reference"] == ref
         assert ImageStore(dst / "images").get(ref).id == lines[-1]["imageId"]
+        # The engine keeps its registry connections for the next pull, which reuses them.
+        engine_pid = int(client.get("/info")["Pid"])
+        kept = _connections(engine_pid, registry.port)
+        assert kept, "no keep-alive connection to the registry after the pull"
+        again = list(client.stream("POST", "/images/create", {"env": {}}, {"fromImage": ref}))
+        assert again[-1]["status"] == "Pulled"
+        assert _connections(engine_pid, registry.port) <= kept
         bad = list(client.stream("POST", "/images/create", {"env": {}},
                                  {"fromImage": f"{registry.host}/pc{run_id}/nope", "tag": "2"}))
         assert "error" in bad[-1], bad
