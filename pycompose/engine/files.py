@@ -30,7 +30,9 @@ def files_dir(root: Path, cid: str) -> Path:
     return root / "engine-files" / cid
 
 
-def _content(project: Project, kind: str, ref: FileReference, obj: FileObject) -> bytes:
+def file_content(project: Project, kind: str, ref: FileReference, obj: FileObject) -> bytes:
+    """The bytes of the secret or config ``obj`` that ``ref`` names (``kind``: ``secrets`` or
+    ``configs``); :class:`FileObjectError` says which one cannot be read and why."""
     where = f"{kind}.{ref.source}"
     if obj.external:
         raise FileObjectError(f"{where}: external {kind} are not supported (no swarm here)")
@@ -71,7 +73,7 @@ def prepare(root: Path, cid: str, project: Project, service: Service) -> tuple[M
             if obj is None:
                 raise FileObjectError(f"service {service.name}: {kind} {ref.source!r} is not "
                                       f"defined at the top level")
-            data = _content(project, kind, ref, obj)
+            data = file_content(project, kind, ref, obj)
             base.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = base / f"{kind}-{i}-{ref.source}"
             tmp = path.with_suffix(".tmp")

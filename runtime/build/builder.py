@@ -12,8 +12,8 @@
   --network host``; ``network="none"`` for none) and its overlay upper dir
   becomes the layer (whiteouts for deletions). ``RUN --mount`` (repeatable)
   takes ``type=cache``, ``type=bind`` (the context, ``from=`` a stage or an
-  image; ``rw`` writes are discarded) and ``type=tmpfs``; see ``run_mounts``.
-  ``type=secret``/``ssh`` are refused.
+  image; ``rw`` writes are discarded), ``type=tmpfs`` and ``type=secret`` (the
+  build's ``secrets``); see ``run_mounts``. ``type=ssh`` is refused.
 * ``COPY``/``ADD`` copy into a fresh directory that becomes the layer: parent
   directories take their metadata from the image, owners are ``0:0`` unless
   ``--chown`` (helpers in ``copying``). Sources: the context (globs,
@@ -137,6 +137,7 @@ class BuildOptions:
     no_cache: bool = False
     pull: bool = False
     network: str | None = None              # None/"host"/"default": host; "none": no network
+    secrets: Mapping[str, bytes] = field(default_factory=dict)  # RUN --mount=type=secret
 
 
 @dataclass
@@ -692,7 +693,8 @@ class Builder:
             return _State(cached, key, state.args), True
         prepared = await prepare_mounts(mounts, bind_layers, root=self.root, context=context,
                                         ignore=ignore, where=where,
-                                        log=lambda line: self._emit(f"#{step} {line}"))
+                                        log=lambda line: self._emit(f"#{step} {line}"),
+                                        secrets=options.secrets)
 
         async def release() -> None:
             with trio.CancelScope(shield=True):

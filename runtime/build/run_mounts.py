@@ -12,7 +12,12 @@
   over the context directory, or a copy (a single file, or a context with
   ``.dockerignore`` rules, which the mount must honour).
 * ``type=tmpfs``: ``size`` in bytes (``64m``, ``1g``).
-* ``type=secret`` and ``type=ssh`` are refused (not supported).
+* ``type=secret``: the build secret ``id`` (given to the build, e.g. by Compose's
+  ``build.secrets``) as a read-only file at ``target`` (default
+  ``/run/secrets/<id>``) with ``mode`` (0400), ``uid``, ``gid``; a secret the build
+  was not given is an error with ``required``, else the mount is left out. Its content
+  is never in the layer nor in the cache key.
+* ``type=ssh`` is refused (not supported).
 
 A relative target is below the working directory. The mounts are never part of the
 layer; neither are the mount points the runtime had to create for them
@@ -30,7 +35,7 @@ import posixpath
 import re
 import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +50,7 @@ from pycompose.runtime.spec import Mount, MountType
 __all__ = ["PreparedMounts", "RunMount", "drop_run_mountpoints", "from_refs", "parse_mount",
            "prepare_mounts"]
 
-_TYPES = ("bind", "cache", "tmpfs")
+_TYPES = ("bind", "cache", "tmpfs", "secret")
 _ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "readonly",
             "rw": "readwrite"}
 _KEYS = {
@@ -53,6 +58,7 @@ _KEYS = {
     "cache": {"type", "target", "id", "sharing", "mode", "uid", "gid", "readonly",
               "readwrite"},
     "tmpfs": {"type", "target", "size"},
+    "secret": {"type", "target", "id", "required", "mode", "uid", "gid"},
 }
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.I)
 _FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
@@ -60,7 +66,7 @@ _FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
 
 @dataclass(frozen=True)
 class RunMount:
-    type: str                 # bind, cache or tmpfs
+    type: str                 # bind, cache, tmpfs or secret
     target: str               # absolute path in the container
     source: str = ""          # bind: path in the context, stage or image
     from_ref: str = ""        # bind: a stage or an image; empty: the build context
@@ -71,6 +77,7 @@ class RunMount:
     uid: int = 0
     gid: int = 0
     size: int | None = None   # tmpfs: bytes (None: the kernel's default)
+    required: bool = False    # secret: an error when the build was not given it
 
     def options(self) -> tuple[object, ...]:
         """What of this mount goes into the RUN's cache key."""
@@ -79,6 +86,9 @@ class RunMount:
                     self.gid, self.read_only)
         if self.type == "bind":
             return ("bind", self.target, self.source, self.from_ref, self.read_only)
+        if self.type == "secret":  # never the content (as BuildKit)
+            return ("secret", self.target, self.id, self.required, self.mode, self.uid,
+                    self.gid)
         return ("tmpfs", self.target, self.size)
 
 
@@ -104,16 +114,18 @@ def parse_mount(value: str, where: str, workdir: str) -> RunMount:
         key = _ALIASES.get(key.strip().lower(), key.strip().lower())
         opts[key] = val.strip() if sep else "true"
     kind = opts.get("type", "bind").lower()
-    if kind in ("secret", "ssh"):
-        raise DockerfileError(f"{where}: RUN --mount=type={kind} is not supported "
-                              "(cache, bind and tmpfs mounts are)")
+    if kind == "ssh":
+        raise DockerfileError(f"{where}: RUN --mount=type=ssh is not supported "
+                              "(cache, bind, tmpfs and secret mounts are)")
     if kind not in _TYPES:
         raise DockerfileError(f"{what}: unknown mount type {kind!r} "
-                              "(expected bind, cache or tmpfs)")
+                              "(expected bind, cache, tmpfs or secret)")
     for key in opts:
         if key not in _KEYS[kind]:
             raise DockerfileError(f"{what}: {key!r} is not an option of a {kind} mount "
                                   f"(options: {', '.join(sorted(_KEYS[kind]))})")
+    if kind == "secret":
+        return _secret(opts, what)
     target = opts.get("target", "")
     if not target:
         raise DockerfileError(f"{what}: a target is required")
@@ -139,6 +151,26 @@ def parse_mount(value: str, where: str, workdir: str) -> RunMount:
                               f"not {sharing!r}")
     return RunMount("cache", target, id=opts.get("id") or target, sharing=sharing,
                     read_only=read_only, mode=_number(opts.get("mode", "0755"), 8, "mode", what),
+                    uid=_number(opts.get("uid", "0"), 10, "uid", what),
+                    gid=_number(opts.get("gid", "0"), 10, "gid", what))
+
+
+def _secret(opts: dict[str, str], what: str) -> RunMount:
+    """``type=secret``: ``id`` defaults to the target's name, ``target`` to
+    ``/run/secrets/<id>``."""
+    secret_id = opts.get("id", "")
+    target = opts.get("target", "")
+    if not secret_id and not target:
+        raise DockerfileError(f"{what}: a secret mount needs an id (or a target)")
+    if not secret_id:
+        secret_id = posixpath.basename(target.rstrip("/"))
+    if not target:
+        target = f"/run/secrets/{secret_id}"
+    if not target.startswith("/"):
+        raise DockerfileError(f"{what}: the target of a secret must be absolute")
+    return RunMount("secret", posixpath.normpath(target), id=secret_id, read_only=True,
+                    required=_bool(opts.get("required", "false"), "required", what),
+                    mode=_number(opts.get("mode", "0400"), 8, "mode", what),
                     uid=_number(opts.get("uid", "0"), 10, "uid", what),
                     gid=_number(opts.get("gid", "0"), 10, "gid", what))
 
@@ -205,13 +237,30 @@ class PreparedMounts:
 
 async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[Path] | None],
                          *, root: Path, context: Path, ignore: Ignore, where: str,
-                         log: Callable[[str], None]) -> PreparedMounts:
+                         log: Callable[[str], None],
+                         secrets: Mapping[str, bytes] | None = None) -> PreparedMounts:
     """Set up ``mounts`` for a RUN container. ``bind_layers[i]`` is, for a bind mount
-    ``from=`` a stage or an image, its layer directories (None: the build context)."""
+    ``from=`` a stage or an image, its layer directories (None: the build context);
+    ``secrets`` are the build's secrets by id."""
     prepared = PreparedMounts()
     try:
         for m, layers in zip(mounts, bind_layers, strict=True):
-            if m.type == "tmpfs":
+            if m.type == "secret":
+                content = (secrets or {}).get(m.id)
+                if content is None:
+                    if m.required:
+                        raise DockerfileError(
+                            f"{where}: RUN --mount=type=secret,id={m.id}: the build was "
+                            f"not given a secret {m.id!r} (Compose: build.secrets)")
+                    continue  # not required: left out, as BuildKit
+                if prepared.work is None:
+                    prepared.work = Path(await trio.to_thread.run_sync(
+                        lambda: _mkdtemp(root)))
+                source = await trio.to_thread.run_sync(
+                    _secret_file, prepared.work, len(prepared.mounts), m, content)
+                prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
+                                             read_only=True, create_host_path=False))
+            elif m.type == "tmpfs":
                 prepared.mounts.append(Mount(MountType.TMPFS, m.target, tmpfs_size=m.size))
             elif m.type == "cache":
                 source = await _cache_dir(m, root, prepared, where, log)
@@ -230,6 +279,17 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
             await trio.to_thread.run_sync(prepared.release)
         raise
     return prepared
+
+
+def _secret_file(work: Path, index: int, m: RunMount, content: bytes) -> Path:
+    """The secret as a file of its own in the RUN's private work directory (0700)."""
+    path = work / f"secret-{index}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+        os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, m.mode)
+    return path
 
 
 def _mkdtemp(root: Path) -> str:

@@ -59,7 +59,28 @@ def service_build(project: Project, service: str, *, no_cache: bool = False,
     return BuildOptions(
         context=Path(b.context), dockerfile=dockerfile, dockerfile_inline=b.dockerfile_inline,
         tags=tags, build_args=args, target=b.target, labels=dict(b.labels),
-        no_cache=no_cache or b.no_cache, pull=pull or b.pull, network=b.network)
+        no_cache=no_cache or b.no_cache, pull=pull or b.pull, network=b.network,
+        secrets=build_secrets(project, service))
+
+
+def build_secrets(project: Project, service: str) -> dict[str, bytes]:
+    """``build.secrets`` of ``service``: each top-level secret it names, by the id the
+    Dockerfile uses (``target``, default the secret's name) for ``RUN --mount=type=secret``."""
+    from pycompose.compose.model import FileReference
+    from pycompose.engine.files import file_content
+    from pycompose.errors import UsageError
+
+    build = project.services[service].build
+    out: dict[str, bytes] = {}
+    for entry in (build.extra.get("secrets") or ()) if build is not None else ():
+        ref = FileReference(source=entry) if isinstance(entry, str) else FileReference(
+            source=str(entry["source"]), target=entry.get("target"))
+        obj = project.secrets.get(ref.source)
+        if obj is None:
+            raise UsageError(f"service {service!r}: build.secrets: {ref.source!r} is not "
+                             "defined under the top-level secrets")
+        out[ref.target or ref.source] = file_content(project, "secrets", ref, obj)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -66,3 +66,30 @@ def test_build_services(root: Path, instance: str, tmp_path: Path) -> None:
     bad = cli("build", "nope", root=root, instance=instance, cwd=proj)
     assert bad.returncode == 1
     assert "no such service: nope" in bad.stderr
+
+
+def test_build_secrets_from_compose(root: Path, instance: str, tmp_path: Path) -> None:
+    """``build.secrets`` hands top-level secrets (a file, an environment variable) to
+    ``RUN --mount=type=secret`` under their name or their ``target`` id."""
+    proj = tmp_path / "sec"
+    proj.mkdir()
+    (proj / "token.txt").write_text("from-a-file\n")
+    (proj / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN --mount=type=secret,id=token --mount=type=secret,id=npmrc \\\n"
+        "    sh -c 'cat /run/secrets/token /run/secrets/npmrc > /seen'\n")
+    (proj / "compose.yaml").write_text(
+        "services:\n"
+        "  app:\n    build:\n      context: .\n      secrets:\n"
+        "        - token\n        - source: npm\n          target: npmrc\n"
+        "secrets:\n  token:\n    file: ./token.txt\n  npm:\n    environment: NPM_TOKEN\n")
+    (proj / ".env").write_text("NPM_TOKEN=from-the-env\n")
+    out = cli("build", root=root, instance=instance, cwd=proj)
+    assert out.returncode == 0, out.stderr
+    image = ImageStore(root / "images").get("sec-app")
+    assert (image.layers[-1].path / "seen").read_text() == "from-a-file\nfrom-the-env"
+    (proj / "compose.yaml").write_text(
+        "services:\n  app:\n    build:\n      context: .\n      secrets: [nope]\n")
+    bad = cli("build", root=root, instance=instance, cwd=proj)
+    assert bad.returncode == 1
+    assert "service 'app': build.secrets: 'nope' is not defined" in bad.stderr

@@ -130,9 +130,9 @@ async def test_failures_name_the_line(rt: Runtime, store: ImageStore, state_root
     with pytest.raises(BuildStepError, match=r"Dockerfile \(inline\):3: RUN .*exit code 3"):
         await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
             "FROM busybox\nRUN true\nRUN echo failing; exit 3\n")))
-    with pytest.raises(DockerfileError, match=r":2: RUN --mount=type=secret is not supported"):
+    with pytest.raises(DockerfileError, match=r":2: RUN --mount=type=ssh is not supported"):
         await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
-            "FROM busybox\nRUN --mount=type=secret,id=x true\n")))
+            "FROM busybox\nRUN --mount=type=ssh true\n")))
     with pytest.raises(DockerfileError, match=r":2: COPY: .missing.txt. not found"):
         await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
             "FROM busybox\nCOPY missing.txt /\n")))

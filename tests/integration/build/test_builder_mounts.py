@@ -234,3 +234,37 @@ async def test_mount_errors_name_the_line(rt: Runtime, store: ImageStore, state_
             "    --mount=type=cache,target=/c,sharing=locked touch /m/x && exit 4\n")))
     assert not any((d / "x").exists() for d in store.get("busybox").layer_dirs)
     assert not [p for p in os.listdir(state_root) if p.startswith("build-mounts-")]
+
+
+async def test_secret_mounts(rt: Runtime, store: ImageStore, state_root: Path,
+                             tmp_path: Path, instance: str) -> None:
+    """A build secret is a read-only file for the RUN only: not in the layer, not in the
+    cache key (another value is a cache hit, as BuildKit); a missing one is an error only
+    when required."""
+    dockerfile = (
+        "FROM busybox\n"
+        "RUN --mount=type=secret,id=token \\\n"
+        "    --mount=type=secret,id=api,target=/etc/api.key,mode=0440,uid=1000 \\\n"
+        "    --mount=type=secret,id=absent \\\n"
+        "    sh -c 'cat /run/secrets/token > /copy; stat -c \"%a %u\" /etc/api.key > /meta;"
+        " test ! -e /run/secrets/absent; echo x > /run/secrets/token || echo read-only'\n")
+    lines: list[str] = []
+    builder = Builder(store, state_root, instance=instance, log=lines.append)
+    image = await builder.build(BuildOptions(
+        context=tmp_path, dockerfile_inline=dockerfile,
+        secrets={"token": b"s3cr3t", "api": b"key"}))
+    assert "read-only" in output(lines)
+    assert await run_in(rt, image, "cat", "/copy", "/meta") == "s3cr3t440 1000\n"
+    top = image.layer_dirs[-1]
+    assert not (top / "run" / "secrets").exists()  # the mount points are not in the layer
+    assert not (top / "etc" / "api.key").exists()
+    lines.clear()
+    again = await builder.build(BuildOptions(
+        context=tmp_path, dockerfile_inline=dockerfile,
+        secrets={"token": b"changed", "api": b"other"}))
+    assert again.id == image.id
+    assert sum(line.endswith("CACHED") for line in lines) == 1
+    with pytest.raises(DockerfileError, match=r":2: RUN --mount=type=secret,id=must: the "
+                                              r"build was not given a secret 'must'"):
+        await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
+            "FROM busybox\nRUN --mount=type=secret,id=must,required=true true\n")))

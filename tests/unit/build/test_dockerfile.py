@@ -130,8 +130,14 @@ def test_run_mount_options() -> None:
     assert parse_mount("type=tmpfs,target=/t,size=64m", "w", "/").size == 64 << 20
     assert from_refs(["type=bind,from=builder,target=/x", "type=cache,target=/y"]) == \
         ["builder"]
+    secret = parse_mount("type=secret,id=tok", "w", "/")
+    assert (secret.target, secret.mode, secret.required, secret.read_only) == \
+        ("/run/secrets/tok", 0o400, False, True)
+    assert parse_mount("type=secret,target=/etc/k,required", "w", "/").id == "k"
     for value, message in (
-            ("type=secret,id=x", r"Df:3: RUN --mount=type=secret is not supported"),
+            ("type=secret", r"a secret mount needs an id"),
+            ("type=secret,id=x,target=rel", r"the target of a secret must be absolute"),
+            ("type=secret,id=x,source=y", r"'source' is not an option of a secret mount"),
             ("type=ssh", r"Df:3: RUN --mount=type=ssh is not supported"),
             ("type=volume,target=/v", r"unknown mount type 'volume'"),
             ("type=cache", r"a target is required"),
