@@ -15,17 +15,9 @@ from pycompose.runtime.logs import follow, read_logs
 from pycompose.runtime.spec import Mount, MountType, Security, Ulimit
 
 from .test_container_support import TEST_TIMEOUT, spec
+from .test_container_support import run_container as run
 
 pytestmark = pytest.mark.root
-
-
-async def run(rt: Runtime, s: object) -> tuple[int | None, str]:
-    """Create, start and wait; return the exit code and stdout+stderr text."""
-    info = await rt.create(s)  # type: ignore[arg-type]
-    await rt.start(info.id)
-    status = await rt.wait(info.id)
-    out = "".join(e.text for e in read_logs(rt.log_path(info.id)))
-    return status.code, out
 
 
 async def test_pid1_and_no_host_processes(rt: Runtime, busybox_rootfs: Path) -> None:

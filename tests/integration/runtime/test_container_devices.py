@@ -10,10 +10,10 @@ import trio
 
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.errors import ContainerError
-from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import Device, Resources, Security
 
 from .test_container_support import TEST_TIMEOUT, spec
+from .test_container_support import run_container as run
 
 pytestmark = pytest.mark.root
 
@@ -25,14 +25,6 @@ def loop_device() -> tuple[int, int]:
     except OSError:
         pytest.skip("no /dev/loop0 on this host")
     return os.major(st.st_rdev), os.minor(st.st_rdev)
-
-
-async def run(rt: Runtime, s: object) -> tuple[int | None, str]:
-    info = await rt.create(s)  # type: ignore[arg-type]
-    await rt.start(info.id)
-    status = await rt.wait(info.id)
-    out = "".join(e.text for e in read_logs(rt.log_path(info.id)))
-    return status.code, out
 
 
 # /tmp/sda is 8:0 (SCSI disk: "No such device or address" where there is none, and

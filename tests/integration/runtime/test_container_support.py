@@ -21,10 +21,24 @@ import trio
 
 from pycompose.runtime import cgroups
 from pycompose.runtime.client import Runtime, open_runtime
+from pycompose.runtime.logs import read_logs
 from pycompose.runtime.spec import ContainerSpec
 
 #: Ceiling for any one container test: a hung container must fail, not hang CI.
 TEST_TIMEOUT = 60
+
+
+async def run_container(rt: Runtime, s: ContainerSpec, *,
+                        remove: bool = False) -> tuple[int | None, str]:
+    """Create, start and wait; return the exit code and stdout+stderr text (``remove``:
+    remove the container afterwards)."""
+    info = await rt.create(s)
+    await rt.start(info.id)
+    status = await rt.wait(info.id)
+    out = "".join(e.text for e in read_logs(rt.log_path(info.id)))
+    if remove:
+        await rt.remove(info.id)
+    return status.code, out
 
 
 def new_id() -> str:

@@ -10,23 +10,16 @@ import pytest
 import trio
 
 from pycompose.runtime.client import Runtime
-from pycompose.runtime.logs import read_logs
-from pycompose.runtime.spec import ImageDefaults, Mount, MountType
+from pycompose.runtime.spec import ContainerSpec, ImageDefaults, Mount, MountType
 from pycompose.runtime.volumes import list_volumes
 
-from .test_container_support import TEST_TIMEOUT, spec
+from .test_container_support import TEST_TIMEOUT, run_container, spec
 
 pytestmark = pytest.mark.root
 
 
-async def run(rt: Runtime, s: object, *, remove: bool = True) -> tuple[int | None, str]:
-    info = await rt.create(s)  # type: ignore[arg-type]
-    await rt.start(info.id)
-    status = await rt.wait(info.id)
-    out = "".join(e.text for e in read_logs(rt.log_path(info.id)))
-    if remove:
-        await rt.remove(info.id)
-    return status.code, out
+async def run(rt: Runtime, s: ContainerSpec) -> tuple[int | None, str]:
+    return await run_container(rt, s, remove=True)
 
 
 @pytest.fixture
