@@ -1,10 +1,12 @@
-"""What the builder tests share: running a command in a built image, and finding the
-work directories a build must not leave behind."""
+"""What the builder tests share: running a command in a built image, finding the work
+directories a build must not leave behind, and the ``pycompose`` command line."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import trio
@@ -37,3 +39,11 @@ async def run_in(rt: Runtime, image: Image, *argv: str) -> str:
         return text
     finally:
         await rt.remove(cid, force=True)
+
+
+def cli(*argv: str, root: Path, instance: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``pycompose ARGV`` on state root ``root`` (and ``instance``), as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCOMPOSE_")}
+    env.update(PYCOMPOSE_ROOT=str(root), PYCOMPOSE_INSTANCE=instance)
+    return subprocess.run([sys.executable, "-m", "pycompose", *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)

@@ -3,10 +3,11 @@ checks that nothing (mounts, processes, cgroups, build work directories) is left
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.client import Runtime, open_runtime
@@ -35,3 +36,13 @@ def store(state_root: Path) -> ImageStore:
     store = ImageStore(state_root / "images")
     bootstrap_busybox(store)
     return store
+
+
+@pytest.fixture
+def root(state_root: Path, instance: str) -> Iterator[Path]:
+    """A state root with busybox, for the command line; what it ran is cleaned up after."""
+    bootstrap_busybox(ImageStore(state_root / "images"))
+    try:
+        yield state_root
+    finally:
+        trio.run(cleanup, state_root, instance)

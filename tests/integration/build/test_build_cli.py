@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
 
-from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.images import ImageStore
-from tests.integration.runtime.test_container_support import cleanup
+from tests.helpers.builds import cli
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def instance(run_id: str) -> str:
-    return "c" + run_id
-
-
-@pytest.fixture
-def root(state_root: Path, instance: str) -> Iterator[Path]:
-    bootstrap_busybox(ImageStore(state_root / "images"))
-    try:
-        yield state_root
-    finally:
-        trio.run(cleanup, state_root, instance)
-
-
-def cli(*argv: str, root: Path, instance: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCOMPOSE_")}
-    env.update(PYCOMPOSE_ROOT=str(root), PYCOMPOSE_INSTANCE=instance)
-    return subprocess.run([sys.executable, "-m", "pycompose", *argv], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_build_services(root: Path, instance: str, tmp_path: Path) -> None:

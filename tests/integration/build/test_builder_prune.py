@@ -4,29 +4,16 @@ go, the image's layers stay, and the project still builds."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
 
-from pycompose.runtime.bootstrap import bootstrap_busybox
 from pycompose.runtime.build.cache import cache_dir
 from pycompose.runtime.images import ImageStore
 from pycompose.runtime.images.digest import hex_of
-from tests.integration.build.test_build_cli import cli
-from tests.integration.runtime.test_container_support import cleanup
+from tests.helpers.builds import cli
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def root(state_root: Path, run_id: str) -> Iterator[Path]:
-    bootstrap_busybox(ImageStore(state_root / "images"))
-    try:
-        yield state_root
-    finally:
-        trio.run(cleanup, state_root, "p" + run_id)
 
 
 def _layers(root: Path) -> set[str]:
@@ -42,8 +29,7 @@ def _image_layers(root: Path) -> set[str]:
             for d in image.config.diff_ids}
 
 
-def test_prune_after_a_multi_stage_build(root: Path, run_id: str, tmp_path: Path) -> None:
-    instance = "p" + run_id
+def test_prune_after_a_multi_stage_build(root: Path, instance: str, tmp_path: Path) -> None:
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "Dockerfile").write_text(
