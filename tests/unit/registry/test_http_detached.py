@@ -4,10 +4,13 @@ from trio, a peer that hangs up early."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 
-from pycompose.runtime.registry.http import DetachedBody, HttpClient, HttpError
+from pycompose.runtime.registry.http import DetachedBody, HttpClient, HttpError, Response
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 
@@ -53,6 +56,20 @@ class _Server:
         await trio.serve_listeners(self._handle, listeners)
 
 
+@asynccontextmanager
+async def _detached(server: _Server) -> AsyncIterator[tuple[Response, DetachedBody]]:
+    """``server`` running, one GET to it, and its response's body detached."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with HttpClient() as http, \
+                http.stream("GET", f"http://127.0.0.1:{server.port}/blob") as resp:
+            body = resp.detach_body()
+            assert body is not None
+            yield resp, body
+        server.release.set()
+        nursery.cancel_scope.cancel()
+
+
 def _read_all(body: DetachedBody) -> bytes:
     out = bytearray()
     while chunk := body.read(65536):
@@ -82,51 +99,36 @@ async def test_body_read_in_a_thread_and_connection_reused() -> None:
 
 
 async def test_abort_wakes_a_read_blocked_on_a_stalled_peer() -> None:
-    server = _Server(send=4096)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
-        async with HttpClient() as http, \
-                http.stream("GET", f"http://127.0.0.1:{server.port}/blob") as resp:
-            body = resp.detach_body()
-            assert body is not None
-            failed: list[BaseException] = []
-            sent_read = trio.Event()
+    failed: list[BaseException] = []
+    async with _detached(_Server(send=4096)) as (resp, body):
+        sent_read = trio.Event()
 
-            def reader() -> None:
-                got = 0
-                try:
-                    while got < 4096:
-                        got += len(body.read(4096 - got))
-                    trio.from_thread.run_sync(sent_read.set)
-                    _read_all(body)  # blocks: the peer sends no more
-                except HttpError as exc:
-                    failed.append(exc)
+        def reader() -> None:
+            got = 0
+            try:
+                while got < 4096:
+                    got += len(body.read(4096 - got))
+                trio.from_thread.run_sync(sent_read.set)
+                _read_all(body)  # blocks: the peer sends no more
+            except HttpError as exc:
+                failed.append(exc)
 
-            with trio.fail_after(10):
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(trio.to_thread.run_sync, reader)
-                    await sent_read.wait()
-                    await trio.sleep(0.05)  # (into its recv: abort must wake it there too)
-                    body.abort()
-            await resp.reattach(body)  # incomplete: the connection is closed
-            body.close()
-        assert len(failed) == 1
-        assert "aborted" in str(failed[0])
-        server.release.set()
-        nursery.cancel_scope.cancel()
+        with trio.fail_after(10):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(trio.to_thread.run_sync, reader)
+                await sent_read.wait()
+                await trio.sleep(0.05)  # (into its recv: abort must wake it there too)
+                body.abort()
+        await resp.reattach(body)  # incomplete: the connection is closed
+        body.close()
+    assert len(failed) == 1
+    assert "aborted" in str(failed[0])
 
 
 async def test_peer_hanging_up_early_is_an_error() -> None:
-    server = _Server(send=1000, hang_up=True)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
-        async with HttpClient() as http, \
-                http.stream("GET", f"http://127.0.0.1:{server.port}/blob") as resp:
-            body = resp.detach_body()
-            assert body is not None
-            with pytest.raises(HttpError, match=f"peer closed connection .*received 1000 "
-                               f"bytes, expected {len(BODY)}"):
-                await trio.to_thread.run_sync(_read_all, body)
-            await resp.reattach(body)
-            body.close()
-        nursery.cancel_scope.cancel()
+    async with _detached(_Server(send=1000, hang_up=True)) as (resp, body):
+        with pytest.raises(HttpError, match=f"peer closed connection .*received 1000 "
+                           f"bytes, expected {len(BODY)}"):
+            await trio.to_thread.run_sync(_read_all, body)
+        await resp.reattach(body)
+        body.close()
