@@ -22,9 +22,11 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from benchmarks.harness import Context
 from benchmarks.peers import docker as docker_mod
@@ -32,6 +34,8 @@ from benchmarks.peers import host
 from benchmarks.peers import podman as podman_mod
 from benchmarks.peers.docker import Dockerd
 from benchmarks.peers.podman import Podman, podman_compose
+
+_D = TypeVar("_D", Dockerd, Podman)
 
 IMAGE = "bb:latest"
 # Host-wide lock held while a run's peers are up (left in place, as lock files are).
@@ -132,36 +136,41 @@ def start(ctx: Context, key: str, *, docker: bool = True, podman: bool = True) -
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
     _LIVE.append(peers)
-    tar: Path | None = None
+    tars: list[Path] = []  # busybox's rootfs as a tar, made once for both
+
+    def rootfs() -> Path:
+        if not tars:
+            tars.append(busybox_tar(ctx))
+        return tars[0]
+
     if docker:
-        reason = docker_mod.unavailable()
-        if reason is None:
-            d = Dockerd(base / "docker")
-            peers.docker = d
-            try:
-                tar = tar or busybox_tar(ctx)
-                d.start()
-                d.import_rootfs(tar, IMAGE)
-            except Exception as e:  # noqa: BLE001 - reported as the tool's reason
-                reason = f"dockerd did not come up: {e}"
-        if reason is not None:
-            peers.reasons["docker"] = reason
-            _log(f"  docker left out: {reason}")
+        peers.docker = _bring_up(peers, "docker", docker_mod.unavailable(),
+                                 lambda: Dockerd(base / "docker"), "dockerd did not come up",
+                                 rootfs)
     if podman:
-        reason = podman_mod.unavailable()
-        if reason is None:
-            p = Podman(base / "podman")
-            peers.podman = p
-            try:
-                tar = tar or busybox_tar(ctx)
-                p.start()
-                p.import_rootfs(tar, IMAGE)
-            except Exception as e:  # noqa: BLE001
-                reason = f"podman does not run here: {e}"
-        if reason is not None:
-            peers.reasons["podman"] = reason
-            _log(f"  podman left out: {reason}")
+        peers.podman = _bring_up(peers, "podman", podman_mod.unavailable(),
+                                 lambda: Podman(base / "podman"), "podman does not run here",
+                                 rootfs)
     return peers
+
+
+def _bring_up(peers: Peers, name: str, reason: str | None, make: Callable[[], _D],
+              failed: str, rootfs: Callable[[], Path]) -> _D | None:
+    """Start one peer daemon and import busybox into it. The daemon is returned even when
+    that fails (so that stopping the peers stops it too); the reason is kept and logged."""
+    daemon = None
+    if reason is None:
+        daemon = make()
+        try:
+            tar = rootfs()
+            daemon.start()
+            daemon.import_rootfs(tar, IMAGE)
+        except Exception as e:  # noqa: BLE001 - reported as the tool's reason
+            reason = f"{failed}: {e}"
+    if reason is not None:
+        peers.reasons[name] = reason
+        _log(f"  {name} left out: {reason}")
+    return daemon
 
 
 def stop(ctx: Context, key: str) -> None:
