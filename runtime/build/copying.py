@@ -93,15 +93,12 @@ def make_parents(diff: Path, lowers: Sequence[Path], rel_dir: str) -> None:
             os.chmod(out, 0o755)
 
 
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 0x1, 0x20, 0x1000, 0x4000
-_MNT_DETACH = 2
-
-
 def mount_view(dest: Path, layers: Sequence[Path], *, upper: Path | None = None) -> None:
     """Mount the merged view of overlay-form ``layers`` at the existing directory ``dest``:
     read-only, or writable over ``upper`` (``upper/diff``, ``upper/work``: what is written
     stays there, the layers are never changed). No layers: ``dest`` stays as it is."""
     from pycompose.runtime import syscalls
+    from pycompose.runtime.mounts import remount_readonly
 
     if upper is not None:
         (upper / "diff").mkdir()
@@ -114,16 +111,16 @@ def mount_view(dest: Path, layers: Sequence[Path], *, upper: Path | None = None)
     elif len(layers) == 1:
         # A bind of the store's own layer directory: read-only, so that nothing done
         # through it (a copy, a cleanup) can change the image.
-        syscalls.mount(str(layers[0]), str(dest), None, _MS_BIND | _MS_REC, None)
+        syscalls.mount(str(layers[0]), str(dest), None, syscalls.MS_BIND | syscalls.MS_REC)
         try:
-            syscalls.mount(None, str(dest), None,
-                           _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_REC, None)
+            remount_readonly(str(dest))
         except BaseException:
             unmount(dest)
             raise
     elif layers:
         lowers = ":".join(str(p) for p in reversed(layers))
-        syscalls.mount("overlay", str(dest), "overlay", _MS_RDONLY, f"lowerdir={lowers}")
+        syscalls.mount("overlay", str(dest), "overlay", syscalls.MS_RDONLY,
+                       f"lowerdir={lowers}")
 
 
 def mount_sources(work: Path, layers: list[Path], sources: list[str],
@@ -146,7 +143,7 @@ def unmount(path: Path) -> None:
     from pycompose.runtime import syscalls
 
     try:
-        syscalls.umount(str(path), _MNT_DETACH)
+        syscalls.umount(str(path), syscalls.MNT_DETACH)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount point, no such path
             raise
