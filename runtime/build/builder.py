@@ -60,7 +60,7 @@ from typing import Any
 
 import trio
 
-from pycompose.runtime.build.cache import build_lock_async, touch_entry
+from pycompose.runtime.build.cache import build_lock_async, cache_dir, touch_entry
 from pycompose.runtime.build.context import Ignore, content_hash, copy_entry, expand
 from pycompose.runtime.build.copying import (
     ARCHIVE_SUFFIXES,
@@ -193,7 +193,7 @@ class Builder:
         self.instance = instance
         self.log = log
         self.registry_config = registry_config
-        self.cache_dir = self.root / "build-cache"
+        self.cache_dir = cache_dir(self.root)
         self._step = 0
         self._runtime: Any = None
         self._stack: contextlib.AsyncExitStack | None = None

@@ -92,7 +92,8 @@ def _open_lock(state_root: Path) -> int:
         raise BuildError(f"build cache: {directory / LOCK_NAME}: {exc.strerror or exc}") from None
 
 
-def _try_lock(fd: int, exclusive: bool) -> bool:
+def try_lock(fd: int, *, exclusive: bool) -> bool:
+    """flock ``fd`` without waiting; False when another holder has it."""
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -125,7 +126,7 @@ def build_lock(state_root: Path, *, exclusive: bool,
         # bounded by the deadline (a prune or a build holds it for seconds, not ms).
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.01
-        while not _try_lock(fd, exclusive):
+        while not try_lock(fd, exclusive=exclusive):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise _busy(state_root)
@@ -146,7 +147,7 @@ async def build_lock_async(state_root: Path) -> AsyncIterator[None]:
     fd = _open_lock(state_root)
     try:
         pause = 0.01
-        while not _try_lock(fd, exclusive=False):
+        while not try_lock(fd, exclusive=False):
             await trio.sleep(pause)  # a prune is short; flock gives nothing to wait on
             pause = min(pause * 2, 0.5)
         yield

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import trio
 
+from pycompose.runtime.build.cache import mounts_dir, try_lock
 from pycompose.runtime.build.context import Ignore, copy_entry
 from pycompose.runtime.build.copying import lookup, mount_view, unmount
 from pycompose.runtime.build.errors import BuildError, DockerfileError
@@ -300,7 +301,7 @@ def _mkdtemp(root: Path) -> str:
 
 async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: str,
                      log: Callable[[str], None]) -> Path:
-    base = root / "build-mounts" / "cache"
+    base = mounts_dir(root)
     name = hashlib.sha256(m.id.encode()).hexdigest()[:32]
     await trio.to_thread.run_sync(lambda: base.mkdir(parents=True, exist_ok=True))
     if m.sharing == "shared":
@@ -308,7 +309,7 @@ async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: s
     elif m.sharing == "locked":
         fd = _open_lock(base / f"{name}.lock")
         prepared.lock_fds.append(fd)
-        if not _try_lock(fd):
+        if not try_lock(fd, exclusive=True):
             log(f"{where}: waiting for the cache mount {m.id!r} (sharing=locked), "
                 "in use by another build")
             await trio.to_thread.run_sync(fcntl.flock, fd, fcntl.LOCK_EX,
@@ -319,7 +320,7 @@ async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: s
         while True:
             instance = name if n == 0 else f"{name}-{n}"
             fd = _open_lock(base / f"{instance}.lock")
-            if _try_lock(fd):
+            if try_lock(fd, exclusive=True):
                 prepared.lock_fds.append(fd)
                 path = base / instance
                 break
@@ -331,14 +332,6 @@ async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: s
 
 def _open_lock(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _make_cache(path: Path, m: RunMount) -> None:
