@@ -12,8 +12,11 @@
         await reg.put_manifest(repo, "latest", media_type, body)
 
 Authentication is negotiated on the first ``401`` (see :mod:`.auth`) and its
-result cached per scope set. The scheme is ``https``; a registry that the
-config calls insecure is tried over ``https`` and then plain ``http``.
+result cached per scope set and credentials. The scheme is ``https``; a registry
+that the config calls insecure is tried over ``https`` and then plain ``http``.
+What a client learns (the scheme, the challenge, tokens until they expire) is
+kept for the next client of the same registry on the same ``HttpClient``: the
+engine's next pull skips the ping and the token round trips.
 Redirects (blob downloads are often sent to a storage host) are followed and
 the ``Authorization`` header is not sent to another host.
 """
@@ -22,9 +25,10 @@ from __future__ import annotations
 
 import json
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import trio
@@ -69,6 +73,23 @@ class _Auth:
     expires: float  # trio.current_time(); inf for Basic
 
 
+@dataclass
+class _Session:
+    """What clients of one registry learn, shared by those on the same ``HttpClient``."""
+
+    base: str | None = None             # the scheme and host that answered
+    pinged: bool = False                # base was chosen by a ping (may need another)
+    challenge: Challenge | None = None
+    # Authorization per (scope set, credentials' Authorization header or None).
+    auth: dict[tuple[tuple[str, ...], str | None], _Auth] = field(default_factory=dict)
+    lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+# Per HttpClient (the engine keeps one for all pulls), per registry base URLs.
+_SESSIONS: weakref.WeakKeyDictionary[HttpClient, dict[tuple[str, ...], _Session]] = \
+    weakref.WeakKeyDictionary()
+
+
 class RegistryClient:
     """Requests to one registry (``domain`` as in a reference: ``docker.io``, ``host:5000``).
 
@@ -93,13 +114,11 @@ class RegistryClient:
                 self._bases.reverse()
         else:
             self._bases = [f"https://{host}"]
-        self._base: str | None = None
         self._configure_tls(host)
         self._credentials = credentials
         self._credentials_loaded = credentials is not None or endpoint is not None
-        self._challenge: Challenge | None = None
-        self._auth: dict[tuple[str, ...], _Auth] = {}
-        self._lock = trio.Lock()
+        self._session = _SESSIONS.setdefault(http, {}).setdefault(tuple(self._bases),
+                                                                   _Session())
 
     # -- connection and auth --------------------------------------------------------
 
@@ -123,12 +142,13 @@ class RegistryClient:
         """Pick https or (insecure registries) http with a ``GET /v2/`` ping. With one
         choice there is no ping: the first request itself brings the auth challenge (one
         round trip less for a registry that serves anonymous pulls)."""
-        async with self._lock:
-            if self._base is not None:
-                return self._base
+        session = self._session
+        async with session.lock:
+            if session.base is not None:
+                return session.base
             if len(self._bases) == 1:
-                self._base = self._bases[0]
-                return self._base
+                session.base = self._bases[0]
+                return session.base
             last: HttpError | None = None
             for base in self._bases:
                 try:
@@ -143,8 +163,8 @@ class RegistryClient:
                     last = HttpError(f"{base}/v2/ answered {resp.status}")  # in plain HTTP)
                     continue
                 if resp.status == 401:
-                    self._challenge = _pick(parse_challenges(resp.header("www-authenticate")))
-                self._base = base
+                    session.challenge = _pick(parse_challenges(resp.header("www-authenticate")))
+                session.base, session.pinged = base, True
                 return base
             raise RegistryUnavailableError(f"registry {self.name} is unreachable: {last}")
 
@@ -156,13 +176,14 @@ class RegistryClient:
 
     async def _authorize(self, scopes: tuple[str, ...], *, renew: bool) -> str | None:
         """The ``Authorization`` header for ``scopes`` (None: anonymous is all we have)."""
-        challenge = self._challenge
+        challenge = self._session.challenge
         if challenge is None:
             return None
-        cached = self._auth.get(scopes)
+        creds = self._creds()
+        key = (scopes, creds.basic_header() if creds is not None else None)
+        cached = self._session.auth.get(key)
         if cached is not None and not renew and cached.expires > trio.current_time():
             return cached.header
-        creds = self._creds()
         if challenge.scheme == "basic":
             if creds is None:
                 raise RegistryAuthError(
@@ -174,7 +195,7 @@ class RegistryClient:
         else:
             raise RegistryAuthError(
                 f"registry {self.name}: unsupported authentication scheme {challenge.scheme!r}")
-        self._auth[scopes] = auth
+        self._session.auth[key] = auth
         return auth.header
 
     async def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...],
@@ -225,7 +246,7 @@ class RegistryClient:
                     if resp.status == 401 and not renewed:
                         challenges = parse_challenges(resp.header("www-authenticate"))
                         if challenges:
-                            self._challenge = _pick(challenges)
+                            self._session.challenge = _pick(challenges)
                             renewed = True
                             continue
                     if resp.status in (401, 403):
@@ -248,6 +269,8 @@ class RegistryClient:
                     yield resp
                     return
             except HttpError as exc:
+                if self._session.pinged and self._session.base == base:
+                    self._session.base = None  # the next request pings again
                 raise RegistryUnavailableError(f"registry {self.name}: {what}: {exc}") from None
 
     # -- reading ------------------------------------------------------------------------

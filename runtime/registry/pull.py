@@ -458,8 +458,11 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         finally:
             pipe.finish(failed=failed)
 
+    token = trio.lowlevel.current_trio_token()
+
     def open_blob(pipe: _BlobPipe, layer: _Layer) -> BinaryIO:
-        trio.from_thread.run_sync(progress, ProgressEvent(
+        # Reported without waiting for the event loop: the layer's bytes are waiting.
+        token.run_sync_soon(progress, ProgressEvent(
             layer.short, "Extracting", layer.desc.size, layer.desc.size))
         return cast(BinaryIO, pipe)  # _BlobPipe reads like a binary file
 
