@@ -42,10 +42,10 @@ import shutil
 import stat
 import tarfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, TypeVar, cast
 
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.compression import DECODE_ERRORS
@@ -64,6 +64,7 @@ UNSUPPORTED_OVERLAY_XATTRS = (
 MAX_SYMLINK_HOPS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -188,6 +189,11 @@ class _Unpacker:
         self.stream = stream
         self._payloads: set[str] = set()  # files whose contents the record refers to
         self.as_root = os.geteuid() == 0
+        # The owner a new entry has without a chown: ours, unless the layer root is setgid
+        # (its group would be inherited). Directories keep the modes they are made with
+        # until ``finish``, so no setgid directory appears while entries are made.
+        self._own: tuple[int, int] | None = (
+            None if os.fstat(root_fd).st_mode & stat.S_ISGID else (os.geteuid(), os.getegid()))
         self.result = UnpackResult()
         self.current = "(start)"
         # The last parent directory resolved: (lexical parts, real parts, fd).
@@ -286,6 +292,15 @@ class _Unpacker:
             fd = nxt
         return fd
 
+    def _create(self, pfd: int, name: str, real: tuple[str, ...], make: Callable[[], _T]) -> _T:
+        """``make()`` the entry ``name``; if something is there (a tar may replace what it
+        wrote), remove it and make it again. Trying first saves a stat per entry."""
+        try:
+            return make()
+        except FileExistsError:
+            self._clear(pfd, name, real, keep_dir=False)
+            return make()
+
     def _clear(self, pfd: int, name: str, real: tuple[str, ...], *, keep_dir: bool) -> bool:
         """Remove what is at ``name`` (unless it is a directory and ``keep_dir``); True if kept.
 
@@ -326,7 +341,7 @@ class _Unpacker:
         if not parts:  # the layer root itself ("./")
             if member.isdir():
                 self._dirs.append(((), member.mode, _mtime_ns(member)))
-                self._owner_fd(self.root_fd, member)
+                self._owner_fd(self.root_fd, member, made=False)  # made by the caller
             return
         *parent_parts, name = parts
         real, pfd = self._parent(tuple(parent_parts), create=True)
@@ -335,33 +350,34 @@ class _Unpacker:
             self._whiteout(pfd, real, name, member)
             return
         if member.isdir():
-            if not self._clear(pfd, name, real, keep_dir=True):
+            try:
                 os.mkdir(name, 0o700, dir_fd=pfd)
+                made = True
+            except FileExistsError:
+                made = not self._clear(pfd, name, real, keep_dir=True)
+                if made:
+                    os.mkdir(name, 0o700, dir_fd=pfd)
             fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
             try:
-                self._owner_fd(fd, member)
+                self._owner_fd(fd, member, made=made)
                 self._xattrs_fd(fd, member)
             finally:
                 os.close(fd)
             self._dirs.append(((*real, name), member.mode, _mtime_ns(member)))
         elif member.isreg():
-            self._clear(pfd, name, real, keep_dir=False)
             self._regular(tar, pfd, real, name, member)
         elif member.issym():
-            self._clear(pfd, name, real, keep_dir=False)
-            os.symlink(member.linkname, name, dir_fd=pfd)
+            self._create(pfd, name, real, lambda: os.symlink(member.linkname, name, dir_fd=pfd))
             self._owner_name(pfd, name, member)
             os.utime(name, ns=(_mtime_ns(member),) * 2, dir_fd=pfd, follow_symlinks=False)
         elif member.islnk():
             self._hardlink(pfd, real, name, member)
         elif member.isfifo():
-            self._clear(pfd, name, real, keep_dir=False)
-            os.mkfifo(name, 0o600, dir_fd=pfd)
+            self._create(pfd, name, real, lambda: os.mkfifo(name, 0o600, dir_fd=pfd))
             self._finish_special(pfd, name, member)
         elif member.ischr() and member.devmajor == 0 and member.devminor == 0:
             # Already in overlay form (some tools export whiteouts as 0/0 devices).
-            self._clear(pfd, name, real, keep_dir=False)
-            self._mknod_whiteout(pfd, name)
+            self._create(pfd, name, real, lambda: self._mknod_whiteout(pfd, name))
             self._finish_special(pfd, name, member)
         elif member.ischr() or member.isblk():
             self.result.skipped.append(f"{member.name}: device node (not unpacked)")
@@ -373,12 +389,13 @@ class _Unpacker:
 
     def _regular(self, tar: tarfile.TarFile, pfd: int, real: tuple[str, ...], name: str,
                  member: tarfile.TarInfo) -> None:
+        fd = self._create(pfd, name, real, lambda: os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+            dir_fd=pfd))
         if self.recorder is not None and not member.issparse():
             path = "/".join((*real, name))
             self.recorder.payload(member.offset_data, member.size, path)
             self._payloads.add(path)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
         try:
             if member.issparse():
                 src = tar.extractfile(member)
@@ -455,8 +472,7 @@ class _Unpacker:
         hidden = name[len(WHITEOUT_PREFIX):]
         if hidden in ("", ".", "..") or "/" in hidden:
             raise self._fail(f"invalid whiteout name {name!r}")
-        self._clear(pfd, hidden, real, keep_dir=False)
-        self._mknod_whiteout(pfd, hidden)
+        self._create(pfd, hidden, real, lambda: self._mknod_whiteout(pfd, hidden))
         self._finish_special(pfd, hidden, member)
         self.result.entries += 1
 
@@ -468,12 +484,14 @@ class _Unpacker:
 
     # --- metadata --------------------------------------------------------------------
 
-    def _owner_fd(self, fd: int, member: tarfile.TarInfo) -> None:
-        if self.as_root:
+    def _owner_fd(self, fd: int, member: tarfile.TarInfo, *, made: bool = True) -> None:
+        """Owner of an entry; one just ``made`` by us is ours already (no chown for that)."""
+        if self.as_root and not (made and (member.uid, member.gid) == self._own):
             os.fchown(fd, member.uid, member.gid)
 
     def _owner_name(self, pfd: int, name: str, member: tarfile.TarInfo) -> None:
-        if self.as_root:
+        """Owner of an entry just made, by name (symlinks, FIFOs, whiteouts)."""
+        if self.as_root and (member.uid, member.gid) != self._own:
             os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
 
     def _finish_special(self, pfd: int, name: str, member: tarfile.TarInfo) -> None:

@@ -32,6 +32,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,6 @@ from pycompose.runtime.registry.manifest import (
 __all__ = ["PullResult", "pull_image", "resolve_image", "ResolvedImage"]
 
 _PIPE_LIMIT = 1 << 20     # bytes of a blob between its connection and its unpacking thread
-_REPORT_EVERY = 1 << 20   # bytes between progress reports of a handed-over body
 _REPORT_INTERVAL = 0.1    # seconds between progress events of a layer
 _BODY_READ = 1 << 18      # socket reads of a handed-over body
 _RETRIES = (0.5, 1.0, 2.0)
@@ -177,6 +177,7 @@ class _BlobPipe:
         self._pos = 0
         self._handover: _Handover | None = None  # the body the reader is reading
         self._bodies: list[DetachedBody] = []
+        self._reported_at = time.monotonic()  # the last progress report of a body read here
 
     # -- the download task (trio) ------------------------------------------------------
 
@@ -261,7 +262,6 @@ class _BlobPipe:
     def _read_body(self, handover: _Handover, n: int) -> bytes:
         """The next piece of a handed-over body; b"" when it has ended (read or broken)."""
         body = handover.body
-        before = body.length - body.remaining
         try:
             data = body.read(n if n > 0 else _BODY_READ)
         except HttpError:
@@ -271,8 +271,12 @@ class _BlobPipe:
             self._handover = None
             self._token.run_sync_soon(handover.report, after)
             self._token.run_sync_soon(handover.done.set)
-        elif after // _REPORT_EVERY != before // _REPORT_EVERY:
-            self._token.run_sync_soon(handover.report, after)
+        else:
+            # The event loop is woken for progress only as often as it is shown.
+            now = time.monotonic()
+            if now - self._reported_at >= _REPORT_INTERVAL:
+                self._reported_at = now
+                self._token.run_sync_soon(handover.report, after)
         return data
 
     def readable(self) -> bool:
@@ -392,11 +396,6 @@ async def pull_image(store: ImageStore, reference: str, *,
     config = config or RegistryConfig()
     work_dir = Path(work_dir) if work_dir is not None else store.root.parent / "downloads"
 
-    def prepare() -> None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        _sweep_partials(work_dir)
-
-    await trio.to_thread.run_sync(prepare)
     own_http = http is None
     client_http = http or HttpClient()
     try:
@@ -415,14 +414,28 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     image_id = res.manifest.config.digest
     layers = list(zip(res.manifest.layers, res.config.diff_ids, strict=True))
 
-    def inventory() -> tuple[Image | None, list[bool]]:
+    staging_cm = contextlib.ExitStack()
+
+    def inventory() -> tuple[Image | None, list[bool], set[str], LayerStaging]:
+        """What the store has, which layers an earlier pull kept, and a staging area: one
+        trip to a thread before the downloads start."""
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_partials(work_dir)
         previous = None
         if names:
             with contextlib.suppress(Exception):
                 previous = store.get(names[0])
-        return previous, [store.has_layer(diff_id) for _, diff_id in layers]
+        have = [store.has_layer(diff_id) for _, diff_id in layers]
+        kept = {diff_id for (_, diff_id), ok in zip(layers, have, strict=True)
+                if not ok and (work_dir / f"{hex_of(diff_id)}.layer").exists()}
+        return previous, have, kept, staging_cm.enter_context(store.staging())
 
-    previous, present = await trio.to_thread.run_sync(inventory)
+    try:
+        previous, present, kept, staging = await trio.to_thread.run_sync(inventory)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(staging_cm.close)
+        raise
     pending: list[_Layer] = []
     seen: set[str] = set()
     existed = 0
@@ -444,8 +457,6 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads) + 1)
     keep = False
     image: Image | None = None
-    staging_cm = contextlib.ExitStack()
-    staging: LayerStaging | None = None
 
     async def download(layer: _Layer, pipe: _BlobPipe, *,
                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -467,7 +478,8 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         return cast(BinaryIO, pipe)  # _BlobPipe reads like a binary file
 
     async def fetch_and_unpack(staging: LayerStaging, layer: _Layer) -> None:
-        if await trio.to_thread.run_sync(staging.adopt, layer.diff_id, layer.kept):
+        if layer.diff_id in kept and await trio.to_thread.run_sync(
+                staging.adopt, layer.diff_id, layer.kept):
             layer.unpacked = True  # kept by an earlier pull that failed
             progress(ProgressEvent(layer.short, "Download complete"))
             return
@@ -489,13 +501,20 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             pipe.close()
         layer.unpacked = True
 
+    keys = {f"{ref.repository}@{res.digest}"}
+    if ref.digest is not None:
+        keys.add(f"{ref.repository}@{ref.digest}")
+
+    def commit(area: LayerStaging) -> Image:
+        committed = area.commit(res.config_bytes, names)
+        record_digests(work_dir, keys, committed.id)
+        return committed
+
     try:
-        staging = area = await trio.to_thread.run_sync(staging_cm.enter_context,
-                                                       store.staging())
         async with trio.open_nursery() as nursery:
             for layer in pending:
-                nursery.start_soon(fetch_and_unpack, area, layer)
-        image = await trio.to_thread.run_sync(area.commit, res.config_bytes, names)
+                nursery.start_soon(fetch_and_unpack, staging, layer)
+        image = await trio.to_thread.run_sync(commit, staging)
     except BaseException as exc:
         keep = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
         cause = root_cause(exc, knock_on=("could not be downloaded",))
@@ -507,10 +526,6 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             await trio.to_thread.run_sync(_finish_staging, staging_cm, staging,
                                           pending if keep and image is None else [])
     assert image is not None
-    keys = {f"{ref.repository}@{res.digest}"}
-    if ref.digest is not None:
-        keys.add(f"{ref.repository}@{ref.digest}")
-    await trio.to_thread.run_sync(record_digests, work_dir, keys, image.id)
     for layer in pending:
         progress(ProgressEvent(layer.short, "Pull complete"))
     progress(ProgressEvent("", f"Digest: {res.digest}"))

@@ -12,11 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pycompose.runtime.images import Image, ImageStore
 
 
@@ -187,6 +188,8 @@ def _keep(row: tuple[str, str, Image], filters: Sequence[tuple[str, str]]) -> bo
 
 
 def _ls(store: ImageStore, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime  # not imported by `image pull`, which needs no dates
+
     now = datetime.now(UTC)
     filters = _filters(args.filter)
     rows = [r for r in _rows(store.list(), args.reference) if _keep(r, filters)]
@@ -258,6 +261,8 @@ def _inspect(store: ImageStore, args: argparse.Namespace) -> int:
 
 
 def _history(store: ImageStore, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from pycompose.runtime.images.config import parse_time
 
     image = store.get(args.image)

@@ -82,6 +82,36 @@ def test_numeric_owners_and_setuid_survive_chown(tmp_path: Path) -> None:
     assert (dest / "home/app").stat().st_uid == 1000
 
 
+@pytest.mark.root
+def test_owners_follow_the_tar_in_a_setgid_layer_root(tmp_path: Path) -> None:
+    """An entry made by the unpack is not chowned when the tar's owner is ours; under a
+    setgid root it would inherit the root's group, so there every entry is chowned."""
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    os.chown(dest, 0, 4321)
+    os.chmod(dest, 0o2755)
+    unpack_layer(io.BytesIO(tar_bytes([
+        directory("d"), file("d/f", b"x"), symlink("d/l", "f"), fifo("d/p"),
+        file("top", b"y"),
+    ])), dest, source="test.tar")
+    for name in ("d", "d/f", "d/l", "d/p", "top"):
+        st = (dest / name).lstat()
+        assert (st.st_uid, st.st_gid) == (0, 0), name
+
+
+@pytest.mark.root
+def test_an_entry_kept_from_earlier_in_the_tar_gets_the_later_owner(tmp_path: Path) -> None:
+    dest, _ = unpack(tmp_path, [
+        directory("d", uid=1000, gid=1000), file("d/f", b"1", uid=1000, gid=1000),
+        directory("d"),  # the same directory again, now root's: kept, and chowned
+        file("d/f", b"2"),  # replaced: made again, root's
+    ])
+    for name in ("d", "d/f"):
+        st = (dest / name).lstat()
+        assert (st.st_uid, st.st_gid) == (0, 0), name
+    assert (dest / "d/f").read_bytes() == b"2"
+
+
 def test_dotdot_escape_is_refused(tmp_path: Path, outside: Path) -> None:
     with pytest.raises(ImageError, match=r"\.\./outside/evil.*escapes the layer"):
         unpack(tmp_path, [file("../outside/evil", b"pwned")])
