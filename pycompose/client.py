@@ -57,14 +57,20 @@ class _Connection:
     5 ms, ``http.client`` with ``email`` more), and ``up`` on an unchanged stack is
     mostly start-up."""
 
-    def __init__(self, path: Path, timeout: float | None) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(timeout)
-            self.sock.connect(str(path))
-        except BaseException:
-            self.sock.close()
-            raise
+    def __init__(self, path: Path, timeout: float | None,
+                 sock: socket.socket | None = None) -> None:
+        """Connect to ``path``, or use ``sock``, already connected to it."""
+        if sock is not None:
+            sock.settimeout(timeout)
+            self.sock = sock
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.settimeout(timeout)
+                self.sock.connect(str(path))
+            except BaseException:
+                self.sock.close()
+                raise
         self.buf = b""
         self.dead = False  # answered without framing: not reusable
 
@@ -165,10 +171,13 @@ def q(part: str) -> str:
 
 
 class EngineClient:
-    def __init__(self, paths: HostPaths, *, timeout: float | None = 60.0) -> None:
+    def __init__(self, paths: HostPaths, *, timeout: float | None = 60.0,
+                 sock: socket.socket | None = None) -> None:
+        """``sock``: a connection to the engine to use first (``connect``'s probe)."""
         self.paths = paths
         self.timeout = timeout
-        self._conn: _Connection | None = None
+        self._conn: _Connection | None = (
+            None if sock is None else _Connection(paths.socket, timeout, sock))
 
     # ---- plumbing
 
@@ -458,17 +467,16 @@ def _connect_error(paths: HostPaths, exc: OSError) -> EngineError | NotRootError
     return EngineError(f"cannot reach the engine at {paths.socket}: {exc.strerror or exc}")
 
 
-def _probe(paths: HostPaths) -> OSError | None:
-    """Try to connect once; ``None`` when an engine accepted the connection."""
+def _probe(paths: HostPaths) -> socket.socket | OSError:
+    """Try to connect once: the connection when an engine accepted it, else the error."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(5.0)
         sock.connect(str(paths.socket))
-        return None
+        return sock
     except OSError as exc:
-        return exc
-    finally:
         sock.close()
+        return exc
 
 
 def connect(paths: HostPaths | None = None, *, autostart: bool = True,
@@ -477,19 +485,20 @@ def connect(paths: HostPaths | None = None, *, autostart: bool = True,
     when nothing answers and ``autostart`` is set."""
     paths = paths or host_paths()
     err = _probe(paths)
-    if err is not None:
-        if err.errno in (errno.EACCES, errno.EPERM) or (
-                os.geteuid() != 0 and err.errno in (errno.ENOENT, errno.ECONNREFUSED)):
-            raise NotRootError(
-                f"pycompose needs root: its engine runs containers (namespaces, cgroups, "
-                f"mounts) and listens on {paths.socket}, which only root may use; try sudo"
-            )
-        if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
-            raise _connect_error(paths, err)
-        if not autostart:
-            raise EngineNotRunning(
-                f"no engine is listening on {paths.socket}; start one with `pycompose engine`")
-        start_engine(paths)
+    if not isinstance(err, OSError):  # an engine answered: that connection serves first
+        return EngineClient(paths, timeout=timeout, sock=err)
+    if err.errno in (errno.EACCES, errno.EPERM) or (
+            os.geteuid() != 0 and err.errno in (errno.ENOENT, errno.ECONNREFUSED)):
+        raise NotRootError(
+            f"pycompose needs root: its engine runs containers (namespaces, cgroups, "
+            f"mounts) and listens on {paths.socket}, which only root may use; try sudo"
+        )
+    if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+        raise _connect_error(paths, err)
+    if not autostart:
+        raise EngineNotRunning(
+            f"no engine is listening on {paths.socket}; start one with `pycompose engine`")
+    start_engine(paths)
     return EngineClient(paths, timeout=timeout)
 
 
@@ -531,7 +540,9 @@ def start_engine(paths: HostPaths, *, timeout: float = START_TIMEOUT) -> int:
         return pid
     # No readiness: it died (e.g. lost the race for the lock) or is stuck.
     code = _exit_status(pid)
-    if _probe(paths) is None:
+    probe = _probe(paths)
+    if isinstance(probe, socket.socket):
+        probe.close()
         return pid if code is None else -1
     tail = _tail(log_path, 15)
     if code is None:

@@ -95,3 +95,21 @@ async def test_framings_over_one_kept_alive_connection(tmp_path: Path,
     assert requests[0].startswith(b"POST /x HTTP/1.1\r\n")
     assert requests[0].endswith(b'\r\n\r\n{"k": "v"}')
     assert requests[2].startswith(b"GET /e?all=1 HTTP/1.1\r\n")
+
+
+async def test_connect_sends_the_first_request_on_its_probe_connection(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """``connect`` checks that an engine listens by connecting; that connection carries the
+    first request (the scripted server accepts only one), no second connect."""
+    requests: list[bytes] = []
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    await nursery.start(_scripted, tmp_path / "engine.sock", [answer], requests)
+
+    def call() -> object:
+        with connect(paths(tmp_path), autostart=False) as client:
+            return client.get("/_ping")
+
+    with trio.fail_after(10):
+        got = await trio.to_thread.run_sync(call)
+    assert got == {}
+    assert requests[0].startswith(b"GET /_ping HTTP/1.1\r\n")
