@@ -7,7 +7,7 @@ import gc
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -114,8 +114,14 @@ def _env_debug() -> bool:
 
 
 def _find_command(argv: Sequence[str]) -> str | None:
+    at = _command_index(argv)
+    return None if at is None else argv[at]
+
+
+def _command_index(argv: Sequence[str]) -> int | None:
+    """Where the first word that is not an option (or an option's value) is."""
     skip = False
-    for token in argv:
+    for at, token in enumerate(argv):
         if skip:
             skip = False
             continue
@@ -126,7 +132,7 @@ def _find_command(argv: Sequence[str]) -> str | None:
             continue
         if token.startswith("-"):
             continue
-        return token
+        return at
     return None
 
 
@@ -135,7 +141,7 @@ def _load(command: str) -> ModuleType:
     return importlib.import_module(f"pycompose.cli.commands.{module}")
 
 
-def build_parser(command: str | None) -> argparse.ArgumentParser:
+def build_parser(command: str | None, argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The full parser; only ``command``'s own arguments are built (the others list their help)."""
     parser = _Parser(
         prog="pycompose",
@@ -153,8 +159,29 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         help_text = COMMANDS[name][1]
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            _load(name).add_arguments(p)
+            module = _load(name)
+            at = _command_index(argv)
+            if hasattr(module, "SUBCOMMANDS") and at is not None:  # likewise one level
+                module.add_arguments(p, _find_command(argv[at + 1:]))  # down: image pull
+            else:
+                module.add_arguments(p)
     return parser
+
+
+Subcommands = dict[str, tuple[str, tuple[str, ...], Callable[[argparse.ArgumentParser], None]]]
+
+
+def add_subcommands(parser: argparse.ArgumentParser, dest: str, table: Subcommands,
+                    selected: str | None) -> None:
+    """Subcommands of a command (``table``: name -> (help, aliases, add its arguments)).
+    With the one on the command line known (``selected``), only its parser is built;
+    otherwise (help, a typo) all of them, for argparse to list."""
+    sub = parser.add_subparsers(dest=dest, metavar="SUBCOMMAND", required=True)
+    known = selected is not None and any(
+        selected == name or selected in aliases for name, (_, aliases, _) in table.items())
+    for name, (help_text, aliases, add) in table.items():
+        if not known or selected == name or selected in aliases:
+            add(sub.add_parser(name, aliases=list(aliases), help=help_text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _find_command(argv)
     if command is not None and command not in COMMANDS:
         command = None  # argparse reports the unknown command
-    parser = build_parser(command)
+    parser = build_parser(command, argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -1,5 +1,5 @@
 """``pycompose image pull|push|bootstrap``: the registry and bootstrap subcommands of
-``pycompose image`` (hooked into ``image.py`` by ``add_subcommands`` and ``HANDLERS``)."""
+``pycompose image`` (hooked into ``image.py`` by ``ARGUMENTS`` and ``HANDLERS``)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,31 @@ if TYPE_CHECKING:
     from pycompose.runtime.images import ImageStore
 
 
-def add_subcommands(sub: Any) -> None:
-    p = sub.add_parser("pull", help="Download an image from a registry")
+def _pull_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="Platform to pull from a multi-platform image (default: this host)")
     p.add_argument("-q", "--quiet", action="store_true", help="Print only the image name")
 
-    p = sub.add_parser("push", help="Upload an image to a registry")
+
+def _push_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", metavar="NAME[:TAG]")
     p.add_argument("--chunk-size", type=int, metavar="BYTES",
                    help="Upload blobs in chunks of this size (default: one request each)")
     p.add_argument("--oci", action="store_true", help="Push an OCI manifest (default: Docker v2)")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
 
-    p = sub.add_parser("bootstrap", help="Build a base image without a registry "
-                       "(busybox, debian:bookworm, debian:bookworm-slim)")
+
+def _bootstrap_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="busybox | debian:SUITE | debian:SUITE-slim")
     p.add_argument("--mirror", metavar="URL",
                    help="Debian mirror (default: the host's apt source)")
     p.add_argument("--tag", metavar="NAME[:TAG]", help="store under this name instead")
+
+
+ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "pull": _pull_args, "push": _push_args, "bootstrap": _bootstrap_args,
+}
 
 
 def _platform(text: str | None) -> dict[str, str] | None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pycompose.cli.main import add_subcommands
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -21,10 +23,7 @@ if TYPE_CHECKING:
     from pycompose.runtime.images import Image, ImageStore
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
-
-    p = sub.add_parser("import", help="Create an image from a root filesystem tarball")
+def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE",
                    help="tar archive (plain, gzip, zstd, bzip2, xz); '-' reads stdin")
     p.add_argument("name", nargs="?", metavar="NAME[:TAG]", help="name for the image")
@@ -32,17 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help='Dockerfile instruction to apply, e.g. \'CMD ["sh"]\' (repeatable)')
     p.add_argument("-m", "--message", default="", help="commit message for the image")
 
-    p = sub.add_parser("load", help="Load images from a docker save archive or an OCI layout")
+
+def _load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", required=True, metavar="FILE",
                    help="docker save tar, OCI archive tar, or OCI layout directory")
     p.add_argument("-q", "--quiet", action="store_true", help="Print nothing on success")
 
-    p = sub.add_parser("save", help="Save images to a tar archive (docker save / OCI format)")
+
+def _save_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="Write to FILE instead of standard output")
 
-    p = sub.add_parser("ls", aliases=["list"], help="List images")
+
+def _ls_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
                    help="only images with this name")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
@@ -53,32 +55,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="dangling=true|false, reference=PATTERN (repeatable)")
 
-    p = sub.add_parser("inspect", help="Show detailed information on images (JSON)")
+
+def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
 
-    p = sub.add_parser("history", help="Show the history of an image")
+
+def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--no-trunc", action="store_true", help="Do not truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show layer diff-ids")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
-    p = sub.add_parser("rm", aliases=["remove"], help="Remove images")
+
+def _rm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--force", action="store_true",
                    help="Remove an image with several names, or untag one in use")
 
-    p = sub.add_parser("prune", help="Remove unused images")
+
+def _prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Remove all images not used by a container, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="Do not ask for confirmation")
 
-    p = sub.add_parser("tag", help="Create a name TARGET that refers to SOURCE")
+
+def _tag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE[:TAG]")
     p.add_argument("target", metavar="TARGET[:TAG]")
 
-    from pycompose.cli.commands import _image_registry  # pull, push, bootstrap
 
-    _image_registry.add_subcommands(sub)
+def _registry_args(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        from pycompose.cli.commands import _image_registry  # pull, push, bootstrap
+
+        _image_registry.ARGUMENTS[name](p)
+
+    return add
+
+
+# name -> (help, aliases, its arguments); main builds only the one on the command line.
+SUBCOMMANDS: dict[str, tuple[str, tuple[str, ...], Callable[[argparse.ArgumentParser], None]]] = {
+    "import": ("Create an image from a root filesystem tarball", (), _import_args),
+    "load": ("Load images from a docker save archive or an OCI layout", (), _load_args),
+    "save": ("Save images to a tar archive (docker save / OCI format)", (), _save_args),
+    "ls": ("List images", ("list",), _ls_args),
+    "inspect": ("Show detailed information on images (JSON)", (), _inspect_args),
+    "history": ("Show the history of an image", (), _history_args),
+    "rm": ("Remove images", ("remove",), _rm_args),
+    "prune": ("Remove unused images", (), _prune_args),
+    "tag": ("Create a name TARGET that refers to SOURCE", (), _tag_args),
+    "pull": ("Download an image from a registry", (), _registry_args("pull")),
+    "push": ("Upload an image to a registry", (), _registry_args("push")),
+    "bootstrap": ("Build a base image without a registry "
+                  "(busybox, debian:bookworm, debian:bookworm-slim)", (),
+                  _registry_args("bootstrap")),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, subcommand: str | None = None) -> None:
+    add_subcommands(parser, "image_command", SUBCOMMANDS, subcommand)
 
 
 def open_store() -> ImageStore:
