@@ -12,16 +12,18 @@
   --network host``; ``network="none"`` for none) and its overlay upper dir
   becomes the layer (whiteouts for deletions). ``RUN --mount`` (repeatable)
   takes ``type=cache``, ``type=bind`` (the context, ``from=`` a stage or an
-  image; ``rw`` writes are discarded), ``type=tmpfs`` and ``type=secret`` (the
-  build's ``secrets``); see ``run_mounts``. ``type=ssh`` is refused.
+  image; ``rw`` writes are discarded), ``type=tmpfs``, ``type=secret`` (the
+  build's ``secrets``) and ``type=ssh`` (the build's ``ssh`` agents or keys, with
+  ``SSH_AUTH_SOCK`` set for the RUN); see ``run_mounts`` and ``ssh``.
 * ``COPY``/``ADD`` copy into a fresh directory that becomes the layer: parent
   directories take their metadata from the image, owners are ``0:0`` unless
   ``--chown`` (helpers in ``copying``). Sources: the context (globs,
   ``.dockerignore``), here-documents (``COPY <<EOF /dest``: a 0644 file named
   after the here-document, ``$VAR`` expanded unless the name is quoted), and for
   ``ADD`` local tar archives (extracted) and http(s) URLs (``remote``: mode
-  0600, ``Last-Modified`` as mtime, ``--checksum`` verified, never extracted;
-  Git sources are refused).
+  0600, ``Last-Modified`` as mtime, ``--checksum`` verified, never extracted)
+  and Git repositories (``gitsource``: ``URL#ref:subdir``, added as a
+  directory's contents, ``.git`` only with ``--keep-git-dir``).
 * ``COPY --from`` takes an earlier stage, or an image (from the store, pulled
   when missing).
 * Metadata instructions change the config only (an empty-layer history entry).
@@ -33,8 +35,9 @@
   options (and a bind mount's source content; never a cache mount's content)
   and, for COPY/ADD, a hash of the copied content (here-documents' text,
   downloads' content: a URL is fetched on every build, and the step hits when
-  the content is the same); a hit is used when all its layers are still in the
-  store. A rebuild with nothing changed does no container work.
+  the content is the same; a Git source's commit, from ``git ls-remote``); a
+  hit is used when all its layers are still in the store. A rebuild with
+  nothing changed does no container work.
 
 Output: one line per event, as ``docker build --progress plain``:
 ``#3 [2/4] RUN make``, ``#3 0.52 <output line>``, ``#3 DONE 1.3s``, ``#3 CACHED``.
@@ -43,6 +46,7 @@ Output: one line per event, as ``docker build --progress plain``:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -80,14 +84,16 @@ from pycompose.runtime.build.dockerfile import (
     substitute,
 )
 from pycompose.runtime.build.errors import BuildError, BuildStepError, DockerfileError
+from pycompose.runtime.build.gitsource import GitSource, Resolved, checkout, parse_git, resolve
 from pycompose.runtime.build.remote import download, is_git, is_url, parse_checksum
 from pycompose.runtime.build.run_mounts import (
     RunMount,
     drop_run_mountpoints,
     from_refs,
-    parse_mount,
+    parse_mounts,
     prepare_mounts,
 )
+from pycompose.runtime.build.ssh import SshAgents, serve_agent
 from pycompose.runtime.images.config import (
     ContainerConfig,
     Healthcheck,
@@ -110,7 +116,7 @@ _SUPPORTED_FLAGS = {
     "FROM": {"platform"},
     "RUN": {"network", "mount"},
     "COPY": {"from", "chown", "chmod", "link"},
-    "ADD": {"chown", "chmod", "link", "checksum"},
+    "ADD": {"chown", "chmod", "link", "checksum", "keep-git-dir"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
 }
 # A here-document named as a COPY/ADD source: <<EOF, <<-EOF, <<"EOF".
@@ -138,6 +144,10 @@ class BuildOptions:
     pull: bool = False
     network: str | None = None              # None/"host"/"default": host; "none": no network
     secrets: Mapping[str, bytes] = field(default_factory=dict)  # RUN --mount=type=secret
+    # RUN --mount=type=ssh, by id: an agent socket, or private key files loaded into an
+    # ssh-agent of the build's own; () when the host's agent was asked for but
+    # $SSH_AUTH_SOCK is not set (an error when a RUN uses it)
+    ssh: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,6 +170,10 @@ class _CopySources:
     inline: list[tuple[str, str]] = field(default_factory=list)  # here-documents: name, text
     checksum: tuple[str, str] | None = None                # ADD --checksum
     digests: list[tuple[str, str]] = field(default_factory=list)  # url, sha256 downloaded
+    git: list[GitSource] = field(default_factory=list)     # ADD <git repository>
+    resolved: list[Resolved] = field(default_factory=list)  # their commits
+    trees: list[Path] = field(default_factory=list)        # and their checkouts
+    keep_git_dir: bool = False                             # ADD --keep-git-dir
     state: _State | None = None                            # --from an earlier stage
     image_ref: str | None = None                           # --from an image
 
@@ -197,6 +211,7 @@ class Builder:
         self._step = 0
         self._runtime: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._agents = SshAgents({})
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -226,14 +241,18 @@ class Builder:
         globals_env = {k: build_args.get(k, v) or "" for k, v in global_args.items()}
         async with contextlib.AsyncExitStack() as stack:
             self._stack = stack
-            for stage in stages:
-                if stage.index not in needed:
-                    continue
-                results[stage.index] = await self._build_stage(
-                    stage, stages, results, options, context, ignore, name, global_args,
-                    globals_env, build_args)
-            self._stack = None
-            self._runtime = None
+            self._agents = SshAgents(options.ssh)
+            stack.push_async_callback(self._agents.aclose)
+            try:
+                for stage in stages:
+                    if stage.index not in needed:
+                        continue
+                    results[stage.index] = await self._build_stage(
+                        stage, stages, results, options, context, ignore, name, global_args,
+                        globals_env, build_args)
+            finally:  # the stack closes the runtime: a next build opens its own
+                self._stack = None
+                self._runtime = None
         final = results[target.index]
         config = final.config
         if options.labels:
@@ -636,7 +655,7 @@ class Builder:
             else:
                 entries = []
                 digest = src.state.key
-            if extra:  # here-documents' text and downloads' content (not their mtimes)
+            if extra or src.digests:  # here-documents' text, downloads' content, commits
                 digest = _key(digest, [(n, b) for n, b in src.inline],
                               [(u, d) for u, d in src.digests])
             key = _key(state.key, instr.keyword, src.words, src.dest, dict(instr.flags),
@@ -645,6 +664,7 @@ class Builder:
             cached = self._cache_get(key, options)
             if cached is not None:
                 return _State(cached, key, state.args), True
+            await self._git_trees(src, fetched, where, step)
             layer_dir, cleanup = await self._copy(state, instr, where, src, entries, extra,
                                                   context, ignore)
             return await self._commit_layer(state, key, created_by, layer_dir, cleanup), False
@@ -676,8 +696,8 @@ class Builder:
         argv = self._run_argv(state, instr)
         run_env = {k: v for k, v in state.args.items() if v is not None}
         network = instr.flags.get("network") or options.network or "host"
-        mounts = [parse_mount(substitute(value, env), where, state.cc.working_dir or "/")
-                  for value in instr.flag_values("mount")]
+        mounts = parse_mounts([substitute(value, env) for value in instr.flag_values("mount")],
+                              where, state.cc.working_dir or "/")
         bind_layers: list[list[Path] | None] = []
         mount_keys: list[tuple[object, ...]] = []
         for m in mounts:
@@ -691,18 +711,32 @@ class Builder:
         cached = self._cache_get(key, options)
         if cached is not None:
             return _State(cached, key, state.args), True
+        def log(line: str) -> None:
+            self._emit(f"#{step} {line}")
+
+        agents: dict[str, str] = {}
+        for m in mounts:
+            if m.type == "ssh" and m.id not in agents:
+                agent = await self._agents.socket(
+                    m.id, f"{where}: RUN --mount=type=ssh,id={m.id}", log)
+                if agent is not None:
+                    agents[m.id] = agent
+        ssh_targets = [m.target for m in mounts if m.type == "ssh"]
+        if ssh_targets and "SSH_AUTH_SOCK" not in env:
+            # As BuildKit: the first ssh mount's socket, not part of the cache key.
+            run_env = {**run_env, "SSH_AUTH_SOCK": ssh_targets[0]}
         prepared = await prepare_mounts(mounts, bind_layers, root=self.root, context=context,
-                                        ignore=ignore, where=where,
-                                        log=lambda line: self._emit(f"#{step} {line}"),
-                                        secrets=options.secrets)
+                                        ignore=ignore, where=where, log=log,
+                                        secrets=options.secrets, ssh=agents)
 
         async def release() -> None:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(prepared.release)
 
         try:
-            layer_dir, remove = await self._run(state, argv, run_env, network, where, step,
-                                                prepared.mounts)
+            layer_dir, remove = await self._run(
+                state, argv, run_env, network, where, step, prepared.mounts,
+                [functools.partial(serve_agent, f.listener, f.agent) for f in prepared.ssh])
         except BaseException:
             await release()
             raise
@@ -764,8 +798,10 @@ class Builder:
         return self._runtime
 
     async def _run(self, state: _State, argv: tuple[str, ...], run_env: dict[str, str],
-                   network: str, where: str, step: int, mounts: Sequence[Mount] = ()
+                   network: str, where: str, step: int, mounts: Sequence[Mount] = (),
+                   services: Sequence[Callable[[], Awaitable[None]]] = ()
                    ) -> tuple[Path, Callable[[], Awaitable[None]]]:
+        """Run ``argv`` in a container of ``state``; ``services`` run while it runs."""
         from pycompose.runtime.logs import follow, read_logs
         from pycompose.runtime.rootfs import container_dir
         from pycompose.runtime.spec import ContainerSpec, EtcFile, ImageDefaults
@@ -815,6 +851,8 @@ class Builder:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pump)
+                for service in services:
+                    nursery.start_soon(service)
                 status = await rt.wait(cid)
                 nursery.cancel_scope.cancel()
             for entry in (await trio.to_thread.run_sync(read_logs, log_path))[printed:]:
@@ -856,9 +894,10 @@ class Builder:
                 body, quoted = bodies[m.group(3)]
                 src.inline.append((m.group(3), body if quoted else substitute(body, env)))
             elif is_git(word):
-                raise DockerfileError(f"{where}: {kw} {word}: Git sources are not supported; "
-                                      "clone the repository in a RUN step or into the build "
-                                      "context")
+                if kw != "ADD":
+                    raise DockerfileError(f"{where}: COPY does not take Git sources ({word}); "
+                                          "use ADD")
+                src.git.append(parse_git(word, where))
             elif is_url(word):
                 if kw != "ADD":
                     raise DockerfileError(f"{where}: COPY does not take URLs ({word}); "
@@ -867,12 +906,18 @@ class Builder:
             else:
                 src.paths.append(word)
         if "checksum" in instr.flags:
-            if not src.urls or src.paths or src.inline:
+            if not src.urls or src.paths or src.inline or src.git:
                 raise DockerfileError(f"{where}: ADD --checksum needs http(s) URL sources "
                                       "only")
             src.checksum = parse_checksum(substitute(instr.flags["checksum"], env), where)
+        if "keep-git-dir" in instr.flags:
+            value = substitute(instr.flags["keep-git-dir"], env).lower()
+            if value not in ("true", "false"):
+                raise DockerfileError(f"{where}: ADD --keep-git-dir={value}: expected true or "
+                                      "false")
+            src.keep_git_dir = value == "true"
         if "from" in instr.flags:
-            if src.urls:
+            if src.urls or src.git:
                 raise DockerfileError(f"{where}: {kw} --from does not take URLs")
             ref = substitute(instr.flags["from"], env)
             for stage in stages:
@@ -912,7 +957,19 @@ class Builder:
                                               "from the URL; give a file name as destination")
                     src.digests.append((url, got.digest))
                     extra.append((got.path, got.path.name))
+        for n, git in enumerate(src.git):  # the commit now: the cache key names it
+            self._emit(f"#{step} resolving {git.remote}#{git.ref or 'HEAD'}")
+            got_commit = await resolve(git, into / f"git-{n}", where)
+            src.resolved.append(got_commit)
+            src.digests.append((git.text, f"git {got_commit.commit} {src.keep_git_dir}"))
         return extra
+
+    async def _git_trees(self, src: _CopySources, into: Path, where: str, step: int) -> None:
+        """Check out the Git sources' commits in ``into`` (``src.trees``)."""
+        for n, (git, resolved) in enumerate(zip(src.git, src.resolved, strict=True)):
+            self._emit(f"#{step} fetching {git.remote} {resolved.commit[:12]}")
+            src.trees.append(await checkout(git, resolved, into / f"git-{n}", where,
+                                            keep_git_dir=src.keep_git_dir))
 
     async def _copy(self, state: _State, instr: Instruction, where: str, src: _CopySources,
                     entries: list[tuple[Path, str]], extra: list[tuple[Path, str]],
@@ -948,7 +1005,7 @@ class Builder:
                 entries = await trio.to_thread.run_sync(
                     mount_sources, work, src_layers, src.paths, where)
                 ignore = Ignore()
-            if len(entries) + len(extra) > 1:
+            if len(entries) + len(extra) > 1 or src.trees:
                 dir_dest = True
 
             def do_copy() -> None:
@@ -972,6 +1029,8 @@ class Builder:
                 for path, name in extra:  # never extracted (downloads: as Docker)
                     out = diff / rel_target / name if into_dir else diff / rel_target
                     copy_entry(path, out, uid=uid, gid=gid, mode=mode)
+                for tree in src.trees:  # a repository's contents, as a directory's
+                    copy_entry(tree, diff / rel_target, uid=uid, gid=gid, mode=mode)
 
             try:
                 await trio.to_thread.run_sync(do_copy)

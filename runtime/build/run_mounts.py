@@ -17,7 +17,12 @@
   ``/run/secrets/<id>``) with ``mode`` (0400), ``uid``, ``gid``; a secret the build
   was not given is an error with ``required``, else the mount is left out. Its content
   is never in the layer nor in the cache key.
-* ``type=ssh`` is refused (not supported).
+* ``type=ssh``: the build's SSH agent ``id`` (default ``default``; given to the build,
+  e.g. by Compose's ``build.ssh``) as a socket at ``target`` (default
+  ``/run/buildkit/ssh_agent.N``, N counting the step's ssh mounts from 0) with ``mode``
+  (0600), ``uid``, ``gid``: a socket of the RUN's own that forwards to the agent (see
+  ``ssh``). ``required`` makes a missing agent an error, else the mount is left out.
+  The agent is not in the cache key.
 
 A relative target is below the working directory. The mounts are never part of the
 layer; neither are the mount points the runtime had to create for them
@@ -29,11 +34,13 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import functools
 import hashlib
 import os
 import posixpath
 import re
 import shutil
+import socket
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,13 +52,14 @@ from pycompose.runtime.build.cache import mounts_dir, try_lock
 from pycompose.runtime.build.context import Ignore, copy_entry
 from pycompose.runtime.build.copying import lookup, mount_view, unmount
 from pycompose.runtime.build.errors import BuildError, DockerfileError
+from pycompose.runtime.build.ssh import agent_listener
 from pycompose.runtime.rootfs import secure_join
 from pycompose.runtime.spec import Mount, MountType
 
-__all__ = ["PreparedMounts", "RunMount", "drop_run_mountpoints", "from_refs", "parse_mount",
-           "prepare_mounts"]
+__all__ = ["PreparedMounts", "RunMount", "SshForward", "drop_run_mountpoints", "from_refs",
+           "parse_mount", "parse_mounts", "prepare_mounts"]
 
-_TYPES = ("bind", "cache", "tmpfs", "secret")
+_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 _ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "readonly",
             "rw": "readwrite"}
 _KEYS = {
@@ -60,6 +68,7 @@ _KEYS = {
               "readwrite"},
     "tmpfs": {"type", "target", "size"},
     "secret": {"type", "target", "id", "required", "mode", "uid", "gid"},
+    "ssh": {"type", "target", "id", "required", "mode", "uid", "gid"},
 }
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.I)
 _FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
@@ -67,18 +76,19 @@ _FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
 
 @dataclass(frozen=True)
 class RunMount:
-    type: str                 # bind, cache, tmpfs or secret
+    type: str                 # bind, cache, tmpfs, secret or ssh
     target: str               # absolute path in the container
     source: str = ""          # bind: path in the context, stage or image
     from_ref: str = ""        # bind: a stage or an image; empty: the build context
     read_only: bool = False
-    id: str = ""              # cache: what names the cache (default: the target)
+    id: str = ""              # cache: what names the cache (default: the target);
+    #                           secret, ssh: what the build was given
     sharing: str = "shared"   # cache: shared, private or locked
     mode: int = 0o755         # cache: the directory's mode, owner and group when made
     uid: int = 0
     gid: int = 0
     size: int | None = None   # tmpfs: bytes (None: the kernel's default)
-    required: bool = False    # secret: an error when the build was not given it
+    required: bool = False    # secret, ssh: an error when the build was not given it
 
     def options(self) -> tuple[object, ...]:
         """What of this mount goes into the RUN's cache key."""
@@ -87,8 +97,8 @@ class RunMount:
                     self.gid, self.read_only)
         if self.type == "bind":
             return ("bind", self.target, self.source, self.from_ref, self.read_only)
-        if self.type == "secret":  # never the content (as BuildKit)
-            return ("secret", self.target, self.id, self.required, self.mode, self.uid,
+        if self.type in ("secret", "ssh"):  # never the content or the agent (as BuildKit)
+            return (self.type, self.target, self.id, self.required, self.mode, self.uid,
                     self.gid)
         return ("tmpfs", self.target, self.size)
 
@@ -98,9 +108,19 @@ def from_refs(values: Sequence[str]) -> list[str]:
     return [m.group(1).strip().strip("\"'") for v in values for m in _FROM.finditer(v)]
 
 
-def parse_mount(value: str, where: str, workdir: str) -> RunMount:
+def parse_mounts(values: Sequence[str], where: str, workdir: str) -> list[RunMount]:
+    """A RUN's ``--mount`` values (after variable substitution), ssh mounts numbered."""
+    out: list[RunMount] = []
+    for value in values:
+        out.append(parse_mount(value, where, workdir,
+                               ssh_index=sum(m.type == "ssh" for m in out)))
+    return out
+
+
+def parse_mount(value: str, where: str, workdir: str, *, ssh_index: int = 0) -> RunMount:
     """One ``--mount`` value (after variable substitution): comma-separated ``key=value``
-    fields, CSV-quoted as BuildKit; ``ro``/``rw`` may stand alone."""
+    fields, CSV-quoted as BuildKit; ``ro``/``rw`` may stand alone. ``ssh_index`` numbers
+    an ssh mount's default target."""
     what = f"{where}: RUN --mount={value}"
     try:
         fields = next(csv.reader([value]), [])
@@ -115,18 +135,17 @@ def parse_mount(value: str, where: str, workdir: str) -> RunMount:
         key = _ALIASES.get(key.strip().lower(), key.strip().lower())
         opts[key] = val.strip() if sep else "true"
     kind = opts.get("type", "bind").lower()
-    if kind == "ssh":
-        raise DockerfileError(f"{where}: RUN --mount=type=ssh is not supported "
-                              "(cache, bind, tmpfs and secret mounts are)")
     if kind not in _TYPES:
         raise DockerfileError(f"{what}: unknown mount type {kind!r} "
-                              "(expected bind, cache, tmpfs or secret)")
+                              "(expected bind, cache, tmpfs, secret or ssh)")
     for key in opts:
         if key not in _KEYS[kind]:
             raise DockerfileError(f"{what}: {key!r} is not an option of a {kind} mount "
                                   f"(options: {', '.join(sorted(_KEYS[kind]))})")
     if kind == "secret":
         return _secret(opts, what)
+    if kind == "ssh":
+        return _ssh(opts, what, workdir, ssh_index)
     target = opts.get("target", "")
     if not target:
         raise DockerfileError(f"{what}: a target is required")
@@ -176,6 +195,22 @@ def _secret(opts: dict[str, str], what: str) -> RunMount:
                     gid=_number(opts.get("gid", "0"), 10, "gid", what))
 
 
+def _ssh(opts: dict[str, str], what: str, workdir: str, index: int) -> RunMount:
+    """``type=ssh``: ``id`` defaults to ``default``, ``target`` to
+    ``/run/buildkit/ssh_agent.<index>``."""
+    target = opts.get("target") or f"/run/buildkit/ssh_agent.{index}"
+    if not target.startswith("/"):
+        target = posixpath.join(workdir or "/", target)
+    target = posixpath.normpath(target)
+    if target in ("/", "//"):
+        raise DockerfileError(f"{what}: cannot mount over /")
+    return RunMount("ssh", target, id=opts.get("id") or "default",
+                    required=_bool(opts.get("required", "false"), "required", what),
+                    mode=_number(opts.get("mode", "0600"), 8, "mode", what),
+                    uid=_number(opts.get("uid", "0"), 10, "uid", what),
+                    gid=_number(opts.get("gid", "0"), 10, "gid", what))
+
+
 def _bool(value: str, key: str, what: str) -> bool:
     low = value.lower()
     if low in ("", "true", "1"):
@@ -208,18 +243,31 @@ def _size(value: str, what: str) -> int:
 
 
 @dataclass
+class SshForward:
+    """An ssh mount's socket (listening) and the agent it forwards to."""
+
+    listener: socket.socket
+    agent: str
+
+
+@dataclass
 class PreparedMounts:
-    """The runtime mounts of one RUN, and what has to be undone after it."""
+    """The runtime mounts of one RUN, and what has to be undone after it. ``ssh``: the
+    sockets to serve (``ssh.serve_agent``) while the RUN runs."""
 
     mounts: list[Mount] = field(default_factory=list)
     work: Path | None = None
     views: list[Path] = field(default_factory=list)   # host mounts made here
     lock_fds: list[int] = field(default_factory=list)
+    ssh: list[SshForward] = field(default_factory=list)
 
     def release(self) -> None:
         """Unmount the views, remove the work directory, drop the cache locks (blocking).
         The work directory is kept if a view could not be unmounted: removing it would
         reach into the layers below."""
+        for forward in self.ssh:
+            forward.listener.close()
+        self.ssh.clear()
         try:
             for view in reversed(self.views):
                 try:
@@ -239,13 +287,33 @@ class PreparedMounts:
 async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[Path] | None],
                          *, root: Path, context: Path, ignore: Ignore, where: str,
                          log: Callable[[str], None],
-                         secrets: Mapping[str, bytes] | None = None) -> PreparedMounts:
+                         secrets: Mapping[str, bytes] | None = None,
+                         ssh: Mapping[str, str] | None = None) -> PreparedMounts:
     """Set up ``mounts`` for a RUN container. ``bind_layers[i]`` is, for a bind mount
     ``from=`` a stage or an image, its layer directories (None: the build context);
-    ``secrets`` are the build's secrets by id."""
+    ``secrets`` are the build's secrets by id, ``ssh`` its SSH agents' sockets by id."""
     prepared = PreparedMounts()
     try:
         for m, layers in zip(mounts, bind_layers, strict=True):
+            if m.type == "ssh":
+                agent = (ssh or {}).get(m.id)
+                if agent is None:
+                    if m.required:
+                        raise DockerfileError(
+                            f"{where}: RUN --mount=type=ssh,id={m.id}: the build was not "
+                            f"given an SSH agent or key {m.id!r} (Compose: build.ssh)")
+                    log(f"{where}: no SSH agent {m.id!r} was given: {m.target} is left out")
+                    continue  # not required: left out, as BuildKit
+                if prepared.work is None:
+                    prepared.work = Path(await trio.to_thread.run_sync(
+                        lambda: _mkdtemp(root)))
+                path = prepared.work / f"ssh-{len(prepared.mounts)}"
+                listener = await trio.to_thread.run_sync(functools.partial(
+                    agent_listener, path, uid=m.uid, gid=m.gid, mode=m.mode))
+                prepared.ssh.append(SshForward(listener, agent))
+                prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(path),
+                                             create_host_path=False))
+                continue
             if m.type == "secret":
                 content = (secrets or {}).get(m.id)
                 if content is None:
