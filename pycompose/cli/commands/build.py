@@ -10,7 +10,9 @@ caller (``up --build`` in the engine can use it too).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Set build-time variables for services")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="Don't print anything to STDOUT")
+    parser.add_argument("--ssh", action="append", default=[], metavar="ID[=PATH]",
+                        help="SSH agent socket or keys for RUN --mount=type=ssh "
+                             "('default' for your SSH agent)")
 
 
 def image_name(project: Project, service: str) -> str:
@@ -37,8 +42,8 @@ def image_name(project: Project, service: str) -> str:
 
 
 def service_build(project: Project, service: str, *, no_cache: bool = False,
-                  pull: bool = False, build_args: dict[str, str] | None = None
-                  ) -> BuildOptions:
+                  pull: bool = False, build_args: dict[str, str] | None = None,
+                  ssh: Sequence[str] = ()) -> BuildOptions:
     from pycompose.errors import UsageError
     from pycompose.runtime.build import BuildOptions
 
@@ -60,7 +65,7 @@ def service_build(project: Project, service: str, *, no_cache: bool = False,
         context=Path(b.context), dockerfile=dockerfile, dockerfile_inline=b.dockerfile_inline,
         tags=tags, build_args=args, target=b.target, labels=dict(b.labels),
         no_cache=no_cache or b.no_cache, pull=pull or b.pull, network=b.network,
-        secrets=build_secrets(project, service))
+        secrets=build_secrets(project, service), ssh=build_ssh(project, service, ssh))
 
 
 def build_secrets(project: Project, service: str) -> dict[str, bytes]:
@@ -80,6 +85,54 @@ def build_secrets(project: Project, service: str) -> dict[str, bytes]:
             raise UsageError(f"service {service!r}: build.secrets: {ref.source!r} is not "
                              "defined under the top-level secrets")
         out[ref.target or ref.source] = file_content(project, "secrets", ref, obj)
+    return out
+
+
+_SSH_ID = re.compile(r"^[^\s,=]+$")
+
+
+def build_ssh(project: Project, service: str, overrides: Sequence[str] = ()
+              ) -> dict[str, tuple[str, ...]]:
+    """``build.ssh`` of ``service`` (then ``build --ssh`` entries, which win by id): each id
+    with an agent socket or key files for ``RUN --mount=type=ssh``. An id without a path
+    (``default``) is the host's agent, ``$SSH_AUTH_SOCK``; relative paths are below the
+    project directory."""
+    import os
+
+    from pycompose.compose.errors import ComposeFileError
+    from pycompose.errors import UsageError
+
+    build = project.services[service].build
+    entries: dict[str, tuple[object, str]] = {}
+    raw = (build.extra.get("ssh") or {}) if build is not None else {}
+    where = f"services.{service}.build.ssh"
+    if not isinstance(raw, dict):
+        raise ComposeFileError(project.compose_files[0] if project.compose_files else None,
+                               where, "expected a list of ID[=PATH] or a mapping")
+    for key, value in raw.items():
+        entries[str(key)] = (value, "compose")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        entries[key] = (value if sep else None, "cli")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, (value, origin) in entries.items():
+        paths = [] if value is None else [p.strip() for p in str(value).split(",")]
+        problem = ""
+        if not _SSH_ID.match(key):
+            problem = f"{key!r}: an id is a word without spaces, commas or '='"
+        elif value is not None and (not isinstance(value, str) or not all(paths)):
+            problem = f"{key}={value!r}: expected an agent socket or key files (comma-separated)"
+        if problem and origin == "cli":
+            raise UsageError(f"--ssh: {problem}")
+        if problem:
+            raise ComposeFileError(project.compose_files[0] if project.compose_files else None,
+                                   f"{where}.{key}", problem)
+        if not paths:
+            sock = os.environ.get("SSH_AUTH_SOCK", "")
+            out[key] = (sock,) if sock else ()
+        else:
+            out[key] = tuple(os.path.join(project.working_dir, os.path.expanduser(p))
+                             for p in paths)
     return out
 
 
@@ -122,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                           registry_config=registry_config())
         for name in targets:
             options = service_build(project, name, no_cache=args.no_cache, pull=args.pull,
-                                    build_args=build_args)
+                                    build_args=build_args, ssh=args.ssh)
             log(f"Building {name} ({options.tags[0]})")
             await builder.build(options)
             log(f"{name} Built")

@@ -6,9 +6,6 @@ build's agents are gone when it ends."""
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,77 +15,24 @@ from pycompose.runtime.build import Builder, BuildError, BuildOptions, Dockerfil
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.images import ImageStore
 from tests.helpers.builds import run_in
+from tests.helpers.ssh import (
+    SSH_ADD,
+    add_key,
+    agents_started,
+    assert_stopped,
+    fingerprints,
+    make_key,
+    ssh_agent,
+    ssh_tools,
+)
 
 pytestmark = pytest.mark.root
-
-_AGENT_LINE = re.compile(r"ssh-agent \(pid (\d+)\) at (\S+), ")
-# ssh-add from the host with its libraries, bind-mounted into a RUN as /tools.
-_SSH_ADD = "/tools/ld.so --library-path /tools /tools/ssh-add"
-
-
-def make_key(directory: Path, name: str) -> tuple[Path, str]:
-    """A new ed25519 key without passphrase, and its fingerprint (``SHA256:...``)."""
-    key = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
-                   check=True)
-    out = subprocess.run(["ssh-keygen", "-lf", str(key)], check=True, capture_output=True,
-                         text=True).stdout
-    return key, out.split()[1]
-
-
-def add_key(agent: Path, key: Path) -> None:
-    subprocess.run(["ssh-add", "-q", str(key)], check=True, env={"SSH_AUTH_SOCK": str(agent)})
-
-
-def fingerprints(agent: Path) -> list[str]:
-    out = subprocess.run(["ssh-add", "-l"], check=True, capture_output=True, text=True,
-                         env={"SSH_AUTH_SOCK": str(agent)}).stdout
-    return [line.split()[1] for line in out.splitlines()]
-
-
-def ssh_tools(into: Path) -> None:
-    """``ssh-add``, its shared libraries and the dynamic loader (as ``ld.so``) in ``into``,
-    to run in a busybox container."""
-    into.mkdir(parents=True)
-    ssh_add = shutil.which("ssh-add")
-    assert ssh_add is not None
-    shutil.copy(ssh_add, into / "ssh-add")
-    out = subprocess.run(["ldd", ssh_add], check=True, capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        words = line.split()
-        if "=>" in words and len(words) > 2 and words[2].startswith("/"):
-            shutil.copy(words[2], into / words[0])
-        elif words and words[0].startswith("/"):
-            shutil.copy(words[0], into / "ld.so")
-
-
-def agents_started(lines: list[str]) -> list[tuple[int, Path]]:
-    """The pid and socket of each ssh-agent the build said it started."""
-    return [(int(m.group(1)), Path(m.group(2))) for line in lines
-            if (m := _AGENT_LINE.search(line))]
-
-
-def assert_stopped(agents: list[tuple[int, Path]]) -> None:
-    for pid, sock in agents:
-        assert not Path(f"/proc/{pid}").exists(), f"ssh-agent {pid} still runs"
-        assert not sock.parent.exists(), f"{sock.parent} was not removed"
-
 
 @pytest.fixture
 def host_agent(tmp_path: Path) -> Iterator[Path]:
     """An ssh-agent of the test's own (stopped by its pid afterwards); its socket."""
-    sock = tmp_path / "host-agent.sock"
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env={})
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith(b"SSH_AUTH_SOCK=")
+    with ssh_agent(tmp_path / "host-agent.sock") as sock:
         yield sock
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 async def test_ssh_mount_with_key_files(rt: Runtime, store: ImageStore, state_root: Path,
@@ -108,8 +52,8 @@ async def test_ssh_mount_with_key_files(rt: Runtime, store: ImageStore, state_ro
         "RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh \\\n"
         "    --mount=type=ssh,id=deploy,target=/var/deploy.sock,mode=0660,uid=1000 \\\n"
         "    sh -c 'test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /out && \\\n"
-        f"    {_SSH_ADD} -l > /default-keys && \\\n"
-        f"    SSH_AUTH_SOCK=/var/deploy.sock {_SSH_ADD} -l > /deploy-keys && \\\n"
+        f"    {SSH_ADD} -l > /default-keys && \\\n"
+        f"    SSH_AUTH_SOCK=/var/deploy.sock {SSH_ADD} -l > /deploy-keys && \\\n"
         "    stat -c \"%a %u\" /var/deploy.sock > /meta'\n")
     lines: list[str] = []
     builder = Builder(store, state_root, instance=instance, log=lines.append)
@@ -152,7 +96,7 @@ async def test_ssh_mount_forwards_an_agent(rt: Runtime, store: ImageStore,
                                              dockerfile_inline=(
         "FROM busybox\n"
         "RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,id=default \\\n"
-        f"    sh -c '{_SSH_ADD} -l > /keys'\n")))
+        f"    sh -c '{SSH_ADD} -l > /keys'\n")))
     seen = await run_in(rt, image, "cat", "/keys")
     assert seen.split()[1] == fingerprint
     assert agents_started(lines) == []
