@@ -4,7 +4,7 @@ As Docker: redirects are followed (at most :data:`MAX_REDIRECTS` hops), the file
 is named after the last component of the URL's path, is written with mode 0600
 and, when the server sends ``Last-Modified``, that time as its mtime; it is never
 extracted. ``--checksum=sha256:<hex>`` (also sha384, sha512) is verified. Git
-sources (``git@…``, ``….git``) are not supported.
+sources (``git@…``, ``….git``, ``…#ref``: :func:`is_git`) are ``gitsource``'s.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from pycompose.runtime.build.errors import BuildError, DockerfileError
+from pycompose.runtime.build.gitsource import is_git
 from pycompose.runtime.registry.http import HttpClient, HttpError, resolve
 
 __all__ = ["MAX_REDIRECTS", "Download", "download", "is_git", "is_url", "parse_checksum"]
@@ -31,15 +32,6 @@ _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
-
-
-def is_git(source: str) -> bool:
-    """A Git source: ``git@host:repo``, ``git://…``, or a URL of a ``.git`` repository."""
-    if source.startswith(("git@", "git://", "ssh://")):
-        return True
-    if is_url(source):
-        return urlsplit(source).path.rstrip("/").endswith(".git")
-    return False
 
 
 def parse_checksum(value: str, where: str) -> tuple[str, str]:
