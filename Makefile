@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 
 # Needed by the runtime and the tests (busybox-static builds the test images).
 APT_RUNTIME := busybox-static catatonit nftables iproute2 libseccomp2 zstd skopeo \
-               docker-registry apache2-utils openssl debootstrap openssh-client
+               docker-registry apache2-utils openssl debootstrap openssh-client git
 # Needed only to build the virtualenv.
 APT_BUILD   := python3-venv python3-dev
 # Peers measured side by side by the benchmark harness.
