@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from pycompose.runtime.build import Builder, BuildError, BuildOptions, DockerfileError
+from pycompose.runtime.build.ssh import SshAgents
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.images import ImageStore
 from tests.helpers.builds import run_in
@@ -148,3 +150,24 @@ async def test_ssh_mount_errors(store: ImageStore, state_root: Path, tmp_path: P
                                          dockerfile_inline=(
             "FROM busybox\nRUN --mount=type=ssh echo nosock\n")))
     assert not [p for p in os.listdir(state_root) if p.startswith("build-mounts-")]
+
+
+async def test_ssh_agents_stopped_when_cancelled(tmp_path: Path) -> None:
+    """The build closes its agents from its exit stack: also when the build is being
+    cancelled, the agent it started is stopped and its directory removed."""
+    key, fingerprint = make_key(tmp_path, "key")
+    lines: list[str] = []
+    agents = SshAgents({"k": (str(key),)})
+    with trio.fail_after(60), trio.CancelScope() as scope:
+        try:
+            sock = await agents.socket("k", "test", lines.append)
+            assert sock is not None
+            assert fingerprints(Path(sock)) == [fingerprint]
+            scope.cancel()
+            await trio.sleep_forever()
+        finally:
+            await agents.aclose()
+    assert scope.cancelled_caught
+    started = agents_started(lines)
+    assert [s for _, s in started] == [Path(sock)]
+    assert_stopped(started)
