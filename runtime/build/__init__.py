@@ -12,7 +12,8 @@
 Modules: ``dockerfile`` (parser, variable substitution), ``context``
 (``.dockerignore``, globs, content hashes, copying), ``builder`` (stages,
 cache, RUN containers, COPY/ADD layers), ``copying`` (COPY/ADD helpers),
-``run_mounts`` (``RUN --mount``), ``remote`` (``ADD <url>``), ``errors``.
+``run_mounts`` (``RUN --mount``), ``ssh`` (SSH agents for ssh mounts), ``remote``
+(``ADD <url>``), ``errors``.
 """
 
 from __future__ import annotations
