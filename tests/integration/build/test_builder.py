@@ -130,9 +130,10 @@ async def test_failures_name_the_line(rt: Runtime, store: ImageStore, state_root
     with pytest.raises(BuildStepError, match=r"Dockerfile \(inline\):3: RUN .*exit code 3"):
         await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
             "FROM busybox\nRUN true\nRUN echo failing; exit 3\n")))
-    with pytest.raises(DockerfileError, match=r":2: RUN --mount=type=ssh is not supported"):
+    with pytest.raises(DockerfileError, match=r":2: RUN --mount=type=ssh,id=default: the "
+                                              r"build was not given an SSH agent"):
         await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
-            "FROM busybox\nRUN --mount=type=ssh true\n")))
+            "FROM busybox\nRUN --mount=type=ssh,required=true true\n")))
     with pytest.raises(DockerfileError, match=r":2: COPY: .missing.txt. not found"):
         await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
             "FROM busybox\nCOPY missing.txt /\n")))

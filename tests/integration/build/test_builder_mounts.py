@@ -208,7 +208,8 @@ async def test_mount_errors_name_the_line(rt: Runtime, store: ImageStore, state_
     builder = Builder(store, state_root, instance=instance)
     (tmp_path / "f").write_text("x")
     cases = (
-        ("RUN --mount=type=ssh true", r":3: RUN --mount=type=ssh is not supported"),
+        ("RUN --mount=type=ssh,required true",
+         r":3: RUN --mount=type=ssh,id=default: the build was not given an SSH agent"),
         ("RUN --mount=type=bind,source=nope,target=/n true",
          r":3: RUN --mount: 'nope' not found in the build context"),
         ("RUN --mount=type=bind,source=../x,target=/n true", r":3: .*outside the build"),
