@@ -347,12 +347,19 @@ class Runtime:
                     line, buf = buf.split(b"\n", 1)
                     self._dispatch(json.loads(line), fd_queue)
         except (errors.SupervisorError, OSError) as exc:
-            self._closed = exc
-            for done, slot in list(self._pending.values()):
-                slot[:] = [{"error": {"type": "SupervisorError", "message": str(exc)}}, []]
-                done.set()
-            for send in list(self._subscribers):
-                send.close()
+            self._fail_pending(exc)
+        finally:
+            # Ended otherwise (the connection is being closed): no call waits forever.
+            if self._closed is None:
+                self._fail_pending(errors.SupervisorError("the connection was closed"))
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        self._closed = exc
+        for done, slot in list(self._pending.values()):
+            slot[:] = [{"error": {"type": "SupervisorError", "message": str(exc)}}, []]
+            done.set()
+        for send in list(self._subscribers):
+            send.close()
 
     def _dispatch(self, msg: dict[str, Any], fd_queue: builtins.list[int]) -> None:
         if "event" in msg:
@@ -442,14 +449,22 @@ async def open_runtime(root: str | os.PathLike[str], instance: str = "", *,
                     f"the supervisor of {root_path} runs for instance "
                     f"{hello.get('instance')!r}, not {instance!r}")
             # The reader never raises, so a group here only ever holds the
-            # caller's own exception: hand that back unwrapped.
+            # caller's own exception: hand that back unwrapped. It is shielded: a
+            # caller that is cancelled still gets the answers to its shielded clean-up
+            # calls (remove the container it was running); it ends with the block.
+            reader_scope = trio.CancelScope(shield=True)
+
+            async def read() -> None:
+                with reader_scope:
+                    await rt._reader()
+
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(rt._reader)
+                    nursery.start_soon(read)
                     try:
                         yield rt
                     finally:
-                        nursery.cancel_scope.cancel()
+                        reader_scope.cancel()
             except BaseExceptionGroup as group:
                 if len(group.exceptions) == 1:
                     raise group.exceptions[0] from None

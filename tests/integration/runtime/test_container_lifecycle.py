@@ -237,3 +237,25 @@ async def test_close_stdin_ends_input(rt: Runtime, busybox_rootfs: Path) -> None
         out = [e.text for e in read_logs(rt.log_path(info.id))]
         assert out == ["100000\n", "done\n"]
         await rt.close_stdin(info.id)  # again, and after the exit: nothing to do
+
+
+async def test_a_cancelled_caller_still_gets_its_cleanup_answered(
+        rt: Runtime, busybox_rootfs: Path, state_root: Path, instance: str) -> None:
+    """A build cancelled during a RUN removes its container in a shielded scope: the
+    connection's reader must outlive the cancellation to deliver that answer."""
+    from pycompose.runtime.client import open_runtime
+
+    removed = False
+    with trio.fail_after(TEST_TIMEOUT), trio.CancelScope() as outer:
+        async with open_runtime(state_root, instance) as own:
+            info = await own.create(spec(busybox_rootfs, "sleep", "600"))
+            await own.start(info.id)
+            outer.cancel()  # as a cancelled build: everything in here, the reader too
+            try:
+                await own.wait(info.id)
+            finally:
+                with trio.CancelScope(shield=True), trio.fail_after(20):
+                    await own.remove(info.id, force=True)
+                    removed = True
+    assert removed
+    assert [c.id for c in await rt.list()] == []
