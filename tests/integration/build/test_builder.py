@@ -12,6 +12,7 @@ import trio
 from pycompose.runtime.build import Builder, BuildOptions, BuildStepError, DockerfileError
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.images import ImageStore
+from pycompose.runtime.spec import EventKind
 from tests.helpers.builds import run_in
 
 pytestmark = pytest.mark.root
@@ -211,3 +212,20 @@ async def test_copy_from_an_image(rt: Runtime, store: ImageStore, state_root: Pa
     for ref, path in (("tools:1", "opt/tool.txt"), ("busybox", "bin/busybox")):
         assert (store.get(ref).layer_dirs[-1] / path).is_file()
     assert not [p for p in os.listdir(state_root) if p.startswith("build-copy-")]
+
+
+async def test_a_build_cancelled_during_run_removes_its_container(
+        rt: Runtime, store: ImageStore, state_root: Path, tmp_path: Path,
+        instance: str) -> None:
+    """Ctrl-C during a RUN: the build ends promptly and its container is gone (the
+    fixture then checks that no mount, process or work directory is left)."""
+    builder = Builder(store, state_root, instance=instance)
+    options = BuildOptions(context=tmp_path, dockerfile_inline="FROM busybox\nRUN sleep 600\n")
+    with trio.fail_after(60):
+        async with rt.events() as events, trio.open_nursery() as nursery:
+            nursery.start_soon(builder.build, options)
+            async for event in events:  # the build's RUN has started: cancel the build
+                if event.kind is EventKind.STARTED:
+                    nursery.cancel_scope.cancel()
+                    break
+    assert await rt.list() == []
