@@ -754,8 +754,8 @@ class Builder:
                             ignore: Ignore) -> tuple[list[Path] | None, str]:
         """For a bind mount: the layers of its ``from=`` (None: the build context), and a
         digest of what it shows for the cache key (the source's content in the context,
-        the stage's cache key, the image's id)."""
-        if m.type != "bind":
+        the stage's cache key, the image's id); likewise for a cache mount's ``from=``."""
+        if m.type not in ("bind", "cache") or (m.type == "cache" and not m.from_ref):
             return None, ""
         if not m.from_ref:
             mwhere = f"{where}: RUN --mount"

@@ -5,7 +5,9 @@
   0:0) when first used and kept across builds. ``sharing=shared`` (default) lets
   concurrent builds use it together, ``locked`` waits for the other user to finish,
   ``private`` takes another instance of the cache when this one is in use. ``ro``
-  mounts it read-only.
+  mounts it read-only. With ``from=`` (an earlier stage or an image) a new cache
+  starts as a copy of that one's ``source`` (default: its root); an existing cache
+  keeps what it has.
 * ``type=bind``: ``source`` (default: the root) of the build context, or of an
   earlier stage or an image with ``from=``; read-only unless ``rw``, and what an
   ``rw`` bind writes is discarded: an overlay over the stage's or image's layers or
@@ -33,6 +35,7 @@ bind's source content), never a cache mount's content, as BuildKit.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import functools
 import hashlib
@@ -42,6 +45,8 @@ import re
 import shutil
 import socket
 import stat
+import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +70,7 @@ _ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "re
 _KEYS = {
     "bind": {"type", "target", "source", "from", "readonly", "readwrite"},
     "cache": {"type", "target", "id", "sharing", "mode", "uid", "gid", "readonly",
-              "readwrite"},
+              "readwrite", "from", "source"},
     "tmpfs": {"type", "target", "size"},
     "secret": {"type", "target", "id", "required", "mode", "uid", "gid"},
     "ssh": {"type", "target", "id", "required", "mode", "uid", "gid"},
@@ -78,8 +83,9 @@ _FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
 class RunMount:
     type: str                 # bind, cache, tmpfs, secret or ssh
     target: str               # absolute path in the container
-    source: str = ""          # bind: path in the context, stage or image
-    from_ref: str = ""        # bind: a stage or an image; empty: the build context
+    source: str = ""          # bind, cache: path in the context, stage or image
+    from_ref: str = ""        # bind: a stage or an image, empty: the build context;
+    #                           cache: what a new cache starts from, empty: nothing
     read_only: bool = False
     id: str = ""              # cache: what names the cache (default: the target);
     #                           secret, ssh: what the build was given
@@ -94,7 +100,7 @@ class RunMount:
         """What of this mount goes into the RUN's cache key."""
         if self.type == "cache":
             return ("cache", self.target, self.id, self.sharing, self.mode, self.uid,
-                    self.gid, self.read_only)
+                    self.gid, self.read_only, self.from_ref, self.source)
         if self.type == "bind":
             return ("bind", self.target, self.source, self.from_ref, self.read_only)
         if self.type in ("secret", "ssh"):  # never the content or the agent (as BuildKit)
@@ -169,7 +175,11 @@ def parse_mount(value: str, where: str, workdir: str, *, ssh_index: int = 0) -> 
     if sharing not in ("shared", "private", "locked"):
         raise DockerfileError(f"{what}: sharing must be shared, private or locked, "
                               f"not {sharing!r}")
+    if "source" in opts and "from" not in opts:
+        raise DockerfileError(f"{what}: a cache mount's source is a path in its from= "
+                              "(a stage or an image), which is missing")
     return RunMount("cache", target, id=opts.get("id") or target, sharing=sharing,
+                    source=opts.get("source", ""), from_ref=opts.get("from", ""),
                     read_only=read_only, mode=_number(opts.get("mode", "0755"), 8, "mode", what),
                     uid=_number(opts.get("uid", "0"), 10, "uid", what),
                     gid=_number(opts.get("gid", "0"), 10, "gid", what))
@@ -332,7 +342,7 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
             elif m.type == "tmpfs":
                 prepared.mounts.append(Mount(MountType.TMPFS, m.target, tmpfs_size=m.size))
             elif m.type == "cache":
-                source = await _cache_dir(m, root, prepared, where, log)
+                source = await _cache_dir(m, layers, root, prepared, where, log)
                 prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
                                              read_only=m.read_only, create_host_path=False))
             else:
@@ -362,13 +372,11 @@ def _secret_file(work: Path, index: int, m: RunMount, content: bytes) -> Path:
 
 
 def _mkdtemp(root: Path) -> str:
-    import tempfile
-
     return tempfile.mkdtemp(prefix="build-mounts-", dir=root)
 
 
-async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: str,
-                     log: Callable[[str], None]) -> Path:
+async def _cache_dir(m: RunMount, layers: list[Path] | None, root: Path,
+                     prepared: PreparedMounts, where: str, log: Callable[[str], None]) -> Path:
     base = mounts_dir(root)
     name = hashlib.sha256(m.id.encode()).hexdigest()[:32]
     await trio.to_thread.run_sync(lambda: base.mkdir(parents=True, exist_ok=True))
@@ -394,7 +402,7 @@ async def _cache_dir(m: RunMount, root: Path, prepared: PreparedMounts, where: s
                 break
             os.close(fd)
             n += 1
-    await trio.to_thread.run_sync(_make_cache, path, m)
+    await trio.to_thread.run_sync(_make_cache, path, m, layers, where)
     return path
 
 
@@ -402,15 +410,52 @@ def _open_lock(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-def _make_cache(path: Path, m: RunMount) -> None:
+def _make_cache(path: Path, m: RunMount, layers: list[Path] | None, where: str) -> None:
     """The cache directory, with the mount's mode and owner when it is made (as BuildKit:
-    an existing cache keeps what it has)."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
+    an existing cache keeps what it has); with ``from=`` (``layers``) it starts as a copy
+    of ``source`` in them. Made beside and renamed into place: a build that meets it
+    sees it whole."""
+    if os.path.lexists(path):
         return
-    os.chown(path, m.uid, m.gid)
-    os.chmod(path, m.mode)
+    new = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        if layers is not None:
+            _seed_cache(new, m, layers, where)
+        os.chown(new, m.uid, m.gid)
+        os.chmod(new, m.mode)
+        try:
+            os.rename(new, path)
+        except OSError as exc:  # another build made it meanwhile: that one is the cache
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    finally:
+        if new.exists():
+            shutil.rmtree(new)
+
+
+def _seed_cache(new: Path, m: RunMount, layers: list[Path], where: str) -> None:
+    """Copy ``m.source`` of the stage's or image's ``layers`` into the new cache ``new``."""
+    what = f"{where}: RUN --mount type=cache,from={m.from_ref},source={m.source or '/'}"
+    view = new.parent / f"{new.name}.view"
+    view.mkdir()
+    try:
+        if layers:
+            mount_view(view, layers, upper=None)
+        try:
+            src = Path(secure_join(str(view), posixpath.normpath(m.source.lstrip("/") or ".")))
+            if not os.path.isdir(src):
+                raise DockerfileError(f"{what}: not a directory in {m.from_ref}")
+            # As a snapshot would be: owners, modes, times, links and xattrs kept.
+            done = subprocess.run(["cp", "-a", "--", f"{src}/.", str(new)],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"{what}: copying into the new cache failed: "
+                                 f"{done.stderr.strip()}")
+        finally:
+            if layers:
+                unmount(view)
+    finally:
+        view.rmdir()
 
 
 def _bind_source(m: RunMount, layers: list[Path] | None, context: Path, ignore: Ignore,

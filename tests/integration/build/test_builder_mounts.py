@@ -83,6 +83,39 @@ async def test_cache_and_tmpfs_mounts(rt: Runtime, store: ImageStore, state_root
     assert (cache_dir(state_root, "c1") / "log").read_text() == "run\nrun\n"
 
 
+async def test_a_new_cache_starts_from_a_stage(rt: Runtime, store: ImageStore,
+                                               state_root: Path, tmp_path: Path,
+                                               instance: str) -> None:
+    """``type=cache,from=stage,source=dir``: a new cache is a copy of the stage's dir
+    (owners and modes kept); an existing cache keeps what it has, as BuildKit."""
+    lines: list[str] = []
+    builder = Builder(store, state_root, instance=instance, log=lines.append)
+
+    def dockerfile(seed: str) -> str:
+        return (f"FROM busybox AS seed\nRUN mkdir -p /deps/sub && echo {seed} > /deps/sub/f "
+                "&& chown 1000:1000 /deps/sub/f && chmod 640 /deps/sub/f\n"
+                "FROM busybox\n"
+                "RUN --mount=type=cache,target=/c,id=seeded,from=seed,source=/deps \\\n"
+                "    echo \"seen $(cat /c/sub/f) $(stat -c '%u %a' /c/sub/f)\" && "
+                "echo more > /c/added\n")
+
+    await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=dockerfile("one")))
+    assert "seen one 1000 640" in output(lines)
+    assert (cache_dir(state_root, "seeded") / "added").read_text() == "more\n"
+    # Another seed: the step runs again (its from changed), the cache is kept as it is.
+    lines.clear()
+    await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=dockerfile("two")))
+    assert "seen one 1000 640" in output(lines)
+    with pytest.raises(DockerfileError, match=r":2: RUN --mount type=cache,from=busybox,"
+                                              r"source=/nope: not a directory in busybox"):
+        await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=(
+            "FROM busybox\nRUN --mount=type=cache,target=/c,id=other,from=busybox,"
+            "source=/nope true\n")))
+    assert not cache_dir(state_root, "other").exists()
+    assert [p.name for p in cache_dir(state_root, "x").parent.iterdir()
+            if p.name.startswith(".")] == []  # no half-made cache or view left
+
+
 async def test_locked_and_private_sharing(rt: Runtime, store: ImageStore, state_root: Path,
                                           tmp_path: Path, instance: str) -> None:
     lines: list[str] = []

@@ -123,6 +123,9 @@ def test_run_mount_options() -> None:
             cache.read_only) == ("/src/go", "gomod", "locked", 0o700, 1, 2, False)
     assert parse_mount("type=cache,dst=/c,ro", "w", "/").read_only
     assert parse_mount("type=cache,target=/c", "w", "/").id == "/c"
+    seeded = parse_mount("type=cache,target=/c,from=deps,source=/root/.m2", "w", "/")
+    assert (seeded.from_ref, seeded.source) == ("deps", "/root/.m2")
+    assert seeded.options() != parse_mount("type=cache,target=/c", "w", "/").options()
     bind = parse_mount('target=/b,"source=a,b",from=stage', "w", "/")
     assert (bind.type, bind.source, bind.from_ref, bind.read_only) == \
         ("bind", "a,b", "stage", True)
@@ -144,6 +147,7 @@ def test_run_mount_options() -> None:
             ("type=cache,target=/", r"cannot mount over /"),
             ("type=cache,target=/c,mode=rwx", r"mode='rwx': expected octal"),
             ("type=cache,target=/c,uid=-1", r"uid='-1': expected a number"),
+            ("type=cache,target=/c,source=/x", r"source is a path in its from="),
             ("type=tmpfs,target=/t,size=lots", r"size='lots'"),
             ("type=tmpfs,target=/t,from=x", r"'from' is not an option of a tmpfs mount"),
             ("type=bind,target=/b,readonly=maybe", r"expected true or false")):
