@@ -314,10 +314,7 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
                             f"given an SSH agent or key {m.id!r} (Compose: build.ssh)")
                     log(f"{where}: no SSH agent {m.id!r} was given: {m.target} is left out")
                     continue  # not required: left out, as BuildKit
-                if prepared.work is None:
-                    prepared.work = Path(await trio.to_thread.run_sync(
-                        lambda: _mkdtemp(root)))
-                path = prepared.work / f"ssh-{len(prepared.mounts)}"
+                path = await _work(prepared, root) / f"ssh-{len(prepared.mounts)}"
                 listener = await trio.to_thread.run_sync(functools.partial(
                     agent_listener, path, uid=m.uid, gid=m.gid, mode=m.mode))
                 prepared.ssh.append(SshForward(listener, agent))
@@ -332,11 +329,9 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
                             f"{where}: RUN --mount=type=secret,id={m.id}: the build was "
                             f"not given a secret {m.id!r} (Compose: build.secrets)")
                     continue  # not required: left out, as BuildKit
-                if prepared.work is None:
-                    prepared.work = Path(await trio.to_thread.run_sync(
-                        lambda: _mkdtemp(root)))
                 source = await trio.to_thread.run_sync(
-                    _secret_file, prepared.work, len(prepared.mounts), m, content)
+                    _secret_file, await _work(prepared, root), len(prepared.mounts), m,
+                    content)
                 prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
                                              read_only=True, create_host_path=False))
             elif m.type == "tmpfs":
@@ -346,9 +341,7 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
                 prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
                                              read_only=m.read_only, create_host_path=False))
             else:
-                if prepared.work is None:
-                    prepared.work = Path(await trio.to_thread.run_sync(
-                        lambda: _mkdtemp(root)))
+                await _work(prepared, root)
                 source = await trio.to_thread.run_sync(
                     _bind_source, m, layers, context, ignore, prepared, where)
                 prepared.mounts.append(Mount(MountType.BIND, m.target, source=str(source),
@@ -371,8 +364,12 @@ def _secret_file(work: Path, index: int, m: RunMount, content: bytes) -> Path:
     return path
 
 
-def _mkdtemp(root: Path) -> str:
-    return tempfile.mkdtemp(prefix="build-mounts-", dir=root)
+async def _work(prepared: PreparedMounts, root: Path) -> Path:
+    """The RUN's private work directory (secrets, sockets, bind views), made on first use."""
+    if prepared.work is None:
+        prepared.work = Path(await trio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(prefix="build-mounts-", dir=root)))
+    return prepared.work
 
 
 async def _cache_dir(m: RunMount, layers: list[Path] | None, root: Path,
