@@ -153,7 +153,8 @@ class _Git:
             raise self.fail(f"git is not installed on the host (install the Debian package "
                             f"{GIT_PACKAGE!r})") from None
         except trio.TooSlowError:
-            raise self.fail(f"git {args[0]} did not finish within {self.timeout:g}s") from None
+            command = args[2] if args[0] == "-C" else args[0]
+            raise self.fail(f"git {command} did not finish within {self.timeout:g}s") from None
         return (done.returncode, done.stdout.decode(errors="replace"),
                 done.stderr.decode(errors="replace"))
 
@@ -211,7 +212,8 @@ async def checkout(src: GitSource, resolved: Resolved, work: Path, where: str, *
                  ["-C", str(repo), "remote", "add", "origin", src.remote]):
         code, _, err = await git.run(args)
         if code != 0:
-            raise git.fail(f"git {args[0]}: {_last_error(err)}")
+            raise git.fail(f"git {args[0] if args[0] != '-C' else args[2]}: "
+                           f"{_last_error(err)}")
     commit = resolved.commit
     wanted = [resolved.refname] if resolved.refname.startswith("refs/") else []
     wanted.append(commit)
@@ -256,8 +258,8 @@ def _tree(src: GitSource, commit: str, repo: Path, keep_git_dir: bool, git: _Git
     at = f"{src.ref or 'HEAD'} ({commit[:12]})"
     path = repo / src.subdir
     # A symlink may not lead out of the checkout.
-    real = Path(os.path.realpath(path))
-    if real != repo and repo not in real.parents:
+    top, real = Path(os.path.realpath(repo)), Path(os.path.realpath(path))
+    if real != top and top not in real.parents:
         raise git.fail(f"{src.subdir!r} leads outside the repository at {at}")
     if not real.exists():
         raise git.fail(f"no directory {src.subdir!r} in {src.remote} at {at}")
@@ -269,7 +271,9 @@ def _tree(src: GitSource, commit: str, repo: Path, keep_git_dir: bool, git: _Git
 def _normalise_modes(top: Path) -> None:
     """Modes as git records them, whatever the umask: 0755 directories and executables,
     0644 other files (symlinks untouched)."""
-    for dirpath, _dirnames, filenames in os.walk(top):
+    for dirpath, dirnames, filenames in os.walk(top):
+        if dirpath == str(top) and ".git" in dirnames:
+            dirnames.remove(".git")  # kept as git wrote it
         os.chmod(dirpath, 0o755)
         for name in filenames:
             path = os.path.join(dirpath, name)
