@@ -50,6 +50,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -77,6 +78,7 @@ _KEYS = {
 }
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.I)
 _FROM = re.compile(r"(?:^|,)\s*from=([^,]+)")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -306,12 +308,8 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
     try:
         for m, layers in zip(mounts, bind_layers, strict=True):
             if m.type == "ssh":
-                agent = (ssh or {}).get(m.id)
+                agent = _given(ssh, m, where, "an SSH agent or key", "build.ssh")
                 if agent is None:
-                    if m.required:
-                        raise DockerfileError(
-                            f"{where}: RUN --mount=type=ssh,id={m.id}: the build was not "
-                            f"given an SSH agent or key {m.id!r} (Compose: build.ssh)")
                     log(f"{where}: no SSH agent {m.id!r} was given: {m.target} is left out")
                     continue  # not required: left out, as BuildKit
                 path = await _work(prepared, root) / f"ssh-{len(prepared.mounts)}"
@@ -322,12 +320,8 @@ async def prepare_mounts(mounts: Sequence[RunMount], bind_layers: Sequence[list[
                                              create_host_path=False))
                 continue
             if m.type == "secret":
-                content = (secrets or {}).get(m.id)
+                content = _given(secrets, m, where, "a secret", "build.secrets")
                 if content is None:
-                    if m.required:
-                        raise DockerfileError(
-                            f"{where}: RUN --mount=type=secret,id={m.id}: the build was "
-                            f"not given a secret {m.id!r} (Compose: build.secrets)")
                     continue  # not required: left out, as BuildKit
                 source = await trio.to_thread.run_sync(
                     _secret_file, await _work(prepared, root), len(prepared.mounts), m,
@@ -362,6 +356,17 @@ def _secret_file(work: Path, index: int, m: RunMount, content: bytes) -> Path:
         os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, m.mode)
     return path
+
+
+def _given(given: Mapping[str, _V] | None, m: RunMount, where: str, what: str,
+           compose: str) -> _V | None:
+    """What the build was given for ``m.id``; None when it was not and ``m`` does not
+    require it (an error naming the line when it does)."""
+    value = (given or {}).get(m.id)
+    if value is None and m.required:
+        raise DockerfileError(f"{where}: RUN --mount=type={m.type},id={m.id}: the build was "
+                              f"not given {what} {m.id!r} (Compose: {compose})")
+    return value
 
 
 async def _work(prepared: PreparedMounts, root: Path) -> Path:
