@@ -427,7 +427,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
                 previous = store.get(names[0])
         have = [store.has_layer(diff_id) for _, diff_id in layers]
         kept = {diff_id for (_, diff_id), ok in zip(layers, have, strict=True)
-                if not ok and (work_dir / f"{hex_of(diff_id)}.layer").exists()}
+                if not ok and _kept_path(work_dir, diff_id).exists()}
         return previous, have, kept, staging_cm.enter_context(store.staging())
 
     try:
@@ -445,7 +445,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             existed += 1
         elif diff_id not in seen:  # a layer listed twice is fetched once
             seen.add(diff_id)
-            pending.append(_Layer(desc, diff_id, work_dir / f"{hex_of(diff_id)}.layer"))
+            pending.append(_Layer(desc, diff_id, _kept_path(work_dir, diff_id)))
             progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
     # Downloads hold a slot while they transfer; the unpacking thread of a layer starts
     # once its download has a slot. A plain-HTTP body is read by that thread itself, so
@@ -477,7 +477,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             layer.short, "Extracting", layer.desc.size, layer.desc.size))
         return cast(BinaryIO, pipe)  # _BlobPipe reads like a binary file
 
-    async def fetch_and_unpack(staging: LayerStaging, layer: _Layer) -> None:
+    async def fetch_and_unpack(layer: _Layer) -> None:
         if layer.diff_id in kept and await trio.to_thread.run_sync(
                 staging.adopt, layer.diff_id, layer.kept):
             layer.unpacked = True  # kept by an earlier pull that failed
@@ -513,7 +513,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     try:
         async with trio.open_nursery() as nursery:
             for layer in pending:
-                nursery.start_soon(fetch_and_unpack, staging, layer)
+                nursery.start_soon(fetch_and_unpack, layer)
         image = await trio.to_thread.run_sync(commit, staging)
     except BaseException as exc:
         keep = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
@@ -547,17 +547,21 @@ def _blob_error(res: ResolvedImage, layer: _Layer, exc: ImageDigestError) -> Reg
         f"{layer.diff_id} ({exc}): rejected")
 
 
-def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging | None,
+def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging,
                     keep: list[_Layer]) -> None:
     """Keep the complete layers of a pull the registry broke off, drop the rest (a thread)."""
     try:
-        if staging is not None:
-            for layer in keep:
-                if layer.unpacked:
-                    with contextlib.suppress(ImageError):
-                        staging.keep(layer.diff_id, layer.kept)
+        for layer in keep:
+            if layer.unpacked:
+                with contextlib.suppress(ImageError):
+                    staging.keep(layer.diff_id, layer.kept)
     finally:
         cm.close()
+
+
+def _kept_path(work_dir: Path, diff_id: str) -> Path:
+    """Where a failed pull keeps the unpacked layer ``diff_id`` for the next one."""
+    return work_dir / f"{hex_of(diff_id)}.layer"
 
 
 _DIGESTS = "digests.json"
