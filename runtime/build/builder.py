@@ -711,6 +711,7 @@ class Builder:
         cached = self._cache_get(key, options)
         if cached is not None:
             return _State(cached, key, state.args), True
+
         def log(line: str) -> None:
             self._emit(f"#{step} {line}")
 

@@ -97,7 +97,7 @@ def parse_git(source: str, where: str) -> GitSource:
         subdir = ""
     if subdir.split("/")[0] == "..":
         raise DockerfileError(f"{where}: ADD {source}: the directory {subdir!r} is outside the "
-                         "repository")
+                              "repository")
     return GitSource(source, remote, ref, subdir)
 
 
@@ -153,10 +153,15 @@ class _Git:
             raise self.fail(f"git is not installed on the host (install the Debian package "
                             f"{GIT_PACKAGE!r})") from None
         except trio.TooSlowError:
-            command = args[2] if args[0] == "-C" else args[0]
-            raise self.fail(f"git {command} did not finish within {self.timeout:g}s") from None
+            raise self.fail(f"git {_command(args)} did not finish within {self.timeout:g}s"
+                            ) from None
         return (done.returncode, done.stdout.decode(errors="replace"),
                 done.stderr.decode(errors="replace"))
+
+
+def _command(args: Sequence[str]) -> str:
+    """The git command of ``args`` (after ``-C DIR``)."""
+    return args[2] if args[0] == "-C" else args[0]
 
 
 def _last_error(stderr: str) -> str:
@@ -212,8 +217,7 @@ async def checkout(src: GitSource, resolved: Resolved, work: Path, where: str, *
                  ["-C", str(repo), "remote", "add", "origin", src.remote]):
         code, _, err = await git.run(args)
         if code != 0:
-            raise git.fail(f"git {args[0] if args[0] != '-C' else args[2]}: "
-                           f"{_last_error(err)}")
+            raise git.fail(f"git {_command(args)}: {_last_error(err)}")
     commit = resolved.commit
     wanted = [resolved.refname] if resolved.refname.startswith("refs/") else []
     wanted.append(commit)

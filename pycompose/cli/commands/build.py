@@ -106,9 +106,9 @@ def build_ssh(project: Project, service: str, overrides: Sequence[str] = ()
     entries: dict[str, tuple[object, str]] = {}
     raw = (build.extra.get("ssh") or {}) if build is not None else {}
     where = f"services.{service}.build.ssh"
+    compose_file = project.compose_files[0] if project.compose_files else None
     if not isinstance(raw, dict):
-        raise ComposeFileError(project.compose_files[0] if project.compose_files else None,
-                               where, "expected a list of ID[=PATH] or a mapping")
+        raise ComposeFileError(compose_file, where, "expected a list of ID[=PATH] or a mapping")
     for key, value in raw.items():
         entries[str(key)] = (value, "compose")
     for item in overrides:
@@ -125,8 +125,7 @@ def build_ssh(project: Project, service: str, overrides: Sequence[str] = ()
         if problem and origin == "cli":
             raise UsageError(f"--ssh: {problem}")
         if problem:
-            raise ComposeFileError(project.compose_files[0] if project.compose_files else None,
-                                   f"{where}.{key}", problem)
+            raise ComposeFileError(compose_file, f"{where}.{key}", problem)
         if not paths:
             sock = os.environ.get("SSH_AUTH_SOCK", "")
             out[key] = (sock,) if sock else ()
