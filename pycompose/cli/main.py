@@ -177,10 +177,10 @@ def add_subcommands(parser: argparse.ArgumentParser, dest: str, table: Subcomman
     With the one on the command line known (``selected``), only its parser is built;
     otherwise (help, a typo) all of them, for argparse to list."""
     sub = parser.add_subparsers(dest=dest, metavar="SUBCOMMAND", required=True)
-    known = selected is not None and any(
-        selected == name or selected in aliases for name, (_, aliases, _) in table.items())
+    chosen = {name for name, (_, aliases, _) in table.items()
+              if selected == name or selected in aliases}
     for name, (help_text, aliases, add) in table.items():
-        if not known or selected == name or selected in aliases:
+        if not chosen or name in chosen:
             add(sub.add_parser(name, aliases=list(aliases), help=help_text))
 
 
