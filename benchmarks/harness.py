@@ -174,11 +174,11 @@ def timed_run(
 
 
 def program(name: str) -> str | None:
-    """Path of an executable: the virtualenv's own first, then PATH."""
+    """Absolute path of an executable: the virtualenv's own first, then PATH (absolute:
+    figures run programs from other working directories)."""
     local = Path(sys.executable).parent / name
-    if local.exists() and os.access(local, os.X_OK):
-        return str(local)
-    return shutil.which(name)
+    found = str(local) if local.exists() and os.access(local, os.X_OK) else shutil.which(name)
+    return os.path.abspath(found) if found is not None else None
 
 
 # -- running ----------------------------------------------------------------------

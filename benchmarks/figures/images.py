@@ -100,7 +100,27 @@ def setup(ctx: Context) -> None:
 
     # Outside the harness's workdir, which is gone by the time atexit runs the teardown.
     base = Path(tempfile.mkdtemp(prefix="pycompose-img-"))
-    registry = RegistryServer(base / "registry").start()
+    started: dict[str, int] = {}  # what stop() must end: engine PID
+
+    def stop() -> None:
+        registry.kill()
+        engine_pid = started.get("engine")
+        if engine_pid is not None and engine_pid > 0:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(engine_pid, signal.SIGTERM)
+                os.waitpid(engine_pid, 0)
+            stop_supervisor(pull_root, pull_instance)
+        stop_supervisor(build_root, instance)
+        shutil.rmtree(base, ignore_errors=True)
+
+    # Registered before anything starts: a setup that fails half-way leaves nothing behind.
+    registry = RegistryServer(base / "registry")
+    build_root = base / "build-root"
+    instance = "i" + secrets.token_hex(2)
+    pull_root = base / "pull-root"
+    pull_instance = "p" + secrets.token_hex(2)
+    atexit.register(stop)
+    registry.start()
     src_root = base / "src"
     store = ImageStore(src_root / "images")
     image = bootstrap_busybox(store)
@@ -118,7 +138,6 @@ def setup(ctx: Context) -> None:
     ctx.state["img_base"] = base
 
     # The rebuild project: its own state root with busybox, built once.
-    build_root = base / "build-root"
     bootstrap_busybox(ImageStore(build_root / "images"))
     proj = base / "proj"
     proj.mkdir()
@@ -127,7 +146,6 @@ def setup(ctx: Context) -> None:
         "FROM busybox\nWORKDIR /app\nCOPY app.txt .\nRUN echo built > /app/built\n"
         'CMD ["cat", "/app/built"]\n')
     (proj / "compose.yaml").write_text("services:\n  app:\n    build: .\n")
-    instance = "i" + secrets.token_hex(2)
     ctx.state["build_env"] = dict(ctx.env, PYCOMPOSE_ROOT=str(build_root),
                                   PYCOMPOSE_INSTANCE=instance)
     ctx.state["build_proj"] = proj
@@ -138,29 +156,13 @@ def setup(ctx: Context) -> None:
                            check=False, capture_output=True, timeout=600)
 
     # The engine pulls run in: on its own state root, up before any sample.
-    pull_root = base / "pull-root"
-    pull_instance = "p" + secrets.token_hex(2)
     pull_env = dict(ctx.env, PYCOMPOSE_ROOT=str(pull_root), PYCOMPOSE_INSTANCE=pull_instance)
     ctx.state["pull_env"] = pull_env
-    engine_pid = None
     if program("pycompose") is not None and os.geteuid() == 0:
         from pycompose.client import start_engine
         from pycompose.paths import host_paths
 
-        engine_pid = start_engine(host_paths(pull_env))
-        ctx.state["pull_engine_pid"] = engine_pid
-
-    def stop() -> None:
-        registry.kill()
-        if engine_pid is not None and engine_pid > 0:
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(engine_pid, signal.SIGTERM)
-                os.waitpid(engine_pid, 0)
-            stop_supervisor(pull_root, pull_instance)
-        stop_supervisor(build_root, instance)
-        shutil.rmtree(base, ignore_errors=True)
-
-    atexit.register(stop)
+        started["engine"] = ctx.state["pull_engine_pid"] = start_engine(host_paths(pull_env))
 
 
 def _fresh(ctx: Context, name: str) -> Path:
