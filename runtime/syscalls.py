@@ -78,6 +78,10 @@ _libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+_libc.syncfs.argtypes = [ctypes.c_int]
+_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+SYNC_FILE_RANGE_WRITE = 2
 
 
 def _check(result: int, what: str) -> int:
@@ -85,6 +89,18 @@ def _check(result: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+def syncfs(fd: int) -> None:
+    """syncfs(2): flush the filesystem that holds ``fd``."""
+    _check(_libc.syncfs(fd), "syncfs")
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing the dirty pages of file ``fd`` to disk and return without waiting
+    (sync_file_range(2), SYNC_FILE_RANGE_WRITE). Advisory: a flush that follows waits
+    for less, and it reports any I/O error, so errors here are ignored."""
+    _libc.sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
 def _b(value: str | bytes | os.PathLike[str] | None) -> bytes | None:

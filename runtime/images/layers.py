@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
+from pycompose.runtime import syscalls
 from pycompose.runtime.errors import ImageError
 from pycompose.runtime.images.compression import DECODE_ERRORS
 from pycompose.runtime.images.tarsplit import TarRecorder
@@ -64,6 +65,12 @@ UNSUPPORTED_OVERLAY_XATTRS = (
 MAX_SYMLINK_HOPS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
+# Writeback of a file's data starts as it is written (every _WRITEBACK_STEP bytes, and at
+# the end of a file of at least _WRITEBACK_MIN): the flush before the layer is named then
+# waits for little, and the disk works while the rest downloads. Smaller files are left
+# to that flush, which writes them in one batch.
+_WRITEBACK_STEP = 8 << 20
+_WRITEBACK_MIN = 256 << 10
 _T = TypeVar("_T")
 
 
@@ -408,12 +415,19 @@ class _Unpacker:
                 # without tarfile's file object and its extra copies.
                 self.stream.seek(member.offset_data)
                 left = member.size
+                unflushed = 0
                 while left:
                     chunk = self.stream.read_some(min(left, _COPY_CHUNK))
                     if not chunk:
                         raise tarfile.ReadError(f"{member.name}: unexpected end of data")
                     left -= len(chunk)
                     _write_all(fd, chunk)
+                    unflushed += len(chunk)
+                    if unflushed >= _WRITEBACK_STEP:
+                        syscalls.start_writeback(fd)
+                        unflushed = 0
+            if member.size >= _WRITEBACK_MIN:
+                syscalls.start_writeback(fd)
             self._owner_fd(fd, member)
             os.fchmod(fd, stat.S_IMODE(member.mode))
             self._xattrs_fd(fd, member)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import ctypes
 import errno
 import fcntl
 import functools
@@ -52,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, TypeVar, cast
 
+from pycompose.runtime import syscalls
 from pycompose.runtime.errors import (
     ImageConflictError,
     ImageDigestError,
@@ -144,9 +144,6 @@ class _Staged:
     directory: Path  # tmp/<token>/<n>, holding diff/ and layer.json
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def _content_error(exc: BaseException) -> bool:
     """True when ``exc`` says the layer's bytes are bad (not, say, a full disk)."""
     if isinstance(exc, ImageDigestError):
@@ -188,9 +185,10 @@ def _syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path``: unpacked files are on disk before they are named."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
+        syscalls.syncfs(fd)
+    except OSError as exc:
+        exc.filename = str(path)
+        raise
     finally:
         os.close(fd)
 
@@ -1089,10 +1087,11 @@ class LayerStaging:
 
     Each :meth:`unpack` streams one layer into its own directory under the store's
     ``tmp/`` without any store lock: blob digest, size and diff-id are verified
-    while it streams, hostile tar entries are refused, and the layer is flushed to
-    disk when it is complete. :meth:`commit` takes the exclusive lock only to
+    while it streams, hostile tar entries are refused, and its files' data starts
+    going to disk as it is written. :meth:`commit` takes the exclusive lock only to
     rename the staged layers into place and write the config, the image record and
-    the names, so the image appears at once or not at all. Layers not committed
+    the names, after one flush of the filesystem, so the image appears at once or not
+    at all, and only with its layers on disk. Layers not committed
     (an error, a cancelled pull) are removed when the ``staging()`` block ends.
     """
 
@@ -1102,7 +1101,7 @@ class LayerStaging:
         self._lock = threading.Lock()  # guards the two dicts: unpack runs in many threads
         self._claimed: dict[str, int] = {}        # diff-id -> index being unpacked
         self._indexes = itertools.count()         # staging/<index> for each layer
-        self._staged: dict[str, _Staged] = {}     # diff-id -> unpacked and flushed
+        self._staged: dict[str, _Staged] = {}     # diff-id -> unpacked and verified
         self._committed = False
 
     @_map_os_errors
@@ -1119,9 +1118,12 @@ class LayerStaging:
             self._claimed[layer.diff_id] = index
         store = self._store
         try:
+            # Not flushed here: its data is already on the way to disk (the unpacker starts
+            # writeback per file), and commit flushes the filesystem once before it names
+            # the image. (A flush per layer makes the journal commit while other layers
+            # still unpack, and their metadata waits for it.)
             store._stage_one(self._directory, index, layer, True)
             layer_dir = self._directory / str(index)
-            _syncfs(layer_dir)  # on disk before commit can name it, while others still unpack
         except BaseException:
             with self._lock:
                 del self._claimed[layer.diff_id]
@@ -1139,6 +1141,7 @@ class LayerStaging:
             stage = self._staged.pop(diff_id, None)
         if stage is None:
             return False
+        _syncfs(stage.directory)  # a kept layer is complete on disk, as adopt() expects
         try:
             os.rename(stage.directory, dest)
         except OSError as exc:
@@ -1189,6 +1192,8 @@ class LayerStaging:
         with self._lock:
             staged = dict(self._staged)
             self._committed = True
+        if staged:  # layers on disk before they are renamed into the store (outside the lock)
+            _syncfs(self._directory)
         with store._locked(exclusive=True):
             try:
                 store._commit_layers(staged, config.diff_ids, sync=False)

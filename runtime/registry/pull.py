@@ -477,12 +477,16 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             layer.short, "Extracting", layer.desc.size, layer.desc.size))
         return cast(BinaryIO, pipe)  # _BlobPipe reads like a binary file
 
-    async def fetch_and_unpack(layer: _Layer) -> None:
-        if layer.diff_id in kept and await trio.to_thread.run_sync(
-                staging.adopt, layer.diff_id, layer.kept):
-            layer.unpacked = True  # kept by an earlier pull that failed
-            progress(ProgressEvent(layer.short, "Download complete"))
-            return
+    async def fetch_and_unpack(layer: _Layer, *,
+                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                               ) -> None:
+        """Started once the layer's download holds a slot (so slots go in manifest order)."""
+        if layer.diff_id in kept:
+            task_status.started()
+            if await trio.to_thread.run_sync(staging.adopt, layer.diff_id, layer.kept):
+                layer.unpacked = True  # kept by an earlier pull that failed
+                progress(ProgressEvent(layer.short, "Download complete"))
+                return
         pipe = _BlobPipe(layer.desc.digest)
         source = LayerSource(diff_id=layer.diff_id, digest=layer.desc.digest,
                              size=layer.desc.size,
@@ -491,6 +495,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(download, layer, pipe)
+                task_status.started()
                 try:
                     await trio.to_thread.run_sync(staging.unpack, source, limiter=threads)
                 except ImageDigestError as exc:
@@ -512,8 +517,11 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
 
     try:
         async with trio.open_nursery() as nursery:
+            # One after another, each once the previous holds its download slot: layers
+            # start in the manifest's order (base first, as Docker), not in the order the
+            # scheduler happens to run their tasks, so the same pull takes the same path.
             for layer in pending:
-                nursery.start_soon(fetch_and_unpack, layer)
+                await nursery.start(fetch_and_unpack, layer)
         image = await trio.to_thread.run_sync(commit, staging)
     except BaseException as exc:
         keep = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))

@@ -51,6 +51,25 @@ async def test_push_then_pull_multilayer(registry: RegistryServer, store: ImageS
     assert any(e.status.startswith("Status: Image is up to date") for e in events)
 
 
+async def test_layers_take_download_slots_in_manifest_order(
+        registry: RegistryServer, store: ImageStore, multilayer: Image, tmp_path: Path,
+        run_id: str) -> None:
+    """With one download at a time the layers come base first, as the manifest lists
+    them, on every pull (not in the order the scheduler happens to run their tasks)."""
+    ref = f"{registry.host}/pc{run_id}/order:1"
+    await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+    config = RegistryConfig(max_concurrent_downloads=1)
+    for attempt in range(4):
+        events: list[ProgressEvent] = []
+        with trio.fail_after(60):
+            await pull_image(ImageStore(tmp_path / f"d{attempt}" / "images"), ref,
+                             config=config, work_dir=tmp_path / f"d{attempt}" / "w",
+                             progress=events.append)
+        manifest_order = [e.id for e in events if e.status == "Waiting"]  # listed in order
+        assert len(set(manifest_order)) == 3
+        assert [e.id for e in events if e.status == "Extracting"] == manifest_order
+
+
 async def test_pull_skips_layers_already_present(registry: RegistryServer, store: ImageStore,
                                                  dest_store: ImageStore, multilayer: Image,
                                                  tmp_path: Path, run_id: str) -> None:

@@ -717,6 +717,44 @@ def test_staging_keeps_and_adopts_unpacked_layers(store: ImageStore, tmp_path: P
     assert not kept.exists()
 
 
+def test_staged_layers_are_flushed_before_the_store_names_them(
+        store: ImageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers are not flushed one by one while others unpack; the commit flushes the
+    filesystem once before it renames them into the store, and a kept layer is flushed
+    before it is moved out."""
+    from pycompose.runtime.images import store as store_module
+
+    steps: list[str] = []
+    real_syncfs = store_module._syncfs
+    real_commit_layers = ImageStore._commit_layers
+
+    def syncfs(path: Path) -> None:
+        steps.append("flush")
+        real_syncfs(path)
+
+    def commit_layers(self: ImageStore, *args: object, **kwargs: object) -> None:
+        steps.append("layers named")
+        real_commit_layers(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "_syncfs", syncfs)
+    monkeypatch.setattr(ImageStore, "_commit_layers", commit_layers)
+    layers = [_gz_layer({f"f{n}.bin": os.urandom(300_000)}) for n in range(2)]
+    config = empty_config().derive(diff_ids=[d for _, _, d in layers]).to_json()
+    with store.staging() as staging:
+        for n, (blob, digest, diff_id) in enumerate(layers):
+            assert staging.unpack(_source(blob, digest, diff_id, f"layer {n}"))
+        assert steps == []
+        staging.commit(config, ["app:flushed"])
+    assert steps[:2] == ["flush", "layers named"]
+
+    steps.clear()
+    blob, digest, diff_id = _gz_layer({"kept.txt": b"kept\n"})
+    with store.staging() as staging:
+        assert staging.unpack(_source(blob, digest, diff_id, "kept"))
+        assert staging.keep(diff_id, tmp_path / "kept.layer")
+    assert steps == ["flush"]
+
+
 def test_staging_uncompressed_blob_is_its_own_diff_id(store: ImageStore) -> None:
     """An uncompressed layer is hashed once: its digest is its diff-id; a config whose
     diff-id differs is still refused, and so is a blob that differs from its digest."""
