@@ -193,6 +193,19 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
+def _spread_layers(staging: Path) -> None:
+    """Let each layer unpacked under ``staging`` take a block group of its own. ext4
+    puts a directory's new files in that directory's group and, without a journal, skips
+    every inode freed there in the last minute by reading its on-disk record: a layer
+    of a few hundred files unpacked where an image was just removed (``rmi`` then
+    ``pull``) spent most of its time in that scan."""
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        syscalls.spread_subdirectories(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -280,6 +293,7 @@ class ImageStore:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             directory = self._tmp / token
             directory.mkdir()
+            _spread_layers(directory)
         try:
             yield directory
         finally:

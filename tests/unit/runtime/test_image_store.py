@@ -412,6 +412,46 @@ def test_stale_staging_is_swept_but_live_staging_kept(store: ImageStore, tmp_pat
     assert os.listdir(store.root / "tmp") == []
 
 
+def _inode_flags(path: Path) -> int | None:
+    import fcntl
+    import struct
+
+    from pycompose.runtime import syscalls
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        raw = fcntl.ioctl(fd, syscalls.FS_IOC_GETFLAGS, b"\0" * 4)
+    except OSError:
+        return None  # a filesystem without inode flags
+    finally:
+        os.close(fd)
+    return int(struct.unpack("i", raw)[0])
+
+
+def test_staging_spreads_its_layers_over_block_groups(store: ImageStore, tmp_path: Path) -> None:
+    """A staging directory is a "top of hierarchies" (chattr +T) where the filesystem
+    has the flag, so each layer made in it takes a block group of its own; nothing else
+    in the store gets the flag."""
+    from pycompose.runtime import syscalls
+
+    if _inode_flags(tmp_path) is None:
+        pytest.skip(f"{tmp_path}: the filesystem has no inode flags (ext4 has)")
+    with store._staging() as staging:
+        flags = _inode_flags(staging)
+        assert flags is not None
+        assert flags & syscalls.FS_TOPDIR_FL
+        (staging / "0").mkdir()
+        assert not (_inode_flags(staging / "0") or 0) & syscalls.FS_TOPDIR_FL  # not inherited
+    assert not (_inode_flags(store.root / "tmp") or 0) & syscalls.FS_TOPDIR_FL
+    shm = Path("/dev/shm")
+    if shm.is_dir():  # tmpfs: no such flag, and no error either
+        fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert syscalls.spread_subdirectories(fd) is False
+        finally:
+            os.close(fd)
+
+
 # --- write side ------------------------------------------------------------------------
 
 
