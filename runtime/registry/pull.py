@@ -481,12 +481,12 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
                                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                                ) -> None:
         """Started once the layer's download holds a slot (so slots go in manifest order)."""
-        if layer.diff_id in kept:
+        if layer.diff_id in kept and await trio.to_thread.run_sync(
+                staging.adopt, layer.diff_id, layer.kept):
+            layer.unpacked = True  # kept by an earlier pull that failed
+            progress(ProgressEvent(layer.short, "Download complete"))
             task_status.started()
-            if await trio.to_thread.run_sync(staging.adopt, layer.diff_id, layer.kept):
-                layer.unpacked = True  # kept by an earlier pull that failed
-                progress(ProgressEvent(layer.short, "Download complete"))
-                return
+            return
         pipe = _BlobPipe(layer.desc.digest)
         source = LayerSource(diff_id=layer.diff_id, digest=layer.desc.digest,
                              size=layer.desc.size,

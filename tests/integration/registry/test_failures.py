@@ -140,3 +140,25 @@ async def test_registry_dies_mid_pull(dying_registry: RegistryServer, store: Ima
     assert result.downloaded == 4
     assert len(downloaded) <= 4 - len(kept)
     assert not [p for p in work.iterdir() if not p.name.startswith("digests.")]
+
+
+async def test_a_kept_layer_that_is_not_usable_is_downloaded(
+        registry: RegistryServer, store: ImageStore, dest_store: ImageStore,
+        multilayer: Image, tmp_path: Path, run_id: str) -> None:
+    """What an earlier pull kept is taken over only when it is that layer, complete;
+    otherwise (no layer.json, another layer's) the layer is downloaded, and a leftover
+    that names another layer is removed."""
+    ref = f"{registry.host}/pc{run_id}/kept:1"
+    await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+    work = tmp_path / "d"
+    work.mkdir()
+    bogus = [work / (layer.diff_id.partition(":")[2] + ".layer") for layer in multilayer.layers]
+    bogus[0].mkdir()  # no layer.json: an interrupted keep
+    (bogus[1] / "diff").mkdir(parents=True)
+    (bogus[1] / "layer.json").write_text('{"diff_id": "sha256:' + "0" * 64 + '"}')
+    with trio.fail_after(60):
+        result = await pull_image(dest_store, ref, work_dir=work)
+    assert result.downloaded == 3
+    assert result.image.id == multilayer.id
+    assert (result.image.layers[0].path / "bin" / "busybox").is_file()
+    assert not bogus[1].exists()
