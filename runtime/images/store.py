@@ -1134,8 +1134,8 @@ class LayerStaging:
         try:
             # Not flushed here: its data is already on the way to disk (the unpacker starts
             # writeback per file), and commit flushes the filesystem once before it names
-            # the image. (A flush per layer makes the journal commit while other layers
-            # still unpack, and their metadata waits for it.)
+            # the image. (A flush per layer writes out all that is dirty at that moment,
+            # the other layers' half-written files too, while they still unpack.)
             store._stage_one(self._directory, index, layer, True)
             layer_dir = self._directory / str(index)
         except BaseException:
