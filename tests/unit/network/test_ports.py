@@ -51,13 +51,21 @@ def test_preflight_names_the_holding_pid_and_command(held_tcp: int) -> None:
     ports.preflight([ports.PortRequest("web", 80, "udp", held_tcp)])
 
 
+def _unused_tcp_port() -> int:
+    """A port nothing on this host listens on now (a fixed one may be taken)."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
 def test_preflight_duplicates_and_other_stacks() -> None:
-    reqs = [ports.PortRequest("a", 80, "tcp", 18080), ports.PortRequest("b", 81, "tcp", 18080,
-                                                                          A("127.0.0.1"))]
-    with pytest.raises(PortConflictError, match="18080/tcp is asked for by services a and b"):
+    port = _unused_tcp_port()
+    reqs = [ports.PortRequest("a", 80, "tcp", port), ports.PortRequest("b", 81, "tcp", port,
+                                                                        A("127.0.0.1"))]
+    with pytest.raises(PortConflictError, match=f"{port}/tcp is asked for by services a and b"):
         ports.preflight(reqs)
-    ports.preflight([ports.PortRequest("a", 80, "tcp", 18080, A("127.0.0.2")), reqs[1]])
-    other = ports.ForeignPort("shop", "api", "tcp", 18080)
+    ports.preflight([ports.PortRequest("a", 80, "tcp", port, A("127.0.0.2")), reqs[1]])
+    other = ports.ForeignPort("shop", "api", "tcp", port)
     with pytest.raises(PortConflictError, match="already published by stack shop"):
         ports.preflight(reqs[:1], others=[other])
 
