@@ -23,7 +23,9 @@
   ``ADD`` local tar archives (extracted) and http(s) URLs (``remote``: mode
   0600, ``Last-Modified`` as mtime, ``--checksum`` verified, never extracted)
   and Git repositories (``gitsource``: ``URL#ref:subdir``, added as a
-  directory's contents, ``.git`` only with ``--keep-git-dir``).
+  directory's contents with their submodules, ``.git`` only with
+  ``--keep-git-dir``, ``--checksum=<commit sha or prefix>`` verified on every
+  build, cached or not).
 * ``COPY --from`` takes an earlier stage, or an image (from the store, pulled
   when missing).
 * Metadata instructions change the config only (an empty-layer history entry).
@@ -85,6 +87,8 @@ from pycompose.runtime.build.dockerfile import (
 )
 from pycompose.runtime.build.errors import BuildError, BuildStepError, DockerfileError
 from pycompose.runtime.build.gitsource import GitSource, Resolved, checkout, parse_git, resolve
+from pycompose.runtime.build.gitsource import parse_checksum as parse_git_checksum
+from pycompose.runtime.build.gitsource import verify_checksum as verify_git_checksum
 from pycompose.runtime.build.remote import download, is_git, is_url, parse_checksum
 from pycompose.runtime.build.run_mounts import (
     RunMount,
@@ -168,7 +172,8 @@ class _CopySources:
     paths: list[str] = field(default_factory=list)         # in the context or --from
     urls: list[str] = field(default_factory=list)          # ADD http(s)://
     inline: list[tuple[str, str]] = field(default_factory=list)  # here-documents: name, text
-    checksum: tuple[str, str] | None = None                # ADD --checksum
+    checksum: tuple[str, str] | None = None                # ADD --checksum (URLs)
+    git_checksum: str = ""                                 # ADD --checksum (a Git source)
     digests: list[tuple[str, str]] = field(default_factory=list)  # url, sha256 downloaded
     git: list[GitSource] = field(default_factory=list)     # ADD <git repository>
     resolved: list[Resolved] = field(default_factory=list)  # their commits
@@ -658,8 +663,10 @@ class Builder:
             if extra or src.digests:  # here-documents' text, downloads' content, commits
                 digest = _key(digest, [(n, b) for n, b in src.inline],
                               [(u, d) for u, d in src.digests])
-            key = _key(state.key, instr.keyword, src.words, src.dest, dict(instr.flags),
-                       digest)
+            # A Git source's --checksum only checks the commit, which the key names.
+            flags = {k: v for k, v in instr.flags.items()
+                     if not (src.git and k == "checksum")}
+            key = _key(state.key, instr.keyword, src.words, src.dest, flags, digest)
             created_by = f"{instr.keyword} {substitute(instr.args, env)}"
             cached = self._cache_get(key, options)
             if cached is not None:
@@ -907,10 +914,14 @@ class Builder:
             else:
                 src.paths.append(word)
         if "checksum" in instr.flags:
-            if not src.urls or src.paths or src.inline or src.git:
+            value = substitute(instr.flags["checksum"], env)
+            if src.git and len(src.words) == 1:  # as BuildKit: one Git source
+                src.git_checksum = parse_git_checksum(value, src.git[0], where)
+            elif not src.urls or src.paths or src.inline or src.git:
                 raise DockerfileError(f"{where}: ADD --checksum needs http(s) URL sources "
-                                      "only")
-            src.checksum = parse_checksum(substitute(instr.flags["checksum"], env), where)
+                                      "only, or a single Git source")
+            else:
+                src.checksum = parse_checksum(value, where)
         if "keep-git-dir" in instr.flags:
             value = substitute(instr.flags["keep-git-dir"], env).lower()
             if value not in ("true", "false"):
@@ -961,8 +972,11 @@ class Builder:
         for n, git in enumerate(src.git):  # the commit now: the cache key names it
             self._emit(f"#{step} resolving {git.remote}#{git.ref or 'HEAD'}")
             got_commit = await resolve(git, into / f"git-{n}", where)
+            if src.git_checksum:  # on every build: a cache hit does not skip it
+                verify_git_checksum(git, got_commit, src.git_checksum, where)
             src.resolved.append(got_commit)
-            src.digests.append((git.text, f"git {got_commit.commit} {src.keep_git_dir}"))
+            src.digests.append((git.text, f"git {got_commit.commit} {src.keep_git_dir} "
+                                          "submodules"))
         return extra
 
     async def _git_trees(self, src: _CopySources, into: Path, where: str, step: int) -> None:

@@ -11,19 +11,26 @@ Sources, as BuildKit takes them::
 ``SUBDIR`` a directory of the repository (default: its root). :func:`resolve`
 turns the ref into a commit with ``git ls-remote`` (a sha is taken as it is), so a
 build's cache key can name the commit before anything is fetched;
-:func:`checkout` fetches that one commit (``--depth 1``; a full fetch when the
-server refuses a shallow or by-sha fetch) into a work directory and returns the
-directory to copy. File modes are git's (0644, 0755 for executables, 0755
-directories), symlinks are kept, ``.git`` is removed unless asked for, and
-submodules are not fetched.
+:func:`verify_checksum` checks it against ``ADD --checksum`` (the commit's sha or a
+prefix of it, or of an annotated tag's own sha, as BuildKit: see
+:func:`parse_checksum`). :func:`checkout` fetches that one commit (``--depth 1``; a
+full fetch when the server refuses a shallow or by-sha fetch) into a work
+directory, then its submodules, recursively (``git submodule update --init
+--recursive``, shallow first, whole when that fails; relative submodule URLs are
+git's: against the superproject's URL), and returns the directory to copy. File
+modes are git's (0644, 0755 for executables, 0755 directories), symlinks are
+kept; ``.git`` (the superproject's directory and the submodules' ``.git`` files)
+is removed unless asked for, and then kept as git leaves it (the submodules' data
+under ``.git/modules``).
 
 git runs on the host, as BuildKit runs it in its own process: non-interactive
 (``GIT_TERMINAL_PROMPT=0``, ssh in batch mode, stdin from ``/dev/null``), without
 the system or global configuration (a private ``HOME`` in the work directory),
-each command bounded by :data:`GIT_TIMEOUT` and, when cancelled or too slow,
-killed with its process group (its own session: the pid is the group's id).
-Credentials are whatever git and ssh find on their own (an ssh agent, keys in
-the user's ``~/.ssh``).
+without the ``file`` transport (not for submodules either: a ``.gitmodules`` cannot
+reach the host's files) or hooks, each command bounded by :data:`GIT_TIMEOUT` and,
+when cancelled or too slow, killed with its process group (its own session: the
+pid is the group's id). Credentials are whatever git and ssh find on their own (an
+ssh agent, keys in the user's ``~/.ssh``).
 """
 
 from __future__ import annotations
@@ -46,12 +53,13 @@ import trio
 
 from pycompose.runtime.build.errors import BuildError, DockerfileError
 
-__all__ = ["GIT_TIMEOUT", "GitSource", "Resolved", "checkout", "is_git", "parse_git",
-           "resolve"]
+__all__ = ["GIT_TIMEOUT", "GitSource", "Resolved", "checkout", "is_git", "parse_checksum",
+           "parse_git", "resolve", "verify_checksum"]
 
 GIT_TIMEOUT = 600.0     # seconds, for each git command
 GIT_PACKAGE = "git"     # the Debian package with the git command
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_CHECKSUM = re.compile(r"^[0-9a-f]{1,64}$")
 # What the environment of git keeps from ours: the command path, the locale of
 # messages is fixed below; proxies and the ssh agent are how users reach servers.
 _PASSED = ("PATH", "SSH_AUTH_SOCK", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO",
@@ -71,6 +79,7 @@ class GitSource:
 class Resolved:
     commit: str     # the commit's sha
     refname: str    # the full ref it came from (refs/heads/main), "" for a sha
+    tag: str = ""   # an annotated tag's own sha (the object the ref names)
 
 
 def is_git(source: str) -> bool:
@@ -141,8 +150,11 @@ class _Git:
         return BuildError(f"{self.where}: ADD {self.src.text}: {what}")
 
     async def run(self, args: Sequence[str], cwd: Path | None = None) -> tuple[int, str, str]:
+        # Passed on to the commands git starts (submodule clones): no file transport,
+        # no hooks, no template (sample hooks) in the submodules' repositories.
         argv = ["git", "-c", "protocol.file.allow=never", "-c", "core.hooksPath=/dev/null",
-                "-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main", *args]
+                "-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main",
+                "-c", "init.templateDir=", *args]
         try:
             with trio.fail_after(self.timeout):
                 done = await trio.run_process(
@@ -168,7 +180,7 @@ def _last_error(stderr: str) -> str:
     """git's message: its ``fatal:``/``error:`` lines, else its last line."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    return "; ".join(errors or lines[-1:]) or "git failed"
+    return "; ".join(dict.fromkeys(errors or lines[-1:])) or "git failed"  # once each
 
 
 async def resolve(src: GitSource, work: Path, where: str, *,
@@ -199,10 +211,33 @@ async def resolve(src: GitSource, work: Path, where: str, *,
     # The order git uses for a short ref name (git rev-parse's rules).
     for name in (src.ref, f"refs/{src.ref}", f"refs/tags/{src.ref}", f"refs/heads/{src.ref}"):
         if name in refs and name != "HEAD":
-            return Resolved(refs.get(f"{name}^{{}}", refs[name]), name)
+            peeled = refs.get(f"{name}^{{}}")  # an annotated tag: the commit it names
+            return Resolved(peeled or refs[name], name, refs[name] if peeled else "")
     hint = " (a commit is given by its full sha)" if re.fullmatch(r"[0-9a-fA-F]{4,39}",
                                                                    src.ref) else ""
     raise git.fail(f"no branch or tag {src.ref!r} in {src.remote}{hint}")
+
+
+def parse_checksum(value: str, src: GitSource, where: str) -> str:
+    """``ADD --checksum`` for a Git source: a commit's sha or a prefix of it (hex
+    digits, one at least), as BuildKit takes it."""
+    checksum = value.lower()
+    if not _CHECKSUM.match(checksum):
+        raise DockerfileError(f"{where}: ADD --checksum={value}: expected a commit sha (or a "
+                              f"prefix of one, in hex digits) for the Git source {src.text}")
+    return checksum
+
+
+def verify_checksum(src: GitSource, resolved: Resolved, checksum: str, where: str) -> None:
+    """The resolved commit (or the annotated tag naming it) is the one ``checksum``
+    names, else a :class:`BuildError` with both."""
+    if resolved.commit.startswith(checksum) or (resolved.tag and
+                                                resolved.tag.startswith(checksum)):
+        return
+    got = resolved.commit + (f" or annotated tag {resolved.tag}" if resolved.tag else "")
+    at = f" ({resolved.refname})" if resolved.refname else ""
+    raise BuildError(f"{where}: ADD {src.text}: checksum mismatch: expected commit "
+                     f"{checksum}, got {got}{at}")
 
 
 async def checkout(src: GitSource, resolved: Resolved, work: Path, where: str, *,
@@ -250,12 +285,32 @@ async def checkout(src: GitSource, resolved: Resolved, work: Path, where: str, *
     code, _, err = await git.run(args)
     if code != 0:
         raise git.fail(f"git checkout {commit[:12]}: {_last_error(err)}")
+    if await trio.to_thread.run_sync((repo / ".gitmodules").is_file):
+        await _submodules(git, repo, commit)
     return await trio.to_thread.run_sync(_tree, src, commit, repo, keep_git_dir, git)
+
+
+async def _submodules(git: _Git, repo: Path, commit: str) -> None:
+    """The submodules at the commits the checkout records, recursively: shallow
+    first, then whole (a dumb HTTP server has no shallow fetch, a server may refuse a
+    commit no ref names); git removes a clone that failed before the second try."""
+    errors: list[str] = []
+    for depth in (["--depth=1"], []):
+        code, _, err = await git.run(["-C", str(repo), "submodule", "update", "--init",
+                                      "--recursive", *depth])
+        if code == 0:
+            return
+        errors.append(_last_error(err))
+    raise git.fail(f"cannot check out the submodules of {git.src.remote} at {commit[:12]}: "
+                   f"{errors[-1]}")
 
 
 def _tree(src: GitSource, commit: str, repo: Path, keep_git_dir: bool, git: _Git) -> Path:
     if not keep_git_dir:
-        shutil.rmtree(repo / ".git", ignore_errors=True)
+        try:
+            _remove_git(repo)
+        except OSError as exc:
+            raise git.fail(f"cannot remove .git from the checkout: {exc}") from None
     _normalise_modes(repo)
     if not src.subdir:
         return repo
@@ -270,6 +325,20 @@ def _tree(src: GitSource, commit: str, repo: Path, keep_git_dir: bool, git: _Git
     if not real.is_dir():
         raise git.fail(f"{src.subdir!r} is not a directory in {src.remote} at {at}")
     return real
+
+
+def _remove_git(top: Path) -> None:
+    """``.git`` everywhere in the checkout: the superproject's directory and each
+    submodule's ``.git`` file (git tracks no other path named ``.git``)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in (n for n in (*dirnames, *filenames) if n == ".git"):
+            path = os.path.join(dirpath, name)
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        if ".git" in dirnames:
+            dirnames.remove(".git")
 
 
 def _normalise_modes(top: Path) -> None:

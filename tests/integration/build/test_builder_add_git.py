@@ -1,7 +1,7 @@
 """ADD <git repository> from repositories the test makes and serves on 127.0.0.1: the
 git protocol (``git daemon --inetd`` per connection, started by the test) and git's
 dumb HTTP (an http.server): branches, tags, commits, subdirectories, ``.git``, the
-cache by commit, errors, cancellation, and nothing left behind."""
+cache by commit, ``--checksum``, errors, cancellation, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -179,6 +179,14 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+def stored(builder: Builder, store: ImageStore) -> tuple[list[str], list[str], list[str]]:
+    """The images, layers and build cache entries there are (a failed build adds none)."""
+    cache = builder.cache_dir
+    return (sorted(image.id for image in store.list()),
+            sorted(os.listdir(store.root / "layers")),
+            sorted(os.listdir(cache)) if cache.exists() else [])
+
+
 async def test_add_git_refs(repo: Repo, daemon: str, http: str, store: ImageStore,
                             state_root: Path, tmp_path: Path) -> None:
     builder = Builder(store, state_root)
@@ -326,3 +334,112 @@ async def test_add_git_cancelled_and_timeout(store: ImageStore, state_root: Path
         assert leftovers(state_root) == []
     finally:
         listener.close()
+
+
+async def test_add_git_checksum(repo: Repo, daemon: str, store: ImageStore, state_root: Path,
+                                tmp_path: Path) -> None:
+    """--checksum names the commit (full, a prefix, any case) or an annotated tag's
+    own sha; any other value fails before anything is fetched or stored."""
+    builder = Builder(store, state_root)
+    main = git("rev-parse", "main", cwd=repo.bare)
+    tag_object = git("rev-parse", "v1", cwd=repo.bare)
+    assert tag_object != repo.first  # v1 is an annotated tag
+    dockerfile = (
+        "FROM busybox\n"
+        f"ADD --checksum={main} {daemon}/repo.git#main /src\n"
+        f"ADD --checksum={repo.first[:7]} {daemon}/repo.git#v1 /tag\n"
+        f"ADD --checksum={tag_object[:10]} {daemon}/repo.git#v1:sub /tagobj\n"
+        f"ADD --checksum={repo.first.upper()} {daemon}/repo.git#{repo.first} /bysha\n"
+        f"ARG SUM={main[:12]}\n"
+        f"ADD --checksum=$SUM {daemon}/repo.git /head\n")
+    image = await builder.build(BuildOptions(context=tmp_path, dockerfile_inline=dockerfile))
+    src, tag, tagobj, bysha, head = (image.layer_dirs[-5:])
+    assert (src / "src" / "README").read_text() == "two\n"
+    assert (tag / "tag" / "README").read_text() == "one\n"
+    assert (tagobj / "tagobj" / "inner.txt").read_text() == "inner one\n"
+    assert (bysha / "bysha" / "README").read_text() == "one\n"
+    assert (head / "head" / "README").read_text() == "two\n"
+
+    before = stored(builder, store)
+    cases = (
+        (f"ADD --checksum={repo.first} {daemon}/repo.git#main /src",
+         rf":2: ADD {daemon}/repo.git#main: checksum mismatch: expected commit "
+         rf"{repo.first}, got {main} \(refs/heads/main\)$"),
+        (f"ADD --checksum={main[:8]} {daemon}/repo.git#v1 /src",
+         rf":2: ADD {daemon}/repo.git#v1: checksum mismatch: expected commit {main[:8]}, "
+         rf"got {repo.first} or annotated tag {tag_object} \(refs/tags/v1\)$"),
+        (f"ADD --checksum={main} {daemon}/repo.git#{repo.first} /src",
+         rf":2: ADD {daemon}/repo.git#{repo.first}: checksum mismatch: expected commit "
+         rf"{main}, got {repo.first}$"),
+        (f"ADD --checksum={main}0 {daemon}/repo.git#main /src",  # longer than the sha
+         rf"checksum mismatch: expected commit {main}0, got {main} "),
+    )
+    for line, message in cases:
+        with pytest.raises(BuildError, match=message):
+            await builder.build(BuildOptions(context=tmp_path,
+                                             dockerfile_inline=f"FROM busybox\n{line}\n"))
+        assert stored(builder, store) == before
+        assert leftovers(state_root) == []
+        assert git_processes(state_root) == []
+
+    malformed = (
+        (f"ADD --checksum=sha256:{'a' * 64} {daemon}/repo.git /src",
+         rf":2: ADD --checksum=sha256:a+: expected a commit sha \(or a prefix of one, in hex "
+         rf"digits\) for the Git source {daemon}/repo.git$"),
+        (f"ADD --checksum=xyz {daemon}/repo.git /src", r":2: ADD --checksum=xyz: expected a "),
+        (f"ADD --checksum= {daemon}/repo.git /src", r":2: ADD --checksum=: expected a "),
+        (f"ADD --checksum={'a' * 65} {daemon}/repo.git /src", r":2: ADD --checksum=a+: expec"),
+        (f"ADD --checksum={main} {daemon}/repo.git {daemon}/repo.git#v1 /src/",
+         r":2: ADD --checksum needs http\(s\) URL sources only, or a single Git source"),
+        (f"ADD --checksum={main} {daemon}/repo.git README /src/",
+         r":2: ADD --checksum needs .* or a single Git source"),
+    )
+    for line, message in malformed:
+        with pytest.raises(DockerfileError, match=message):
+            await builder.build(BuildOptions(context=tmp_path,
+                                             dockerfile_inline=f"FROM busybox\n{line}\n"))
+        assert stored(builder, store) == before
+        assert leftovers(state_root) == []
+
+
+async def test_add_git_checksum_cache_hit(repo: Repo, daemon: str, store: ImageStore,
+                                          state_root: Path, tmp_path: Path) -> None:
+    """The key names the commit, not --checksum: a step cached without it is a hit with
+    the right one, and still fails with a wrong one; a pinned branch that moves fails
+    the next build."""
+    lines: list[str] = []
+    builder = Builder(store, state_root, log=lines.append)
+    main = git("rev-parse", "main", cwd=repo.bare)
+
+    def build(checksum: str) -> BuildOptions:
+        flag = f"--checksum={checksum} " if checksum else ""
+        return BuildOptions(context=tmp_path, dockerfile_inline=(
+            f"FROM busybox\nADD {flag}{daemon}/repo.git#main /src\n"))
+
+    first = await builder.build(build(""))
+    lines.clear()
+    pinned = await builder.build(build(main))
+    assert pinned.id == first.id
+    assert sum(line.endswith("CACHED") for line in lines) == 1
+    before = stored(builder, store)
+    # The same key is in the cache: the check still runs, nothing is fetched or added.
+    lines.clear()
+    with pytest.raises(BuildError, match=rf":2: ADD {daemon}/repo.git#main: checksum "
+                                         rf"mismatch: expected commit {repo.first}, "
+                                         rf"got {main} "):
+        await builder.build(build(repo.first))
+    assert any("resolving" in line for line in lines)
+    assert not any("fetching" in line or line.endswith("CACHED") for line in lines)
+    assert stored(builder, store) == before
+    # The branch moves on: the pinned build fails, the unpinned one rebuilds.
+    moved = repo.commit("three", {"README": "three\n"})
+    repo.push()
+    with pytest.raises(BuildError, match=rf"checksum mismatch: expected commit {main}, "
+                                         rf"got {moved} \(refs/heads/main\)"):
+        await builder.build(build(main))
+    assert stored(builder, store) == before
+    again = await builder.build(build(moved[:12]))
+    assert again.id != first.id
+    assert (again.layer_dirs[-1] / "src" / "README").read_text() == "three\n"
+    assert leftovers(state_root) == []
+    assert git_processes(state_root) == []
