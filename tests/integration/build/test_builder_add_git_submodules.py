@@ -3,7 +3,8 @@
 shallow fetch): a submodule with a nested one, both by relative URL and pinned to
 commits that are not their branches' tips; ``.git`` removed everywhere or kept as git
 leaves it; a subdirectory that is a submodule; submodules that cannot be fetched
-(missing, or on the host's file system) fail the step and leave nothing."""
+(missing, or on the host's file system) fail the step and leave nothing, as does a
+build cancelled while a submodule's server does not answer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import trio
 
 from pycompose.runtime.build import Builder, BuildError, BuildOptions
 from pycompose.runtime.images import ImageStore
@@ -22,6 +24,7 @@ from tests.helpers.builds import leftovers
 from tests.integration.build.test_builder_add_git import (
     Listener,
     _git_daemon,
+    _hang,
     git,
     git_processes,
     mode,
@@ -194,3 +197,24 @@ async def test_add_git_submodule_errors(repos: Repos, daemon: str, store: ImageS
         assert stored(builder, store) == before
         assert leftovers(state_root) == []
         assert git_processes(state_root) == []
+
+
+async def test_add_git_submodule_cancelled(repos: Repos, daemon: str, store: ImageStore,
+                                          state_root: Path, tmp_path: Path) -> None:
+    """A submodule's server that never answers: cancelling the build ends git (the
+    submodule command and the clones it started) and removes the work directory."""
+    listener = Listener(_hang)
+    try:
+        repos.with_submodule("hangs", f"git://127.0.0.1:{listener.port}/x.git")
+        builder = Builder(store, state_root)
+        options = BuildOptions(context=tmp_path, dockerfile_inline=(
+            f"FROM busybox\nADD {daemon}/hangs.git /src\n"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(builder.build, options)
+            await trio.to_thread.run_sync(listener.connected.wait)  # the submodule's clone
+            assert git_processes(state_root) != []
+            nursery.cancel_scope.cancel()
+        assert git_processes(state_root) == []
+        assert leftovers(state_root) == []
+    finally:
+        listener.close()
