@@ -5,14 +5,9 @@ cache by commit, ``--checksum``, errors, cancellation, and nothing left behind."
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
-import stat
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,21 +17,18 @@ from pycompose.runtime.build import Builder, BuildError, BuildOptions, Dockerfil
 from pycompose.runtime.client import Runtime
 from pycompose.runtime.images import ImageStore
 from tests.helpers.builds import leftovers, run_in
+from tests.helpers.gitserve import (
+    Listener,
+    dumb_http,
+    git,
+    git_daemon,
+    git_processes,
+    hang,
+    mode,
+    stored,
+)
 
 pytestmark = pytest.mark.root
-
-GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-
-
-def git(*args: str, cwd: Path) -> str:
-    env = {**GIT_ENV, "HOME": str(cwd)}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True, timeout=60)
-    return done.stdout.strip()
-
 
 class Repo:
     """A work tree and the bare repository it pushes to (what the servers serve)."""
@@ -74,55 +66,6 @@ class Repo:
         git("update-server-info", cwd=self.bare)
 
 
-class Listener:
-    """A TCP listener on 127.0.0.1 that hands each connection to ``serve(conn)``;
-    what it starts is ended by PID when it closes."""
-
-    def __init__(self, serve: object) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.serve = serve
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.held: list[socket.socket] = []
-        self.connected = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connected.set()
-            self.serve(self, conn)  # type: ignore[operator]
-
-    def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join()
-        for conn in self.held:
-            conn.close()
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-
-def _git_daemon(base: Path, listener: Listener, conn: socket.socket) -> None:
-    with conn:
-        listener.procs.append(subprocess.Popen(
-            ["git", "daemon", "--inetd", "--export-all", f"--base-path={base}", str(base)],
-            stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.DEVNULL,
-            env={**GIT_ENV, "HOME": str(base)}))
-
-
-def _hang(listener: Listener, conn: socket.socket) -> None:
-    listener.held.append(conn)  # accepted, never answered
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     (tmp_path / "repo").mkdir()
@@ -133,58 +76,15 @@ def repo(tmp_path: Path) -> Repo:
 @pytest.fixture
 def daemon(repo: Repo) -> Iterator[str]:
     """``git://127.0.0.1:<port>``, serving ``repo``."""
-    listener = Listener(functools.partial(_git_daemon, repo.bare.parent))
-    try:
-        yield f"git://127.0.0.1:{listener.port}"
-    finally:
-        listener.close()
+    with git_daemon(repo.bare.parent) as url:
+        yield url
 
 
 @pytest.fixture
 def http(repo: Repo) -> Iterator[str]:
     """``http://127.0.0.1:<port>``: git's dumb HTTP for ``repo``."""
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
-        Quiet, directory=str(repo.bare.parent)))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-def git_processes(state_root: Path) -> list[int]:
-    """git processes working in (or with HOME in) the state root."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        program = os.path.basename(cmdline.split(b"\0")[0])
-        if program.startswith(b"git") and str(state_root).encode() in cmdline + environ:
-            found.append(int(pid))
-    return found
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-def stored(builder: Builder, store: ImageStore) -> tuple[list[str], list[str], list[str]]:
-    """The images, layers and build cache entries there are (a failed build adds none)."""
-    cache = builder.cache_dir
-    return (sorted(image.id for image in store.list()),
-            sorted(os.listdir(store.root / "layers")),
-            sorted(os.listdir(cache)) if cache.exists() else [])
+    with dumb_http(repo.bare.parent) as url:
+        yield url
 
 
 async def test_add_git_refs(repo: Repo, daemon: str, http: str, store: ImageStore,
@@ -313,7 +213,7 @@ async def test_add_git_cancelled_and_timeout(store: ImageStore, state_root: Path
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A server that never answers: cancelling the build, or git's time running out,
     ends git (by its process group) and removes the work directory."""
-    listener = Listener(_hang)
+    listener = Listener(hang)
     try:
         builder = Builder(store, state_root)
         options = BuildOptions(context=tmp_path, dockerfile_inline=(
@@ -361,6 +261,17 @@ async def test_add_git_checksum(repo: Repo, daemon: str, store: ImageStore, stat
     assert (head / "head" / "README").read_text() == "two\n"
 
     before = stored(builder, store)
+
+    async def refused(error: type[Exception], lines: tuple[tuple[str, str], ...]) -> None:
+        """Each line fails with ``error`` matching its message; nothing is left behind."""
+        for line, message in lines:
+            with pytest.raises(error, match=message):
+                await builder.build(BuildOptions(context=tmp_path,
+                                                 dockerfile_inline=f"FROM busybox\n{line}\n"))
+            assert stored(builder, store) == before
+            assert leftovers(state_root) == []
+            assert git_processes(state_root) == []
+
     cases = (
         (f"ADD --checksum={repo.first} {daemon}/repo.git#main /src",
          rf":2: ADD {daemon}/repo.git#main: checksum mismatch: expected commit "
@@ -374,13 +285,7 @@ async def test_add_git_checksum(repo: Repo, daemon: str, store: ImageStore, stat
         (f"ADD --checksum={main}0 {daemon}/repo.git#main /src",  # longer than the sha
          rf"checksum mismatch: expected commit {main}0, got {main} "),
     )
-    for line, message in cases:
-        with pytest.raises(BuildError, match=message):
-            await builder.build(BuildOptions(context=tmp_path,
-                                             dockerfile_inline=f"FROM busybox\n{line}\n"))
-        assert stored(builder, store) == before
-        assert leftovers(state_root) == []
-        assert git_processes(state_root) == []
+    await refused(BuildError, cases)
 
     malformed = (
         (f"ADD --checksum=sha256:{'a' * 64} {daemon}/repo.git /src",
@@ -394,12 +299,7 @@ async def test_add_git_checksum(repo: Repo, daemon: str, store: ImageStore, stat
         (f"ADD --checksum={main} {daemon}/repo.git README /src/",
          r":2: ADD --checksum needs .* or a single Git source"),
     )
-    for line, message in malformed:
-        with pytest.raises(DockerfileError, match=message):
-            await builder.build(BuildOptions(context=tmp_path,
-                                             dockerfile_inline=f"FROM busybox\n{line}\n"))
-        assert stored(builder, store) == before
-        assert leftovers(state_root) == []
+    await refused(DockerfileError, malformed)
 
 
 async def test_add_git_checksum_cache_hit(repo: Repo, daemon: str, store: ImageStore,

@@ -8,11 +8,8 @@ build cancelled while a submodule's server does not answer."""
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,12 +18,13 @@ import trio
 from pycompose.runtime.build import Builder, BuildError, BuildOptions
 from pycompose.runtime.images import ImageStore
 from tests.helpers.builds import leftovers
-from tests.integration.build.test_builder_add_git import (
+from tests.helpers.gitserve import (
     Listener,
-    _git_daemon,
-    _hang,
+    dumb_http,
     git,
+    git_daemon,
     git_processes,
+    hang,
     mode,
     stored,
 )
@@ -99,30 +97,14 @@ def repos(tmp_path: Path) -> Repos:
 
 @pytest.fixture
 def daemon(repos: Repos) -> Iterator[str]:
-    listener = Listener(functools.partial(_git_daemon, repos.served))
-    try:
-        yield f"git://127.0.0.1:{listener.port}"
-    finally:
-        listener.close()
+    with git_daemon(repos.served) as url:
+        yield url
 
 
 @pytest.fixture
 def http(repos: Repos) -> Iterator[str]:
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
-        Quiet, directory=str(repos.served)))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with dumb_http(repos.served) as url:
+        yield url
 
 
 def git_entries(top: Path) -> list[str]:
@@ -203,7 +185,7 @@ async def test_add_git_submodule_cancelled(repos: Repos, daemon: str, store: Ima
                                           state_root: Path, tmp_path: Path) -> None:
     """A submodule's server that never answers: cancelling the build ends git (the
     submodule command and the clones it started) and removes the work directory."""
-    listener = Listener(_hang)
+    listener = Listener(hang)
     try:
         repos.with_submodule("hangs", f"git://127.0.0.1:{listener.port}/x.git")
         builder = Builder(store, state_root)
