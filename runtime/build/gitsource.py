@@ -294,15 +294,15 @@ async def _submodules(git: _Git, repo: Path, commit: str) -> None:
     """The submodules at the commits the checkout records, recursively: shallow
     first, then whole (a dumb HTTP server has no shallow fetch, a server may refuse a
     commit no ref names); git removes a clone that failed before the second try."""
-    errors: list[str] = []
+    error = ""
     for depth in (["--depth=1"], []):
         code, _, err = await git.run(["-C", str(repo), "submodule", "update", "--init",
                                       "--recursive", *depth])
         if code == 0:
             return
-        errors.append(_last_error(err))
+        error = _last_error(err)
     raise git.fail(f"cannot check out the submodules of {git.src.remote} at {commit[:12]}: "
-                   f"{errors[-1]}")
+                   f"{error}")
 
 
 def _tree(src: GitSource, commit: str, repo: Path, keep_git_dir: bool, git: _Git) -> Path:
