@@ -30,6 +30,7 @@ from tests.helpers.gitserve import (
 
 pytestmark = pytest.mark.root
 
+
 class Repo:
     """A work tree and the bare repository it pushes to (what the servers serve)."""
 
