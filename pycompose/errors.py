@@ -12,15 +12,13 @@
     network.errors.NetworkError           (see network/errors.py)
 
 The libraries import nothing of ours, so their roots are separate classes;
-``USER_ERRORS`` names all four, and the CLI prints any of them as a one-line
-message (the traceback only with ``--debug`` or ``PYCOMPOSE_DEBUG=1``).
+``user_errors()`` names all four, and the CLI prints any of them as a one-line
+message (the traceback only with ``--debug`` or ``PYCOMPOSE_DEBUG=1``). It imports
+the libraries' error modules when asked: a command that talks to the engine never
+needs them, and their packages cost its start about a millisecond.
 """
 
 from __future__ import annotations
-
-from pycompose.compose.errors import ComposeError
-from pycompose.network.errors import NetworkError
-from pycompose.runtime.errors import ContainerRuntimeError
 
 
 class PycomposeError(Exception):
@@ -39,9 +37,10 @@ class NotRootError(PycomposeError):
     """The command needs root privileges."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    PycomposeError,
-    ComposeError,
-    ContainerRuntimeError,
-    NetworkError,
-)
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors printed as a message, not as a bug."""
+    from pycompose.compose.errors import ComposeError
+    from pycompose.network.errors import NetworkError
+    from pycompose.runtime.errors import ContainerRuntimeError
+
+    return (PycomposeError, ComposeError, ContainerRuntimeError, NetworkError)

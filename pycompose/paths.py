@@ -18,21 +18,36 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 DEFAULT_ROOT = Path("/var/lib/pycompose")
 DEFAULT_SOCKET = Path("/run/pycompose/engine.sock")
 _INSTANCE_RE = re.compile(r"^[a-z0-9]{0,8}$")
 
 
-class HostPaths(NamedTuple):
+class HostPaths:
     """The state root, the engine socket, and the instance tag for host-wide names.
-    (A named tuple: every command resolves these at start, where importing
-    ``dataclasses`` would cost more than the rest of this module.)"""
+    (A plain class: every command resolves these at start, where importing
+    ``dataclasses`` or ``typing`` for ``NamedTuple`` would cost more than the rest
+    of this module.)"""
 
-    root: Path
-    socket: Path
-    instance: str
+    __slots__ = ("root", "socket", "instance")
+
+    def __init__(self, root: Path, socket: Path, instance: str) -> None:
+        self.root = root
+        self.socket = socket
+        self.instance = instance
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HostPaths):
+            return NotImplemented
+        return (self.root, self.socket, self.instance) == (other.root, other.socket,
+                                                            other.instance)
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.socket, self.instance))
+
+    def __repr__(self) -> str:
+        return f"HostPaths(root={self.root!r}, socket={self.socket!r}, instance={self.instance!r})"
 
     @property
     def host_tag(self) -> str:
