@@ -10,6 +10,9 @@ Layout under the store root (the CLI and the engine use ``<PYCOMPOSE_ROOT>/image
     layers/<hex>/layer.json    {"diff_id", "size", "entries", "tar_record"}
     layers/<hex>/tar-split.zst the layer tar minus file contents, to rebuild it exactly
     refs/<image hex>/<holder>  holds: containers using the image (``hold``/``release``)
+    digests/<blob hex>         the diff-id a layer blob was verified to unpack to here, so a
+                               pull can skip a layer before it has the image's config (as
+                               Docker's diffid-by-digest); one whose layer is gone is ignored
     tmp/<token>/ + <token>.lock  staging and trash; each held by a flock of its owner
 
 Writes are atomic: layers are unpacked and verified in ``tmp/`` without the
@@ -71,7 +74,13 @@ from pycompose.runtime.images.config import (
     format_time,
     parse_time,
 )
-from pycompose.runtime.images.digest import HashingReader, hex_of, is_hex_id, sha256_digest
+from pycompose.runtime.images.digest import (
+    HashingReader,
+    hex_of,
+    is_digest,
+    is_hex_id,
+    sha256_digest,
+)
 from pycompose.runtime.images.layers import unpack_layer, write_layer_tar
 from pycompose.runtime.images.reference import familiar_name, normalize_name
 from pycompose.runtime.images.tarsplit import TarRecorder, write_reproduced
@@ -260,6 +269,7 @@ class ImageStore:
         self._tmp = self.root / "tmp"
         self._repositories = self.root / "repositories.json"
         self._refs = self.root / "refs"
+        self._digests = self.root / "digests"
 
     # --- locking and staging -------------------------------------------------------------
 
@@ -413,6 +423,15 @@ class ImageStore:
 
     def _has_layer(self, diff_id: str) -> bool:
         return (self._layer_dir(diff_id) / "layer.json").is_file()
+
+    def _remember_blob(self, digest: str, diff_id: str, scratch: Path) -> None:
+        """Record that the blob ``digest`` unpacked to ``diff_id`` (verified both). Written
+        through ``scratch`` (a staging directory) and renamed, not flushed: a mapping lost
+        in a crash only costs a download, and one that can be read is complete."""
+        self._digests.mkdir(exist_ok=True)
+        tmp = scratch / f"digest-{os.urandom(6).hex()}"
+        tmp.write_text(diff_id)
+        os.rename(tmp, self._digests / hex_of(digest))
 
     def _read_layer(self, diff_id: str, image_id: str) -> Layer:
         directory = self._layer_dir(diff_id)
@@ -1061,6 +1080,18 @@ class ImageStore:
         """True when the layer with this diff-id is unpacked in the store."""
         return self._has_layer(diff_id)
 
+    def blob_diff_id(self, digest: str) -> str | None:
+        """The diff-id the layer blob ``digest`` was verified to unpack to in this store
+        (None when no blob with that digest was unpacked here). The layer itself may have
+        been removed since: ask :meth:`has_layer`."""
+        if not is_digest(digest):
+            return None
+        try:
+            diff_id = (self._digests / hex_of(digest)).read_text()
+        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+            return None
+        return diff_id if is_digest(diff_id) else None
+
     @contextlib.contextmanager
     def staging(self) -> Iterator[LayerStaging]:
         """A :class:`LayerStaging` for one image: layers unpacked concurrently, committed
@@ -1145,6 +1176,33 @@ class LayerStaging:
         with self._lock:
             self._staged[layer.diff_id] = _Staged(layer.diff_id, layer_dir)
         return True
+
+    @_map_os_errors
+    def unpack_blob(self, name: str, opener: Callable[[], BinaryIO], *, digest: str,
+                    size: int | None) -> str:
+        """Stream the layer blob ``digest`` into the staging area before its diff-id is known
+        (blocks; thread-safe): a pull starts its layers while the image config is still on
+        its way. Blob digest and size are verified, the diff-id is computed; the caller
+        checks it against the config before :meth:`commit`. Returns the diff-id; a layer
+        the store or this staging has already is read and verified, then dropped."""
+        with self._lock:
+            if self._committed:
+                raise ImageError("layer staging already committed")
+            index = next(self._indexes)  # never reused: a failed layer's dir stays
+        store = self._store
+        diff_id = store._stage_layer(self._directory, index, name, opener, diff_id=None,
+                                     digest=digest, size=size, unpack=True)
+        store._remember_blob(digest, diff_id, self._directory)
+        layer_dir = self._directory / str(index)
+        with self._lock:
+            duplicate = (diff_id in self._claimed or diff_id in self._staged
+                         or store._has_layer(diff_id))
+            if not duplicate:
+                self._claimed[diff_id] = index
+                self._staged[diff_id] = _Staged(diff_id, layer_dir)
+        if duplicate:
+            _rmtree(layer_dir)
+        return diff_id
 
     @_map_os_errors
     def keep(self, diff_id: str, dest: Path) -> bool:

@@ -7,12 +7,19 @@
     result.image, result.digest, result.downloaded, result.existed
 
 Steps: resolve the reference (mirrors first for Docker Hub), pick the host's
-platform from an index, fetch and verify the config, then fetch the layers the
-store does not have yet, several at once (``config.max_concurrent_downloads``).
+platform from an index; then, while the image config is on its way, fetch the
+layers the store does not have yet, several at once
+(``config.max_concurrent_downloads``). Which layers those are is known before
+the config (whose ``diff_ids`` name them) from what the store recorded of each
+blob it unpacked (``ImageStore.blob_diff_id``, as Docker's diffid-by-digest):
+a layer the store has under an unrecorded blob is downloaded, verified and then
+found to be there. Every layer's diff-id is checked against the config before
+the image is committed.
 Each layer goes straight from its connection to a worker thread of its own that
 unpacks it as it arrives (``ImageStore.staging``: the blob digest, its size and
 the diff-id are verified as the bytes go through, hostile tar entries are
-refused); the blob itself is never written to disk. Layers unpack side by side;
+refused, the diff-id is computed); the blob itself is never written to disk.
+Layers unpack side by side;
 the image is committed atomically when all of them are in, under the store lock
 only for the final renames.
 
@@ -31,6 +38,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +49,6 @@ from typing import BinaryIO, cast
 import trio
 
 from pycompose.runtime.errors import ImageDigestError, ImageError
-from pycompose.runtime.images.archive import LayerSource
 from pycompose.runtime.images.config import ImageConfig
 from pycompose.runtime.images.digest import hex_of
 from pycompose.runtime.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
@@ -65,7 +72,7 @@ from pycompose.runtime.registry.manifest import (
     parse_manifest,
 )
 
-__all__ = ["PullResult", "pull_image", "resolve_image", "ResolvedImage"]
+__all__ = ["PullResult", "ResolvedImage", "fetch_config", "pull_image", "resolve_image"]
 
 _PIPE_LIMIT = 1 << 20     # bytes of a blob between its connection and its unpacking thread
 _REPORT_INTERVAL = 0.1    # seconds between progress events of a layer
@@ -85,15 +92,13 @@ class PullResult:
 
 @dataclass(frozen=True)
 class ResolvedImage:
-    """What a reference points at on a registry, without downloading layers."""
+    """What a reference points at on a registry: the manifest for this platform."""
 
     client: RegistryClient
     reference: Reference
     repository: str         # path on the registry (``library/redis``)
     digest: str             # manifest digest
     manifest: Manifest
-    config_bytes: bytes
-    config: ImageConfig
 
 
 def _endpoints(http: HttpClient, ref: Reference, config: RegistryConfig) -> list[RegistryClient]:
@@ -107,7 +112,7 @@ def _endpoints(http: HttpClient, ref: Reference, config: RegistryConfig) -> list
 async def resolve_image(http: HttpClient, ref: Reference, config: RegistryConfig, *,
                         platform: dict[str, str] | None = None,
                         progress: Progress = ignore) -> ResolvedImage:
-    """Find the manifest and config for ``ref`` (mirrors first for Docker Hub)."""
+    """Find the manifest for ``ref`` (mirrors first for Docker Hub)."""
     errors: list[RegistryError] = []
     clients = _endpoints(http, ref, config)
     for index, client in enumerate(clients):
@@ -127,19 +132,25 @@ async def resolve_image(http: HttpClient, ref: Reference, config: RegistryConfig
 async def _resolve_at(client: RegistryClient, ref: Reference,
                       platform: dict[str, str] | None, progress: Progress) -> ResolvedImage:
     repo = ref.path
-    what = ref.familiar
-    progress(ProgressEvent("", f"Resolving {what} on {client.name}"))
+    progress(ProgressEvent("", f"Resolving {ref.familiar} on {client.name}"))
     media_type, data, digest = await client.get_manifest(repo, ref.digest or ref.tag or "latest")
     if media_type in INDEX_TYPES:
         entry = choose_platform(media_type, data, f"{client.name}/{repo}@{digest}", platform)
         media_type, data, digest = await client.get_manifest(repo, entry.digest)
     manifest = parse_manifest(media_type, data, f"{client.name}/{repo}@{digest}")
-    config_bytes = await client.get_blob_bytes(repo, manifest.config.digest)
-    config = ImageConfig.from_json(config_bytes, source=f"{what} (config {manifest.config.digest})")
-    if len(config.diff_ids) != len(manifest.layers):
-        raise RegistryError(f"{what}: the manifest has {len(manifest.layers)} layers but the "
-                            f"config lists {len(config.diff_ids)}")
-    return ResolvedImage(client, ref, repo, digest, manifest, config_bytes, config)
+    return ResolvedImage(client, ref, repo, digest, manifest)
+
+
+async def fetch_config(res: ResolvedImage) -> tuple[bytes, ImageConfig]:
+    """The image config of ``res``: its bytes (digest verified) and parsed."""
+    digest = res.manifest.config.digest
+    what = res.reference.familiar
+    config_bytes = await res.client.get_blob_bytes(res.repository, digest)
+    config = ImageConfig.from_json(config_bytes, source=f"{what} (config {digest})")
+    if len(config.diff_ids) != len(res.manifest.layers):
+        raise RegistryError(f"{what}: the manifest has {len(res.manifest.layers)} layers but "
+                            f"the config lists {len(config.diff_ids)}")
+    return config_bytes, config
 
 
 @dataclass
@@ -292,8 +303,7 @@ class _BlobPipe:
 @dataclass
 class _Layer:
     desc: Descriptor
-    diff_id: str
-    kept: Path          # where the unpacked layer waits when a failed pull keeps it
+    diff_id: str | None  # recorded by the store for this blob, else known once unpacked
     unpacked: bool = False
 
     @property
@@ -412,41 +422,45 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     ref = res.reference
     names = [f"{ref.repository}:{ref.tag}"] if ref.tag is not None else []
     image_id = res.manifest.config.digest
-    layers = list(zip(res.manifest.layers, res.config.diff_ids, strict=True))
+    descs = res.manifest.layers
 
     staging_cm = contextlib.ExitStack()
+    staging: LayerStaging | None = None
 
-    def inventory() -> tuple[Image | None, list[bool], set[str], LayerStaging]:
-        """What the store has, which layers an earlier pull kept, and a staging area: one
-        trip to a thread before the downloads start."""
+    def inventory() -> tuple[Image | None, list[str | None], list[bool], set[str],
+                             LayerStaging]:
+        """What the store has (by the blobs it recorded), which layers an earlier pull kept,
+        and a staging area: one trip to a thread, while the config is fetched."""
         work_dir.mkdir(parents=True, exist_ok=True)
         _sweep_partials(work_dir)
         previous = None
         if names:
             with contextlib.suppress(Exception):
                 previous = store.get(names[0])
-        have = [store.has_layer(diff_id) for _, diff_id in layers]
-        kept = {diff_id for (_, diff_id), ok in zip(layers, have, strict=True)
-                if not ok and _kept_path(work_dir, diff_id).exists()}
-        return previous, have, kept, staging_cm.enter_context(store.staging())
+        known = [store.blob_diff_id(desc.digest) for desc in descs]
+        have = [diff_id is not None and store.has_layer(diff_id) for diff_id in known]
+        kept = {diff_id for diff_id, ok in zip(known, have, strict=True)
+                if diff_id is not None and not ok and _kept_path(work_dir, diff_id).exists()}
+        return previous, known, have, kept, staging_cm.enter_context(store.staging())
 
-    try:
-        previous, present, kept, staging = await trio.to_thread.run_sync(inventory)
-    except BaseException:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(staging_cm.close)
-        raise
-    pending: list[_Layer] = []
-    seen: set[str] = set()
-    existed = 0
-    for (desc, diff_id), have in zip(layers, present, strict=True):
-        if have:
-            progress(ProgressEvent(hex_of(desc.digest)[:12], "Already exists"))
-            existed += 1
-        elif diff_id not in seen:  # a layer listed twice is fetched once
-            seen.add(diff_id)
-            pending.append(_Layer(desc, diff_id, _kept_path(work_dir, diff_id)))
-            progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
+    config_ready = trio.Event()
+    config_bytes = b""
+    image_config: ImageConfig | None = None
+
+    async def get_config() -> None:
+        nonlocal config_bytes, image_config
+        config_bytes, image_config = await fetch_config(res)
+        config_ready.set()
+
+    async def check(layer: _Layer) -> None:
+        """Once the config is here: the layer's diff-id must be the one it names."""
+        await config_ready.wait()
+        assert image_config is not None
+        assert layer.diff_id is not None
+        for desc, expected in zip(descs, image_config.diff_ids, strict=True):
+            if desc.digest == layer.desc.digest and expected != layer.diff_id:
+                raise _diff_id_error(res, layer, expected)
+
     # Downloads hold a slot while they transfer; the unpacking thread of a layer starts
     # once its download has a slot. A plain-HTTP body is read by that thread itself, so
     # its slot is held until the layer is read whole (about its unpacking); through the
@@ -455,8 +469,7 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     # pipe or its reader, and every token holder's download and unpack go on.)
     downloads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
     threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads) + 1)
-    keep = False
-    image: Image | None = None
+    token = trio.lowlevel.current_trio_token()
 
     async def download(layer: _Layer, pipe: _BlobPipe, *,
                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -469,35 +482,33 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         finally:
             pipe.finish(failed=failed)
 
-    token = trio.lowlevel.current_trio_token()
-
     def open_blob(pipe: _BlobPipe, layer: _Layer) -> BinaryIO:
         # Reported without waiting for the event loop: the layer's bytes are waiting.
         token.run_sync_soon(progress, ProgressEvent(
             layer.short, "Extracting", layer.desc.size, layer.desc.size))
         return cast(BinaryIO, pipe)  # _BlobPipe reads like a binary file
 
-    async def fetch_and_unpack(layer: _Layer, *,
+    async def fetch_and_unpack(area: LayerStaging, layer: _Layer, kept: set[str], *,
                                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                                ) -> None:
         """Started once the layer's download holds a slot (so slots go in manifest order)."""
         if layer.diff_id in kept and await trio.to_thread.run_sync(
-                staging.adopt, layer.diff_id, layer.kept):
+                area.adopt, layer.diff_id, _kept_path(work_dir, layer.diff_id)):
             layer.unpacked = True  # kept by an earlier pull that failed
             progress(ProgressEvent(layer.short, "Download complete"))
             task_status.started()
+            await check(layer)
             return
         pipe = _BlobPipe(layer.desc.digest)
-        source = LayerSource(diff_id=layer.diff_id, digest=layer.desc.digest,
-                             size=layer.desc.size,
-                             name=f"{ref.familiar} layer {layer.desc.digest}",
-                             open=functools.partial(open_blob, pipe, layer))
+        unpack = functools.partial(area.unpack_blob, f"{ref.familiar} layer {layer.desc.digest}",
+                                   functools.partial(open_blob, pipe, layer),
+                                   digest=layer.desc.digest, size=layer.desc.size)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(download, layer, pipe)
                 task_status.started()
                 try:
-                    await trio.to_thread.run_sync(staging.unpack, source, limiter=threads)
+                    layer.diff_id = await trio.to_thread.run_sync(unpack, limiter=threads)
                 except ImageDigestError as exc:
                     raise _blob_error(res, layer, exc) from None
         finally:
@@ -505,23 +516,42 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             pipe.finish(failed=True)
             pipe.close()
         layer.unpacked = True
+        await check(layer)
 
     keys = {f"{ref.repository}@{res.digest}"}
     if ref.digest is not None:
         keys.add(f"{ref.repository}@{ref.digest}")
 
     def commit(area: LayerStaging) -> Image:
-        committed = area.commit(res.config_bytes, names)
+        committed = area.commit(config_bytes, names)
         record_digests(work_dir, keys, committed.id)
         return committed
 
+    pending: list[_Layer] = []
+    existed = 0
+    keep = False
+    image: Image | None = None
     try:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(get_config)  # alongside the inventory and the downloads
+            previous, known, present, kept, staging = await trio.to_thread.run_sync(inventory)
+            seen: set[str] = set()
+            for desc, diff_id, have in zip(descs, known, present, strict=True):
+                if have:
+                    layer = _Layer(desc, diff_id, unpacked=True)
+                    progress(ProgressEvent(layer.short, "Already exists"))
+                    existed += 1
+                    nursery.start_soon(check, layer)
+                elif desc.digest not in seen:  # a blob listed twice is fetched once
+                    seen.add(desc.digest)
+                    pending.append(_Layer(desc, diff_id))
+                    progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
             # One after another, each once the previous holds its download slot: layers
             # start in the manifest's order (base first, as Docker), not in the order the
             # scheduler happens to run their tasks, so the same pull takes the same path.
             for layer in pending:
-                await nursery.start(fetch_and_unpack, layer)
+                await nursery.start(fetch_and_unpack, staging, layer, kept)
+        assert staging is not None
         image = await trio.to_thread.run_sync(commit, staging)
     except BaseException as exc:
         keep = any(isinstance(e, RegistryUnavailableError) for e in leaves(exc))
@@ -531,8 +561,8 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         raise
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_finish_staging, staging_cm, staging,
-                                          pending if keep and image is None else [])
+            await trio.to_thread.run_sync(_finish_staging, staging_cm, staging, work_dir,
+                                          pending, keep and image is None)
     assert image is not None
     for layer in pending:
         progress(ProgressEvent(layer.short, "Pull complete"))
@@ -545,24 +575,33 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
 
 
 def _blob_error(res: ResolvedImage, layer: _Layer, exc: ImageDigestError) -> RegistryError:
-    """The store found a layer's content wrong: say so in the registry's terms."""
+    """The store found a layer's blob wrong: say so in the registry's terms."""
     where = f"registry {res.client.name}: blob {res.repository}@{layer.desc.digest}"
-    if exc.expected == layer.desc.digest:
-        return BlobVerificationError(
-            f"{where} does not match its digest ({exc}): corrupt content, rejected")
+    return BlobVerificationError(
+        f"{where} does not match its digest ({exc}): corrupt content, rejected")
+
+
+def _diff_id_error(res: ResolvedImage, layer: _Layer, expected: str) -> RegistryError:
+    where = f"registry {res.client.name}: blob {res.repository}@{layer.desc.digest}"
     return BlobVerificationError(
         f"{where}: its uncompressed content does not match the image config's diff_id "
-        f"{layer.diff_id} ({exc}): rejected")
+        f"{expected} (it is {layer.diff_id}): rejected")
 
 
-def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging,
-                    keep: list[_Layer]) -> None:
-    """Keep the complete layers of a pull the registry broke off, drop the rest (a thread)."""
+def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging | None, work_dir: Path,
+                    layers: list[_Layer], keep: bool) -> None:
+    """Keep the complete layers of a pull the registry broke off, drop the rest, and remove
+    what an earlier pull kept of layers this one unpacked anew (a thread)."""
     try:
-        for layer in keep:
-            if layer.unpacked:
+        for layer in layers:
+            if layer.diff_id is None:
+                continue
+            kept = _kept_path(work_dir, layer.diff_id)
+            if kept.exists():  # not adopted: unusable, or found only once unpacked
+                shutil.rmtree(kept, ignore_errors=True)
+            if keep and layer.unpacked and staging is not None:
                 with contextlib.suppress(ImageError):
-                    staging.keep(layer.diff_id, layer.kept)
+                    staging.keep(layer.diff_id, kept)
     finally:
         cm.close()
 

@@ -813,6 +813,45 @@ def test_staging_uncompressed_blob_is_its_own_diff_id(store: ImageStore) -> None
     assert (image.layers[0].path / "plain.txt").read_bytes() == b"plain\n" * 100
 
 
+def test_staging_unpacks_a_blob_before_its_diff_id_is_known(store: ImageStore) -> None:
+    """``unpack_blob`` (a pull that has no config yet) computes the diff-id, records which
+    blob gave it, refuses a blob that differs from its digest, and drops a layer that is
+    staged or stored already."""
+    import io
+
+    from pycompose.runtime.errors import ImageDigestError
+
+    blob, digest, diff_id = _gz_layer({"early.txt": b"early\n" * 50})
+    raw = gzip.decompress(blob)
+    corrupt = bytearray(blob)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    assert store.blob_diff_id(digest) is None
+    with store.staging() as staging:
+        with pytest.raises(ImageDigestError, match="digest mismatch"):
+            staging.unpack_blob("corrupt", lambda: io.BytesIO(bytes(corrupt)), digest=digest,
+                                size=len(blob))
+        assert store.blob_diff_id(digest) is None  # nothing recorded of a rejected blob
+        assert staging.unpack_blob("gz", lambda: io.BytesIO(blob), digest=digest,
+                                   size=len(blob)) == diff_id
+        # The same layer as an uncompressed blob: read, verified, recorded, dropped.
+        assert staging.unpack_blob("raw", lambda: io.BytesIO(raw), digest=diff_id,
+                                   size=len(raw)) == diff_id
+        assert len([p for p in staging._directory.iterdir() if p.is_dir()]) == 2  # the
+        # corrupt one's directory (removed with the staging) and the first layer's
+        image = staging.commit(empty_config().derive(diff_ids=[diff_id]).to_json(), ["e:1"])
+    assert (image.layers[0].path / "early.txt").read_bytes() == b"early\n" * 50
+    assert store.blob_diff_id(digest) == diff_id
+    assert store.blob_diff_id(diff_id) == diff_id
+    with store.staging() as staging:  # in the store now: verified, then dropped
+        assert staging.unpack_blob("again", lambda: io.BytesIO(blob), digest=digest,
+                                   size=len(blob)) == diff_id
+        assert not [p for p in staging._directory.iterdir() if p.is_dir()]
+    # A record that is not a digest (a torn write) reads as none.
+    (store.root / "digests" / digest.partition(":")[2]).write_text("sha256:12")
+    assert store.blob_diff_id(digest) is None
+    assert store.blob_diff_id("sha512:" + "0" * 128) is None
+
+
 def test_remove_takes_only_its_own_layers(store: ImageStore, busybox_rootfs: Path,
                                          tmp_path: Path) -> None:
     """``rm`` deletes the image's now-unused layers, not other unused ones (a running
