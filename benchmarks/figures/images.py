@@ -11,6 +11,10 @@
 * ``pull_peak_rss_mib``: the peak resident memory of each of those commands (GNU
   time); for pycompose the CLI's peak plus the engine's peak during that pull
   (``VmHWM``, reset before each sample through ``/proc/PID/clear_refs``).
+* ``pull_rtt20_s``: the same pull from the same registry 20 ms of round trip away
+  (a registry in the same region), through a proxy on 127.0.0.1 that delays each
+  byte 10 ms each way (``_latency.py``; these kernels have no netem). No target:
+  it shows what the loopback figure hides, the round trips a pull waits for.
 * ``rebuild_nochange_s``: ``pycompose build`` of a project whose image was just
   built (FROM busybox, COPY, RUN): every step is a cache hit. Target: < 1 s.
 """
@@ -96,13 +100,16 @@ def setup(ctx: Context) -> None:
     from pycompose.runtime.bootstrap import bootstrap_busybox
     from pycompose.runtime.images import ImageStore
     from pycompose.runtime.registry import push_image
-    from tests.helpers.registry import RegistryServer
+    from tests.helpers.registry import RegistryServer, free_port
 
     # Outside the harness's workdir, which is gone by the time atexit runs the teardown.
     base = Path(tempfile.mkdtemp(prefix="pycompose-img-"))
     started: dict[str, int] = {}  # what stop() must end: engine PID
 
     def stop() -> None:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
         registry.kill()
         engine_pid = started.get("engine")
         if engine_pid is not None and engine_pid > 0:
@@ -115,6 +122,7 @@ def setup(ctx: Context) -> None:
 
     # Registered before anything starts: a setup that fails half-way leaves nothing behind.
     registry = RegistryServer(base / "registry")
+    proxy: subprocess.Popen[str] | None = None
     build_root = base / "build-root"
     instance = "i" + secrets.token_hex(2)
     pull_root = base / "pull-root"
@@ -136,6 +144,14 @@ def setup(ctx: Context) -> None:
     trio.run(lambda: push_image(store, ref, work_dir=src_root / "downloads"))
     ctx.state["img_ref"] = ref
     ctx.state["img_base"] = base
+    far = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.figures._latency", str(far), registry.host, "10"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proxy.stdout is not None
+    if proxy.stdout.readline().strip() != "ready":
+        raise MeasureError("the latency proxy did not start")
+    ctx.state["img_ref_far"] = f"127.0.0.1:{far}/{IMAGE}"
 
     # The rebuild project: its own state root with busybox, built once.
     bootstrap_busybox(ImageStore(build_root / "images"))
@@ -182,7 +198,7 @@ def _engine_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def _pull_pycompose(ctx: Context) -> tuple[float, float]:
+def _pull_pycompose(ctx: Context, ref_key: str = "img_ref") -> tuple[float, float]:
     """(seconds, MiB): the CLI's time; the CLI's peak plus the engine's peak meanwhile."""
     pid = ctx.state.get("pull_engine_pid")
     if not pid or pid < 0:
@@ -197,17 +213,17 @@ def _pull_pycompose(ctx: Context) -> tuple[float, float]:
     assert exe is not None
     _engine_hwm_reset(pid)
     seconds, cli_peak = _run_child(
-        [exe, "--progress", "quiet", "image", "pull", "-q", ctx.state["img_ref"]],
+        [exe, "--progress", "quiet", "image", "pull", "-q", ctx.state[ref_key]],
         env, Path(ctx.state["img_base"]))
     return seconds, cli_peak + _engine_hwm_mib(pid)
 
 
-def _pull_skopeo(ctx: Context) -> tuple[float, float]:
+def _pull_skopeo(ctx: Context, ref_key: str = "img_ref") -> tuple[float, float]:
     out = _fresh(ctx, "skopeo-oci")
     exe = program("skopeo")
     assert exe is not None
     return _run_child([exe, "copy", "--quiet", "--src-tls-verify=false",
-                       f"docker://{ctx.state['img_ref']}", f"oci:{out}:latest"],
+                       f"docker://{ctx.state[ref_key]}", f"oci:{out}:latest"],
                       ctx.env, Path(ctx.state["img_base"]))
 
 
@@ -260,6 +276,10 @@ FIGURES = [
     Figure("pull_peak_rss_mib", "MiB", "peak resident memory of that pull",
            {"pycompose": lambda c: _pull_pycompose(c)[1],
             "skopeo": lambda c: _pull_skopeo(c)[1]},
+           baseline="skopeo"),
+    Figure("pull_rtt20_s", "s", "the same pull from a registry 20 ms (round trip) away",
+           {"pycompose": lambda c: _pull_pycompose(c, "img_ref_far")[0],
+            "skopeo": lambda c: _pull_skopeo(c, "img_ref_far")[0]},
            baseline="skopeo"),
     Figure("rebuild_nochange_s", "s", "pycompose build with every step cached",
            {"pycompose-build": _rebuild}, target=Target("pycompose-build", value=1.0),
