@@ -9,19 +9,18 @@
 Steps: resolve the reference (mirrors first for Docker Hub), pick the host's
 platform from an index; then, while the image config is on its way, fetch the
 layers the store does not have yet, several at once
-(``config.max_concurrent_downloads``). Which layers those are is known before
-the config (whose ``diff_ids`` name them) from what the store recorded of each
-blob it unpacked (``ImageStore.blob_diff_id``, as Docker's diffid-by-digest):
-a layer the store has under an unrecorded blob is downloaded, verified and then
-found to be there. Every layer's diff-id is checked against the config before
-the image is committed.
+(``config.max_concurrent_downloads``, at most one per CPU: ``layers_at_once``).
+Which layers those are is known before the config (whose ``diff_ids`` name
+them) from what the store recorded of each blob it unpacked
+(``ImageStore.blob_diff_id``, as Docker's diffid-by-digest): a layer the store
+has under an unrecorded blob is downloaded, verified and then found to be there.
+
 Each layer goes straight from its connection to a worker thread of its own that
-unpacks it as it arrives (``ImageStore.staging``: the blob digest, its size and
-the diff-id are verified as the bytes go through, hostile tar entries are
-refused, the diff-id is computed); the blob itself is never written to disk.
-Layers unpack side by side;
-the image is committed atomically when all of them are in, under the store lock
-only for the final renames.
+unpacks it as it arrives (``ImageStore.staging``: the blob digest and size are
+verified and the diff-id computed as the bytes go through, hostile tar entries
+are refused); the blob itself is never written to disk. Layers unpack side by
+side; every layer's diff-id is checked against the config, then the image is
+committed atomically, under the store lock only for the final renames.
 
 An interrupted pull (error, cancellation, a registry that goes away) leaves
 nothing in the store and no partial file. When the registry became
@@ -335,6 +334,17 @@ def _sweep_partials(work_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def layers_at_once(max_downloads: int) -> int:
+    """How many layers a pull fetches at a time: ``max_downloads`` (Docker's
+    ``max-concurrent-downloads``), but not more than the CPUs this process may run on,
+    and at least 2. Each layer in flight is unpacked by a thread of its own as its bytes
+    arrive, so on a fast link the layers compete for the CPUs: more of them than CPUs
+    only add context switches and GIL hand-offs (a 4-layer pull on 2 CPUs, 3 at once vs
+    2: 12.8 ms slower of 180; with 20 ms of round trip, no faster either)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(max_downloads, max(2, cpus or 2)))
+
+
 async def _fetch_blob(client: RegistryClient, repo: str, layer: _Layer, pipe: _BlobPipe,
                       progress: Progress) -> None:
     """Download ``layer``'s blob into ``pipe``, resuming with a Range request when the
@@ -467,8 +477,9 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
     # pipe (TLS) the thread may go on after the slot passes to the next layer. (No
     # deadlock: a thread waiting for a token has a download that waits at most for its
     # pipe or its reader, and every token holder's download and unpack go on.)
-    downloads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads))
-    threads = trio.CapacityLimiter(max(1, config.max_concurrent_downloads) + 1)
+    at_once = layers_at_once(config.max_concurrent_downloads)
+    downloads = trio.CapacityLimiter(at_once)
+    threads = trio.CapacityLimiter(at_once + 1)
     token = trio.lowlevel.current_trio_token()
 
     async def download(layer: _Layer, pipe: _BlobPipe, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import RegistryConfig, pull_image, push_image
 from pycompose.runtime.registry.events import ProgressEvent
 from tests.helpers.registry import RegistryServer
+from tests.integration.registry.conftest import add_layer
 
 
 async def test_push_then_pull_multilayer(registry: RegistryServer, store: ImageStore,
@@ -68,6 +70,37 @@ async def test_layers_take_download_slots_in_manifest_order(
         manifest_order = [e.id for e in events if e.status == "Waiting"]  # listed in order
         assert len(set(manifest_order)) == 3
         assert [e.id for e in events if e.status == "Extracting"] == manifest_order
+
+
+async def test_no_more_layers_at_once_than_cpus(
+        registry: RegistryServer, store: ImageStore, multilayer: Image, tmp_path: Path,
+        run_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three downloads allowed, two CPUs: two layers in flight at most (each is unpacked
+    by a thread of its own as it arrives); one CPU still gets two."""
+    from pycompose.runtime.registry.pull import layers_at_once
+
+    ref = f"{registry.host}/pc{run_id}/cpus:1"
+    big = add_layer(store, multilayer, tmp_path, {"big.bin": os.urandom(4 << 20)}, "cpus:1")
+    await push_image(store, ref, source=big.id, work_dir=tmp_path / "w")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert layers_at_once(3) == 2
+    assert layers_at_once(1) == 1
+    events: list[ProgressEvent] = []
+    with trio.fail_after(60):
+        result = await pull_image(ImageStore(tmp_path / "d" / "images"), ref,
+                                  config=RegistryConfig(max_concurrent_downloads=3),
+                                  work_dir=tmp_path / "d" / "w", progress=events.append)
+    assert result.downloaded == 4
+    in_flight, most = set(), 0
+    for event in events:
+        if event.status == "Extracting":
+            in_flight.add(event.id)
+            most = max(most, len(in_flight))
+        elif event.status == "Download complete":
+            in_flight.discard(event.id)
+    assert most == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert layers_at_once(3) == 2
 
 
 async def test_pull_skips_layers_already_present(registry: RegistryServer, store: ImageStore,
