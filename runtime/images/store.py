@@ -12,7 +12,8 @@ Layout under the store root (the CLI and the engine use ``<PYCOMPOSE_ROOT>/image
     refs/<image hex>/<holder>  holds: containers using the image (``hold``/``release``)
     digests/<blob hex>         the diff-id a layer blob was verified to unpack to here, so a
                                pull can skip a layer before it has the image's config (as
-                               Docker's diffid-by-digest); one whose layer is gone is ignored
+                               Docker's diffid-by-digest); one whose layer is gone is ignored,
+                               and removed by ``prune``
     tmp/<token>/ + <token>.lock  staging and trash; each held by a flock of its owner
 
 Writes are atomic: layers are unpacked and verified in ``tmp/`` without the
@@ -423,6 +424,18 @@ class ImageStore:
 
     def _has_layer(self, diff_id: str) -> bool:
         return (self._layer_dir(diff_id) / "layer.json").is_file()
+
+    def _forget_blobs_of_removed_layers(self) -> None:
+        """Drop the blob records (``digests/``) whose layer is no longer in the store
+        (caller holds the exclusive lock). A pull writing one meanwhile for a layer it has
+        not committed yet only loses that record: the next pull downloads the layer."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self._digests):
+                path = self._digests / entry
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    diff_id = path.read_text()
+                    if not is_digest(diff_id) or not self._has_layer(diff_id):
+                        path.unlink()
 
     def _remember_blob(self, digest: str, diff_id: str, scratch: Path) -> None:
         """Record that the blob ``digest`` unpacked to ``diff_id`` (verified both). Written
@@ -1068,6 +1081,7 @@ class ImageStore:
             for image_id in doomed:
                 (self._images / f"{hex_of(image_id)}.json").unlink(missing_ok=True)
             reclaimed = sum(self._collect(trash).values())
+            self._forget_blobs_of_removed_layers()
             return PruneResult(
                 deleted=tuple(doomed),
                 untagged=tuple(familiar_name(n) for n in untagged),
@@ -1183,8 +1197,9 @@ class LayerStaging:
         """Stream the layer blob ``digest`` into the staging area before its diff-id is known
         (blocks; thread-safe): a pull starts its layers while the image config is still on
         its way. Blob digest and size are verified, the diff-id is computed; the caller
-        checks it against the config before :meth:`commit`. Returns the diff-id; a layer
-        the store or this staging has already is read and verified, then dropped."""
+        checks it against the config before :meth:`commit`. Returns the diff-id. A layer
+        this staging has already is dropped; one the store has stays staged until the
+        commit, which uses it should the store's copy be removed meanwhile."""
         with self._lock:
             if self._committed:
                 raise ImageError("layer staging already committed")
@@ -1195,8 +1210,7 @@ class LayerStaging:
         store._remember_blob(digest, diff_id, self._directory)
         layer_dir = self._directory / str(index)
         with self._lock:
-            duplicate = (diff_id in self._claimed or diff_id in self._staged
-                         or store._has_layer(diff_id))
+            duplicate = diff_id in self._claimed or diff_id in self._staged
             if not duplicate:
                 self._claimed[diff_id] = index
                 self._staged[diff_id] = _Staged(diff_id, layer_dir)
@@ -1245,9 +1259,11 @@ class LayerStaging:
         directory = self._directory / str(index)
         try:
             os.rename(path, directory)
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 del self._claimed[diff_id]
+            if isinstance(exc, FileNotFoundError):
+                return False  # another pull took it (or threw it away) first
             raise
         with self._lock:
             self._staged[diff_id] = _Staged(diff_id, directory)

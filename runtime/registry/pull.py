@@ -315,9 +315,13 @@ def _offset_report(report: Callable[[int], None], start: int, count: int) -> Non
 
 
 def _sweep_partials(work_dir: Path) -> None:
-    """Remove ``*.partial`` files of pulls that died (their flock is gone)."""
+    """Remove ``*.partial`` files of pulls that died (their flock is gone), and kept layers
+    that a pull was throwing away when it died (``*.dead``)."""
     with contextlib.suppress(FileNotFoundError):
         for entry in os.listdir(work_dir):
+            if entry.endswith(".dead"):
+                shutil.rmtree(work_dir / entry, ignore_errors=True)
+                continue
             if not entry.endswith(".partial"):
                 continue
             path = work_dir / entry
@@ -449,8 +453,13 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
                 previous = store.get(names[0])
         known = [store.blob_diff_id(desc.digest) for desc in descs]
         have = [diff_id is not None and store.has_layer(diff_id) for diff_id in known]
-        kept = {diff_id for diff_id, ok in zip(known, have, strict=True)
-                if diff_id is not None and not ok and _kept_path(work_dir, diff_id).exists()}
+        kept = set()
+        for diff_id, ok in zip(known, have, strict=True):
+            if diff_id is not None and _kept_path(work_dir, diff_id).exists():
+                if ok:  # the store got the layer since: what was kept is not needed
+                    _discard_kept(_kept_path(work_dir, diff_id))
+                else:
+                    kept.add(diff_id)
         return previous, known, have, kept, staging_cm.enter_context(store.staging())
 
     config_ready = trio.Event()
@@ -548,13 +557,15 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
             previous, known, present, kept, staging = await trio.to_thread.run_sync(inventory)
             seen: set[str] = set()
             for desc, diff_id, have in zip(descs, known, present, strict=True):
+                if desc.digest in seen:  # a blob listed twice is counted and fetched once
+                    continue
+                seen.add(desc.digest)
                 if have:
                     layer = _Layer(desc, diff_id, unpacked=True)
                     progress(ProgressEvent(layer.short, "Already exists"))
                     existed += 1
                     nursery.start_soon(check, layer)
-                elif desc.digest not in seen:  # a blob listed twice is fetched once
-                    seen.add(desc.digest)
+                else:
                     pending.append(_Layer(desc, diff_id))
                     progress(ProgressEvent(pending[-1].short, "Waiting", 0, desc.size))
             # One after another, each once the previous holds its download slot: layers
@@ -609,12 +620,23 @@ def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging | None, work
                 continue
             kept = _kept_path(work_dir, layer.diff_id)
             if kept.exists():  # not adopted: unusable, or found only once unpacked
-                shutil.rmtree(kept, ignore_errors=True)
+                _discard_kept(kept)
             if keep and layer.unpacked and staging is not None:
                 with contextlib.suppress(ImageError):
                     staging.keep(layer.diff_id, kept)
     finally:
         cm.close()
+
+
+def _discard_kept(path: Path) -> None:
+    """Remove a kept layer another pull may be adopting at this moment: renamed away first
+    (one of the two renames wins, the loser sees it gone), then deleted."""
+    doomed = path.with_name(f"{path.name}.{os.urandom(4).hex()}.dead")
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _kept_path(work_dir: Path, diff_id: str) -> Path:

@@ -135,3 +135,38 @@ async def _manifest(registry: RegistryServer, repo: str, tag: str) -> bytes:
 
 def _blob_digests(manifest: bytes) -> list[str]:
     return [layer["digest"] for layer in json.loads(manifest)["layers"]]
+
+
+async def test_a_blob_listed_twice_is_fetched_and_counted_once(
+        registry: RegistryServer, store: ImageStore, dest_store: ImageStore,
+        multilayer: Image, tmp_path: Path, run_id: str) -> None:
+    repo = f"pc{run_id}/twice"
+    await push_image(store, f"{registry.host}/{repo}:src", source="app:1",
+                     work_dir=tmp_path / "w")
+    config = json.loads((store.root / "blobs" / "sha256" /
+                         multilayer.id.partition(":")[2]).read_bytes())
+    ids = config["rootfs"]["diff_ids"]
+    config["rootfs"]["diff_ids"] = [ids[0], ids[1], ids[1]]
+    config.pop("history", None)
+    config_bytes = json.dumps(config).encode()
+    manifest = json.loads(await _manifest(registry, repo, "src"))
+    manifest["layers"] = [manifest["layers"][0], manifest["layers"][1], manifest["layers"][1]]
+    manifest["config"] = {**manifest["config"], "digest": sha256_digest(config_bytes),
+                          "size": len(config_bytes)}
+    async with HttpClient() as http:
+        client = RegistryClient(http, registry.host)
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            yield config_bytes
+
+        await client.upload_blob(repo, sha256_digest(config_bytes), len(config_bytes), chunks)
+        await client.put_manifest(repo, "1", manifest["mediaType"],
+                                  json.dumps(manifest).encode())
+    ref = f"{registry.host}/{repo}:1"
+    first = await pull_image(dest_store, ref, work_dir=tmp_path / "d")
+    assert (first.downloaded, first.existed) == (2, 0)
+    assert [layer.diff_id for layer in first.image.layers] == [ids[0], ids[1], ids[1]]
+    events: list[ProgressEvent] = []
+    again = await pull_image(dest_store, ref, work_dir=tmp_path / "d", progress=events.append)
+    assert (again.downloaded, again.existed) == (0, 2)
+    assert [e.status for e in events].count("Already exists") == 2

@@ -162,3 +162,24 @@ async def test_a_kept_layer_that_is_not_usable_is_downloaded(
     assert result.image.id == multilayer.id
     assert (result.image.layers[0].path / "bin" / "busybox").is_file()
     assert not bogus[1].exists()
+
+
+async def test_kept_layers_the_store_has_meanwhile_are_removed(
+        registry: RegistryServer, store: ImageStore, dest_store: ImageStore,
+        multilayer: Image, tmp_path: Path, run_id: str) -> None:
+    """What a failed pull kept of a layer that reached the store since is thrown away, and
+    so is what a pull died while throwing away (``*.dead``)."""
+    ref = f"{registry.host}/pc{run_id}/since:1"
+    await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+    work = tmp_path / "d"
+    await pull_image(dest_store, ref, work_dir=work)  # records every blob, stores every layer
+    stale = work / (multilayer.layers[0].diff_id.partition(":")[2] + ".layer")
+    (stale / "diff").mkdir(parents=True)
+    dying = work / "0123.layer.abcd.dead"
+    (dying / "diff").mkdir(parents=True)
+    events: list[ProgressEvent] = []
+    result = await pull_image(dest_store, ref, work_dir=work, progress=events.append)
+    assert (result.downloaded, result.existed) == (0, 3)
+    assert [e.status for e in events].count("Already exists") == 3
+    assert not stale.exists()
+    assert not dying.exists()

@@ -842,14 +842,64 @@ def test_staging_unpacks_a_blob_before_its_diff_id_is_known(store: ImageStore) -
     assert (image.layers[0].path / "early.txt").read_bytes() == b"early\n" * 50
     assert store.blob_diff_id(digest) == diff_id
     assert store.blob_diff_id(diff_id) == diff_id
-    with store.staging() as staging:  # in the store now: verified, then dropped
+    with store.staging() as staging:  # in the store: staged anyway, for the commit
         assert staging.unpack_blob("again", lambda: io.BytesIO(blob), digest=digest,
                                    size=len(blob)) == diff_id
-        assert not [p for p in staging._directory.iterdir() if p.is_dir()]
+        store.remove("e:1")  # the store's copy goes while the pull runs
+        assert not store.has_layer(diff_id)
+        image = staging.commit(empty_config().derive(diff_ids=[diff_id]).to_json(), ["e:2"])
+    assert (image.layers[0].path / "early.txt").read_bytes() == b"early\n" * 50
     # A record that is not a digest (a torn write) reads as none.
     (store.root / "digests" / digest.partition(":")[2]).write_text("sha256:12")
     assert store.blob_diff_id(digest) is None
     assert store.blob_diff_id("sha512:" + "0" * 128) is None
+
+
+def test_prune_forgets_the_blobs_of_removed_layers(store: ImageStore) -> None:
+    import io
+
+    kept_blob, kept_digest, kept_diff = _gz_layer({"kept.txt": b"kept\n"})
+    gone_blob, gone_digest, gone_diff = _gz_layer({"gone.txt": b"gone\n"})
+    with store.staging() as staging:
+        for blob, digest in ((kept_blob, kept_digest), (gone_blob, gone_digest)):
+            staging.unpack_blob("l", lambda b=blob: io.BytesIO(b), digest=digest,
+                                size=len(blob))
+        staging.commit(empty_config().derive(diff_ids=[kept_diff]).to_json(), ["k:1"])
+    assert store.blob_diff_id(gone_digest) == gone_diff  # recorded, layer never committed
+    store.prune()
+    assert store.blob_diff_id(kept_digest) == kept_diff
+    assert store.blob_diff_id(gone_digest) is None
+    assert not (store.root / "digests" / gone_digest.partition(":")[2]).exists()
+
+
+def test_adopt_that_loses_the_kept_layer_to_another_pull(store: ImageStore, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Another pull takes (or throws away) the kept layer between the check and the rename:
+    not adopted, and the layer can still be unpacked in this staging."""
+    import shutil
+
+    from pycompose.runtime.images import store as store_module
+
+    blob, digest, diff_id = _gz_layer({"kept.txt": b"kept\n"})
+    kept = tmp_path / "kept.layer"
+    with store.staging() as staging:
+        assert staging.unpack(_source(blob, digest, diff_id, "layer"))
+        assert staging.keep(diff_id, kept)
+    real_rename = os.rename
+
+    def rename_after_the_other(src: object, dst: object) -> None:
+        if src == kept:
+            shutil.rmtree(kept)  # the other pull got there first
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    with store.staging() as staging:
+        monkeypatch.setattr(store_module.os, "rename", rename_after_the_other)
+        assert not staging.adopt(diff_id, kept)
+        monkeypatch.setattr(store_module.os, "rename", real_rename)
+        assert staging.unpack(_source(blob, digest, diff_id, "layer"))
+        image = staging.commit(empty_config().derive(diff_ids=[diff_id]).to_json(), ["a:1"])
+    assert (image.layers[0].path / "kept.txt").read_text() == "kept\n"
 
 
 def test_remove_takes_only_its_own_layers(store: ImageStore, busybox_rootfs: Path,
