@@ -431,11 +431,19 @@ class ImageStore:
         not committed yet only loses that record: the next pull downloads the layer."""
         with contextlib.suppress(FileNotFoundError):
             for entry in os.listdir(self._digests):
-                path = self._digests / entry
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    diff_id = path.read_text()
-                    if not is_digest(diff_id) or not self._has_layer(diff_id):
-                        path.unlink()
+                diff_id = self._blob_record(entry)
+                if diff_id is None or not self._has_layer(diff_id):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self._digests / entry).unlink()
+
+    def _blob_record(self, blob_hex: str) -> str | None:
+        """The diff-id ``digests/<blob_hex>`` holds; None when there is none or it is not a
+        digest (a torn write)."""
+        try:
+            diff_id = (self._digests / blob_hex).read_text()
+        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+            return None
+        return diff_id if is_digest(diff_id) else None
 
     def _remember_blob(self, digest: str, diff_id: str, scratch: Path) -> None:
         """Record that the blob ``digest`` unpacked to ``diff_id`` (verified both). Written
@@ -1098,13 +1106,7 @@ class ImageStore:
         """The diff-id the layer blob ``digest`` was verified to unpack to in this store
         (None when no blob with that digest was unpacked here). The layer itself may have
         been removed since: ask :meth:`has_layer`."""
-        if not is_digest(digest):
-            return None
-        try:
-            diff_id = (self._digests / hex_of(digest)).read_text()
-        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
-            return None
-        return diff_id if is_digest(diff_id) else None
+        return self._blob_record(hex_of(digest)) if is_digest(digest) else None
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[LayerStaging]:

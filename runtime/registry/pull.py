@@ -455,11 +455,12 @@ async def _pull_resolved(store: ImageStore, res: ResolvedImage, work_dir: Path,
         have = [diff_id is not None and store.has_layer(diff_id) for diff_id in known]
         kept = set()
         for diff_id, ok in zip(known, have, strict=True):
-            if diff_id is not None and _kept_path(work_dir, diff_id).exists():
-                if ok:  # the store got the layer since: what was kept is not needed
-                    _discard_kept(_kept_path(work_dir, diff_id))
-                else:
-                    kept.add(diff_id)
+            if diff_id is None or not _kept_path(work_dir, diff_id).exists():
+                continue
+            if ok:  # the store got the layer since: what was kept is not needed
+                _discard_kept(_kept_path(work_dir, diff_id))
+            else:
+                kept.add(diff_id)
         return previous, known, have, kept, staging_cm.enter_context(store.staging())
 
     config_ready = trio.Event()
