@@ -19,14 +19,13 @@ import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from urllib.parse import quote, urlencode
 
 from pycompose.errors import EngineError, NotRootError
 from pycompose.paths import HostPaths, host_paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs the CLI's start ~2 ms
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 START_TIMEOUT = 30.0
@@ -60,7 +59,7 @@ class _Connection:
     5 ms, ``http.client`` with ``email`` more), and ``up`` on an unchanged stack is
     mostly start-up."""
 
-    def __init__(self, path: Path, timeout: float | None,
+    def __init__(self, path: str, timeout: float | None,
                  sock: socket.socket | None = None) -> None:
         """Connect to ``path``, or use ``sock``, already connected to it."""
         if sock is not None:
@@ -70,7 +69,7 @@ class _Connection:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 self.sock.settimeout(timeout)
-                self.sock.connect(str(path))
+                self.sock.connect(path)
             except BaseException:
                 self.sock.close()
                 raise
@@ -159,18 +158,36 @@ class _Connection:
 _MAX_HEAD = 64 * 1024
 
 
+# RFC 3986's unreserved characters: what a URL carries as it is.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _quote(text: str) -> str:
+    """Percent-encode ``text`` (UTF-8) but for the unreserved characters, as
+    ``urllib.parse.quote(text, safe="")`` does; that module's import (its named tuples)
+    would cost every command's start about 2 ms."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode())
+
+
 def _url(path: str, query: Mapping[str, Any] | None) -> str:
+    """``path`` with ``query`` as a query string: a dict value as JSON, booleans as
+    ``1``/``0``, a list or tuple as the key repeated, ``None`` left out."""
     if not query:
         return path
-    items = {k: (json.dumps(v) if isinstance(v, dict) else
-                 ("1" if v is True else "0" if v is False else v))
-             for k, v in query.items() if v is not None}
-    return f"{path}?{urlencode(items, doseq=True)}"
+    pairs: list[str] = []
+    for key, value in query.items():
+        if value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            text = (json.dumps(item) if isinstance(item, dict) else
+                    "1" if item is True else "0" if item is False else str(item))
+            pairs.append(f"{_quote(str(key))}={_quote(text)}")
+    return f"{path}?{'&'.join(pairs)}" if pairs else path
 
 
 def q(part: str) -> str:
     """Quote one path segment (container and project names)."""
-    return quote(part, safe="")
+    return _quote(part)
 
 
 class EngineClient:
@@ -180,7 +197,7 @@ class EngineClient:
         self.paths = paths
         self.timeout = timeout
         self._conn: _Connection | None = (
-            None if sock is None else _Connection(paths.socket, timeout, sock))
+            None if sock is None else _Connection(paths.socket_path, timeout, sock))
 
     # ---- plumbing
 
@@ -188,7 +205,7 @@ class EngineClient:
         if self._conn is not None and self._conn.dead:
             self.close()
         if self._conn is None:
-            self._conn = _Connection(self.paths.socket, self.timeout)
+            self._conn = _Connection(self.paths.socket_path, self.timeout)
         return self._conn
 
     def close(self) -> None:
@@ -277,7 +294,7 @@ class EngineClient:
         data = json.dumps(body).encode()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(str(self.paths.socket))
+            sock.connect(self.paths.socket_path)
         except OSError as exc:
             sock.close()
             raise _connect_error(self.paths, exc) from None
@@ -462,12 +479,12 @@ class NDJSONStream:
 def _connect_error(paths: HostPaths, exc: OSError) -> EngineError | NotRootError:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return NotRootError(
-            f"permission denied on the engine socket {paths.socket}: "
+            f"permission denied on the engine socket {paths.socket_path}: "
             "pycompose runs containers and needs root (try sudo)"
         )
     if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-        return EngineNotRunning(f"no engine is listening on {paths.socket}")
-    return EngineError(f"cannot reach the engine at {paths.socket}: {exc.strerror or exc}")
+        return EngineNotRunning(f"no engine is listening on {paths.socket_path}")
+    return EngineError(f"cannot reach the engine at {paths.socket_path}: {exc.strerror or exc}")
 
 
 def _probe(paths: HostPaths) -> socket.socket | OSError:
@@ -475,7 +492,7 @@ def _probe(paths: HostPaths) -> socket.socket | OSError:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(5.0)
-        sock.connect(str(paths.socket))
+        sock.connect(paths.socket_path)
         return sock
     except OSError as exc:
         sock.close()
@@ -494,13 +511,13 @@ def connect(paths: HostPaths | None = None, *, autostart: bool = True,
             os.geteuid() != 0 and err.errno in (errno.ENOENT, errno.ECONNREFUSED)):
         raise NotRootError(
             f"pycompose needs root: its engine runs containers (namespaces, cgroups, "
-            f"mounts) and listens on {paths.socket}, which only root may use; try sudo"
+            f"mounts) and listens on {paths.socket_path}, which only root may use; try sudo"
         )
     if err.errno not in (errno.ENOENT, errno.ECONNREFUSED):
         raise _connect_error(paths, err)
     if not autostart:
         raise EngineNotRunning(
-            f"no engine is listening on {paths.socket}; start one with `pycompose engine`")
+            f"no engine is listening on {paths.socket_path}; start one with `pycompose engine`")
     start_engine(paths)
     return EngineClient(paths, timeout=timeout)
 

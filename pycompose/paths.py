@@ -17,37 +17,65 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
-DEFAULT_ROOT = Path("/var/lib/pycompose")
-DEFAULT_SOCKET = Path("/run/pycompose/engine.sock")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs the CLI's start ~2 ms
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/pycompose"
+DEFAULT_SOCKET = "/run/pycompose/engine.sock"
 _INSTANCE_RE = re.compile(r"^[a-z0-9]{0,8}$")
 
 
 class HostPaths:
     """The state root, the engine socket, and the instance tag for host-wide names.
-    (A plain class: every command resolves these at start, where importing
-    ``dataclasses`` or ``typing`` for ``NamedTuple`` would cost more than the rest
-    of this module.)"""
 
-    __slots__ = ("root", "socket", "instance")
+    Kept as strings, with ``root`` and ``socket`` as ``Path`` views made on first use:
+    a command that only talks to the engine needs the socket's name alone, and
+    ``pathlib`` (with the ``urllib.parse`` it imports) costs its start ~3 ms. (A plain
+    class for the same reason: ``dataclasses`` or ``typing.NamedTuple`` cost more than
+    the rest of this module.)"""
 
-    def __init__(self, root: Path, socket: Path, instance: str) -> None:
-        self.root = root
-        self.socket = socket
+    __slots__ = ("root_path", "socket_path", "instance", "_root", "_socket")
+
+    def __init__(self, root: str | os.PathLike[str], socket: str | os.PathLike[str],
+                 instance: str) -> None:
+        self.root_path: str = os.fspath(root)
+        self.socket_path: str = os.fspath(socket)
         self.instance = instance
+        self._root: Path | None = None
+        self._socket: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            from pathlib import Path
+
+            self._root = Path(self.root_path)
+        return self._root
+
+    @property
+    def socket(self) -> Path:
+        if self._socket is None:
+            from pathlib import Path
+
+            self._socket = Path(self.socket_path)
+        return self._socket
+
+    def _key(self) -> tuple[str, str, str]:
+        return self.root_path, self.socket_path, self.instance
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HostPaths):
             return NotImplemented
-        return (self.root, self.socket, self.instance) == (other.root, other.socket,
-                                                            other.instance)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.root, self.socket, self.instance))
+        return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"HostPaths(root={self.root!r}, socket={self.socket!r}, instance={self.instance!r})"
+        return (f"HostPaths(root={self.root_path!r}, socket={self.socket_path!r}, "
+                f"instance={self.instance!r})")
 
     @property
     def host_tag(self) -> str:
@@ -56,10 +84,14 @@ class HostPaths:
 
 
 def host_paths(environ: Mapping[str, str] | None = None) -> HostPaths:
-    """Resolve the paths from ``environ`` (``os.environ`` by default)."""
+    """Resolve the paths from ``environ`` (``os.environ`` by default).
+
+    The root is made absolute and normalised (``os.path.abspath``), so that the engine
+    and every client derive the same socket name from the same setting.
+    """
     env = os.environ if environ is None else environ
-    root = Path(env.get("PYCOMPOSE_ROOT") or DEFAULT_ROOT).absolute()
-    socket = DEFAULT_SOCKET if root == DEFAULT_ROOT else root / "engine.sock"
+    root = os.path.abspath(env.get("PYCOMPOSE_ROOT") or DEFAULT_ROOT)
+    socket = DEFAULT_SOCKET if root == DEFAULT_ROOT else os.path.join(root, "engine.sock")
     instance = env.get("PYCOMPOSE_INSTANCE", "")
     if not _INSTANCE_RE.match(instance):
         from pycompose.errors import UsageError

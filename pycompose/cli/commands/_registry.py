@@ -14,10 +14,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs the CLI's start ~2 ms
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from pycompose.runtime.images import ImageStore

@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pycompose.cli.main import add_subcommands
 
@@ -143,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import(store: ImageStore, args: argparse.Namespace) -> int:
+    from pathlib import Path  # not at the top: `image pull` needs no pathlib
+
     source = sys.stdin.buffer if args.file == "-" else Path(args.file)
     image = store.import_rootfs(source, args.name, changes=args.change, message=args.message)
     print(image.id)
@@ -150,6 +151,8 @@ def _import(store: ImageStore, args: argparse.Namespace) -> int:
 
 
 def _load(store: ImageStore, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     images = store.load(Path(args.input))
     if not args.quiet:
         for image in images:
@@ -163,6 +166,8 @@ def _load(store: ImageStore, args: argparse.Namespace) -> int:
 
 def _save(store: ImageStore, args: argparse.Namespace) -> int:
     if args.output:
+        from pathlib import Path
+
         store.save(args.images, Path(args.output))
         return 0
     if sys.stdout.isatty():

@@ -113,3 +113,63 @@ async def test_connect_sends_the_first_request_on_its_probe_connection(
         got = await trio.to_thread.run_sync(call)
     assert got == {}
     assert requests[0].startswith(b"GET /_ping HTTP/1.1\r\n")
+
+
+# -- URLs: the client's own percent-encoding, read back by the engine's parser -------
+
+QUOTED = ["web", "my app", "a/b", "100%", "ü-ñ", "é€😀", "~._-", "?&=#+", "", "x y+z"]
+
+
+@pytest.mark.parametrize("text", QUOTED)
+def test_path_segments_are_quoted_as_urllib_does(text: str) -> None:
+    from urllib.parse import quote
+
+    from pycompose.client import q
+
+    assert q(text) == quote(text, safe="")
+
+
+def test_query_strings_read_back_as_they_were_given() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from pycompose.client import _url
+
+    url = _url("/images/create", {
+        "fromImage": "registry.test:5000/my app/ü:1", "tag": None, "all": True, "quiet": False,
+        "filters": {"label": ["a=b c"]}, "service": ["web", "db&1"], "n": 3,
+    })
+    parts = urlsplit(url)
+    assert parts.path == "/images/create"
+    assert parse_qs(parts.query, keep_blank_values=True) == {
+        "fromImage": ["registry.test:5000/my app/ü:1"], "all": ["1"], "quiet": ["0"],
+        "filters": ['{"label": ["a=b c"]}'], "service": ["web", "db&1"], "n": ["3"],
+    }
+    assert _url("/x", {"tag": None}) == "/x"
+    assert _url("/x", None) == "/x"
+
+
+# -- where the state and the socket are ----------------------------------------------
+
+def test_host_paths_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    from pycompose.paths import host_paths
+
+    default = host_paths({})
+    assert (default.root, default.socket) == (Path("/var/lib/pycompose"),
+                                              Path("/run/pycompose/engine.sock"))
+    # The default root however it is spelt: the default socket (engine and CLI agree).
+    assert host_paths({"PYCOMPOSE_ROOT": "/var/lib//pycompose/./"}).socket_path == \
+        "/run/pycompose/engine.sock"
+    monkeypatch.chdir(tmp_path)
+    mine = host_paths({"PYCOMPOSE_ROOT": "state/../state2/", "PYCOMPOSE_INSTANCE": "t1"})
+    assert mine.root_path == str(tmp_path / "state2")
+    assert mine.socket_path == str(tmp_path / "state2" / "engine.sock")
+    assert mine.root == tmp_path / "state2" and mine.socket == tmp_path / "state2/engine.sock"
+    assert mine.host_tag == "pycompose_t1"
+    assert mine == HostPaths(tmp_path / "state2", tmp_path / "state2/engine.sock", "t1")
+    assert len({mine, host_paths({"PYCOMPOSE_ROOT": str(tmp_path / "state2"),
+                                  "PYCOMPOSE_INSTANCE": "t1"})}) == 1
+    from pycompose.errors import UsageError
+
+    with pytest.raises(UsageError, match="PYCOMPOSE_INSTANCE='Bad!'"):
+        host_paths({"PYCOMPOSE_INSTANCE": "Bad!"})
