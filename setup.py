@@ -1,27 +1,23 @@
-"""Maps the top-level folders onto one installed package, ``pycompose``.
+"""One installed package, ``pycompose``, with the architecture's folders at the top.
 
-``compose/``, ``runtime/`` and ``network/`` live at the top of the repository
-(the layout shows the architecture) but install as ``pycompose.compose``,
-``pycompose.runtime`` and ``pycompose.network``, so the distribution claims
-only the import name ``pycompose``. Subpackages are discovered, not listed.
+``compose/``, ``runtime/`` and ``network/`` live at the top of the repository (the
+layout shows the architecture); ``pycompose/compose``, ``pycompose/runtime`` and
+``pycompose/network`` are relative symlinks to them, so the source tree already has
+the installed layout (``pycompose.runtime`` and so on) and the distribution claims
+only the import name ``pycompose``. Subpackages are discovered through the links.
+
+``package_dir={"": "."}`` makes an editable install (``pip install -e .``) a plain
+``.pth`` entry for the repository, where a mapping of folders would need setuptools'
+import hook: that hook imports ``pathlib`` and more at every interpreter start, some
+4 ms of every ``pycompose`` command.
 """
 
 from setuptools import find_packages, setup
 
-FOLDERS = {
-    "pycompose": "pycompose",
-    "pycompose.compose": "compose",
-    "pycompose.runtime": "runtime",
-    "pycompose.network": "network",
-}
-
-packages: list[str] = []
-for package, folder in FOLDERS.items():
-    packages.append(package)
-    packages.extend(f"{package}.{sub}" for sub in find_packages(folder))
+PACKAGES = ("pycompose", "pycompose.compose", "pycompose.runtime", "pycompose.network")
 
 setup(
-    packages=packages,
-    package_dir=FOLDERS,
-    package_data={package: ["py.typed"] for package in FOLDERS},
+    packages=find_packages(include=["pycompose", "pycompose.*"]),
+    package_dir={"": "."},
+    package_data={package: ["py.typed"] for package in PACKAGES},
 )

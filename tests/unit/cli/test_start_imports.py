@@ -2,7 +2,8 @@
 
 Python's start is most of such a command's time (``image pull`` against the engine
 is compared with skopeo in ``benchmarks/``), so its path stays off the heavy modules:
-``typing`` (~2 ms), ``dataclasses``/``inspect``, the libraries, the engine's own stack.
+``typing`` (~2 ms), ``pathlib`` and ``urllib.parse`` (~3 ms together),
+``dataclasses``/``inspect``, the libraries, the engine's own stack.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from pathlib import Path
 
 import pytest
 
-WATCHED = ("typing", "dataclasses", "inspect", "trio", "rich", "h11", "http.client",
+WATCHED = ("typing", "pathlib", "urllib.parse", "dataclasses", "inspect", "trio", "rich",
+           "h11", "http.client",
            "pycompose.compose", "pycompose.runtime", "pycompose.network", "pycompose.engine")
 
-# The request stops at the engine socket's connect: the modules imported by then are
-# the command's start-up; nothing is sent and no engine is started.
+# The request stops at the engine socket's connect: the modules imported by then (and
+# not by the interpreter's own start, which an install's .pth files may extend) are the
+# command's start-up; nothing is sent and no engine is started.
 PROBE = """
-import socket, sys
+import sys
+before = set(sys.modules)
+import socket
 def connect(self, address):
-    print(sorted(m for m in {watched!r} if m in sys.modules), flush=True)
+    print(sorted(m for m in {watched!r} if m in sys.modules and m not in before), flush=True)
     raise SystemExit(0)
 socket.socket.connect = connect
 from pycompose.cli.main import main
@@ -45,3 +50,16 @@ def test_image_pull_reaches_the_engine_without_heavy_imports(tmp_path: Path,
                                                               argv: list[str]) -> None:
     assert _imported_before_connect(tmp_path, argv) == "[]"
     assert not (tmp_path / "root").exists()  # nothing was started or written
+
+
+def test_the_package_is_found_without_an_import_hook(tmp_path: Path) -> None:
+    """The install (editable or not) puts a plain path on ``sys.path``: setuptools'
+    import hook for mapped folders would import ``pathlib`` and more at every start
+    (see setup.py); the subpackages resolve through the links in ``pycompose/``."""
+    code = ("import sys; hooks = [m for m in sys.modules if m.startswith('__editable__')]; "
+            "import pycompose, pycompose.runtime as r; print(hooks, "
+            "r.__file__.startswith(pycompose.__path__[0]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] True"
