@@ -33,13 +33,14 @@ from pycompose.runtime.registry.events import ProgressEvent
 
 if TYPE_CHECKING:
     from pycompose.runtime.registry.policy import bootstrap_hint, ensure_image
-    from pycompose.runtime.registry.pull import PullResult, pull_image
+    from pycompose.runtime.registry.pull import PullResult, prune_kept_layers, pull_image
     from pycompose.runtime.registry.push import PushResult, push_image
 
 # Loaded on first use: a pull need not import push and policy (start-up time of the CLI).
 _LAZY = {
     "bootstrap_hint": "policy", "ensure_image": "policy", "PullResult": "pull",
-    "pull_image": "pull", "PushResult": "push", "push_image": "push",
+    "prune_kept_layers": "pull", "pull_image": "pull", "PushResult": "push",
+    "push_image": "push",
 }
 
 
@@ -54,5 +55,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BlobVerificationError", "ManifestNotFoundError", "ProgressEvent", "PullResult",
     "PushResult", "RegistryAuthError", "RegistryConfig", "RegistryError",
-    "RegistryUnavailableError", "bootstrap_hint", "ensure_image", "pull_image", "push_image",
+    "RegistryUnavailableError", "bootstrap_hint", "ensure_image", "prune_kept_layers",
+    "pull_image", "push_image",
 ]

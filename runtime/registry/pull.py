@@ -71,7 +71,8 @@ from pycompose.runtime.registry.manifest import (
     parse_manifest,
 )
 
-__all__ = ["PullResult", "ResolvedImage", "fetch_config", "pull_image", "resolve_image"]
+__all__ = ["PullResult", "ResolvedImage", "fetch_config", "prune_kept_layers", "pull_image",
+           "resolve_image"]
 
 _PIPE_LIMIT = 1 << 20     # bytes of a blob between its connection and its unpacking thread
 _REPORT_INTERVAL = 0.1    # seconds between progress events of a layer
@@ -629,15 +630,41 @@ def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging | None, work
         cm.close()
 
 
-def _discard_kept(path: Path) -> None:
+def _discard_kept(path: Path) -> bool:
     """Remove a kept layer another pull may be adopting at this moment: renamed away first
-    (one of the two renames wins, the loser sees it gone), then deleted."""
+    (one of the two renames wins, the loser sees it gone), then deleted. False when it
+    was gone already."""
     doomed = path.with_name(f"{path.name}.{os.urandom(4).hex()}.dead")
     try:
         os.rename(path, doomed)
     except FileNotFoundError:
-        return
+        return False
     shutil.rmtree(doomed, ignore_errors=True)
+    return True
+
+
+def prune_kept_layers(work_dir: Path) -> int:
+    """Remove what failed pulls left in ``work_dir`` for a retry: the layers they had
+    verified (``<diff-id>.layer``) and the leftovers of pulls that died. Returns the
+    bytes of layer content removed. A pull about to take one of those layers over
+    downloads it instead."""
+    _sweep_partials(work_dir)
+    reclaimed = 0
+    try:
+        entries = os.listdir(work_dir)
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not entry.endswith(".layer"):
+            continue
+        path = work_dir / entry
+        try:
+            size = json.loads((path / "layer.json").read_bytes()).get("size", 0)
+        except (OSError, ValueError, AttributeError):
+            size = 0
+        if _discard_kept(path) and isinstance(size, int):
+            reclaimed += size
+    return reclaimed
 
 
 def _kept_path(work_dir: Path, diff_id: str) -> Path:

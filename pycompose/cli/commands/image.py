@@ -370,6 +370,11 @@ def _prune(store: ImageStore, args: argparse.Namespace) -> int:
     # image: wait for builds to finish (a bounded wait, then a clear error).
     with build_lock(host_paths().root, exclusive=True):
         result = store.prune(all=args.all)
+    from pycompose.cli.commands._registry import work_dir
+    from pycompose.runtime.registry import prune_kept_layers
+
+    # Layers that failed pulls kept for a retry are not images, but space all the same.
+    kept = prune_kept_layers(work_dir())
     if result.deleted or result.untagged:
         print("Deleted Images:")
         for name in result.untagged:
@@ -377,7 +382,7 @@ def _prune(store: ImageStore, args: argparse.Namespace) -> int:
         for image_id in result.deleted:
             print(f"deleted: {image_id}")
         print()
-    print(f"Total reclaimed space: {human_size(result.reclaimed)}")
+    print(f"Total reclaimed space: {human_size(result.reclaimed + kept)}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -42,7 +43,6 @@ async def test_corrupt_blob_is_rejected(registry: RegistryServer, store: ImageSt
     async with HttpClient() as http:
         client = RegistryClient(http, registry.host)
         _, body, _ = await client.get_manifest(f"pc{run_id}/corrupt", "1")
-    import json
 
     top = json.loads(body)["layers"][-1]["digest"]
     data = registry.blob_path(top)
@@ -183,3 +183,42 @@ async def test_kept_layers_the_store_has_meanwhile_are_removed(
     assert [e.status for e in events].count("Already exists") == 3
     assert not stale.exists()
     assert not dying.exists()
+
+
+async def test_prune_removes_kept_layers_and_the_retry_downloads_them(
+        registry: RegistryServer, store: ImageStore, dest_store: ImageStore,
+        multilayer: Image, tmp_path: Path, run_id: str) -> None:
+    """A layer a failed pull kept is taken over by the next pull unless it was pruned:
+    then that pull downloads it again, and gets the same image."""
+    from pycompose.runtime.registry import prune_kept_layers
+
+    ref = f"{registry.host}/pc{run_id}/pruned:1"
+    await push_image(store, ref, source="app:1", work_dir=tmp_path / "w")
+    top = multilayer.layers[-1]
+    from pycompose.runtime.registry.client import RegistryClient
+    from pycompose.runtime.registry.http import HttpClient
+
+    async with HttpClient() as http:
+        _, body, _ = await RegistryClient(http, registry.host).get_manifest(
+            f"pc{run_id}/pruned", "1")
+    desc = json.loads(body)["layers"][-1]
+    work = tmp_path / "d"
+    work.mkdir()
+    kept = work / (top.diff_id.partition(":")[2] + ".layer")
+    with dest_store.staging() as area:  # what a pull the registry broke off leaves
+        blob = registry.blob_path(desc["digest"])
+        assert area.unpack_blob("top", lambda: blob.open("rb"), digest=desc["digest"],
+                                size=desc["size"]) == top.diff_id
+        assert area.keep(top.diff_id, kept)
+    size = json.loads((kept / "layer.json").read_text())["size"]
+    assert size > 0
+
+    assert prune_kept_layers(work) == size
+    assert not kept.exists()
+    assert prune_kept_layers(work) == 0
+    events: list[ProgressEvent] = []
+    with trio.fail_after(60):
+        result = await pull_image(dest_store, ref, work_dir=work, progress=events.append)
+    assert result.image.id == multilayer.id
+    extracted = {e.id for e in events if e.status == "Extracting"}
+    assert len(extracted) == 3  # none taken over: all three downloaded and unpacked

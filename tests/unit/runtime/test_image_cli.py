@@ -87,6 +87,23 @@ def test_load_and_prune(state_root: Path, busybox_rootfs: Path, tmp_path: Path,
     assert list((state_root / "images/layers").iterdir()) == []
 
 
+def test_prune_removes_layers_failed_pulls_kept(state_root: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A pull the registry broke off keeps its verified layers in downloads/ for a retry;
+    `image prune` removes them (and what dead pulls left) and counts their size."""
+    downloads = state_root / "downloads"
+    kept = downloads / ("ab" * 32 + ".layer")
+    (kept / "diff").mkdir(parents=True)
+    (kept / "diff" / "f").write_bytes(b"x" * 5000)
+    (kept / "layer.json").write_text('{"diff_id": "sha256:' + "ab" * 32 + '", "size": 5000}')
+    (downloads / "cd.partial").write_bytes(b"half")  # its pull died: no lock held
+    (downloads / "digests.json").write_text("{}")    # what pulls recorded: stays
+    code, out, _ = run(capsys, "prune", "-f")
+    assert code == 0
+    assert out == "Total reclaimed space: 5kB\n"
+    assert sorted(p.name for p in downloads.iterdir()) == ["digests.json"]
+
+
 def test_errors_are_one_line(state_root: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     junk = tmp_path / "junk.tar"
