@@ -34,12 +34,17 @@ main({argv!r})
 """
 
 
-def _imported_before_connect(tmp_path: Path, argv: list[str]) -> str:
+def _python(tmp_path: Path, code: str) -> str:
+    """What a fresh interpreter of this install prints running ``code`` in ``tmp_path``."""
     env = {"PYCOMPOSE_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", PROBE.format(watched=WATCHED, argv=argv)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def _imported_before_connect(tmp_path: Path, argv: list[str]) -> str:
+    return _python(tmp_path, PROBE.format(watched=WATCHED, argv=argv))
 
 
 @pytest.mark.parametrize("argv", [
@@ -59,7 +64,4 @@ def test_the_package_is_found_without_an_import_hook(tmp_path: Path) -> None:
     code = ("import sys; hooks = [m for m in sys.modules if m.startswith('__editable__')]; "
             "import pycompose, pycompose.runtime as r; print(hooks, "
             "r.__file__.startswith(pycompose.__path__[0]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[] True"
+    assert _python(tmp_path, code) == "[] True"
