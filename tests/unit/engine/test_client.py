@@ -164,7 +164,8 @@ def test_host_paths_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
     mine = host_paths({"PYCOMPOSE_ROOT": "state/../state2/", "PYCOMPOSE_INSTANCE": "t1"})
     assert mine.root_path == str(tmp_path / "state2")
     assert mine.socket_path == str(tmp_path / "state2" / "engine.sock")
-    assert mine.root == tmp_path / "state2" and mine.socket == tmp_path / "state2/engine.sock"
+    assert mine.root == tmp_path / "state2"
+    assert mine.socket == tmp_path / "state2/engine.sock"
     assert mine.host_tag == "pycompose_t1"
     assert mine == HostPaths(tmp_path / "state2", tmp_path / "state2/engine.sock", "t1")
     assert len({mine, host_paths({"PYCOMPOSE_ROOT": str(tmp_path / "state2"),
