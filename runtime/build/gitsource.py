@@ -331,14 +331,15 @@ def _remove_git(top: Path) -> None:
     """``.git`` everywhere in the checkout: the superproject's directory and each
     submodule's ``.git`` file (git tracks no other path named ``.git``)."""
     for dirpath, dirnames, filenames in os.walk(top):
-        for name in (n for n in (*dirnames, *filenames) if n == ".git"):
-            path = os.path.join(dirpath, name)
-            if stat.S_ISDIR(os.lstat(path).st_mode):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
         if ".git" in dirnames:
-            dirnames.remove(".git")
+            dirnames.remove(".git")  # not walked into
+        elif ".git" not in filenames:
+            continue
+        path = os.path.join(dirpath, ".git")
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 
 
 def _normalise_modes(top: Path) -> None:

@@ -621,8 +621,7 @@ def _finish_staging(cm: contextlib.ExitStack, staging: LayerStaging | None, work
             if layer.diff_id is None:
                 continue
             kept = _kept_path(work_dir, layer.diff_id)
-            if kept.exists():  # not adopted: unusable, or found only once unpacked
-                _discard_kept(kept)
+            _discard_kept(kept)  # if not adopted: unusable, or found only once unpacked
             if keep and layer.unpacked and staging is not None:
                 with contextlib.suppress(ImageError):
                     staging.keep(layer.diff_id, kept)
