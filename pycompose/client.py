@@ -10,21 +10,19 @@ its CLI connects to the winner.
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import errno
-import json
 import os
 import select
-import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
 
 from pycompose.errors import EngineError, NotRootError
 from pycompose.paths import HostPaths, host_paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs the CLI's start ~2 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
     from typing import Any
 
@@ -60,13 +58,13 @@ class _Connection:
     mostly start-up."""
 
     def __init__(self, path: str, timeout: float | None,
-                 sock: socket.socket | None = None) -> None:
+                 sock: _socket.socket | None = None) -> None:
         """Connect to ``path``, or use ``sock``, already connected to it."""
         if sock is not None:
             sock.settimeout(timeout)
             self.sock = sock
         else:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
                 self.sock.settimeout(timeout)
                 self.sock.connect(path)
@@ -179,10 +177,24 @@ def _url(path: str, query: Mapping[str, Any] | None) -> str:
         if value is None:
             continue
         for item in value if isinstance(value, (list, tuple)) else (value,):
-            text = (json.dumps(item) if isinstance(item, dict) else
+            text = (_dumps(item).decode() if isinstance(item, dict) else
                     "1" if item is True else "0" if item is False else str(item))
             pairs.append(f"{_quote(str(key))}={_quote(text)}")
     return f"{path}?{'&'.join(pairs)}" if pairs else path
+
+
+def _dumps(value: Any) -> bytes:
+    # json (with the re and enum it imports, ~6 ms) loads on first use, not at import: a
+    # request without a body, such as a pull, goes out before it.
+    import json
+
+    return json.dumps(value).encode()
+
+
+def _loads(raw: bytes) -> Any:
+    import json
+
+    return json.loads(raw)
 
 
 def q(part: str) -> str:
@@ -192,7 +204,7 @@ def q(part: str) -> str:
 
 class EngineClient:
     def __init__(self, paths: HostPaths, *, timeout: float | None = 60.0,
-                 sock: socket.socket | None = None) -> None:
+                 sock: _socket.socket | None = None) -> None:
         """``sock``: a connection to the engine to use first (``connect``'s probe)."""
         self.paths = paths
         self.timeout = timeout
@@ -221,7 +233,7 @@ class EngineClient:
 
     def _send(self, method: str, path: str, body: Any, query: Mapping[str, Any] | None,
               stream: bool) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else _dumps(body)
         url = _url(path, query)
         for attempt in (1, 2):
             try:
@@ -255,7 +267,7 @@ class EngineClient:
         except (OSError, ConnectionResetError) as exc:
             self.close()
             raise EngineError(f"{method} {path}: {exc}") from None
-        value = json.loads(raw) if raw else None
+        value = _loads(raw) if raw else None
         if status >= 400:
             message = value.get("message") if isinstance(value, dict) else None
             raise APIError(status, message or f"{method} {path}: HTTP {status}")
@@ -274,6 +286,14 @@ class EngineClient:
         status, chunks = self._send(method, path, body, query, stream=True)
         return NDJSONStream(self, method, path, status, chunks)
 
+    def pull(self, reference: str, *, platform: str | None = None,
+             policy: str | None = None) -> NDJSONStream:
+        """Ask the engine to pull ``reference`` (``POST /images/create``) with this
+        process's registry settings (``REGISTRY_ENV``); its progress stream."""
+        env = [f"{name}={os.environ[name]}" for name in REGISTRY_ENV if name in os.environ]
+        return self.open_stream("POST", "/images/create", None, {
+            "fromImage": reference, "platform": platform, "policy": policy, "env": env})
+
     def attach(self, path: str, body: Any, *, stdin: int | None, stdout: Any, stderr: Any,
                tty: bool = False, on_message: Any = None) -> dict[str, Any]:
         """An upgraded (101) connection for interactive exec, in frames both ways (see
@@ -281,8 +301,11 @@ class EngineClient:
         its end as an end frame; output frames go to ``stdout``/``stderr`` (binary files).
         With ``tty`` the local terminal is put in raw mode for the session and its size
         follows SIGWINCH. Returns the final ``{"exit_code": n}``."""
+        import contextlib
+        import json
         import selectors
         import signal
+        import socket
 
         def frame(kind: int, payload: bytes) -> bytes:
             return bytes([kind, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
@@ -442,7 +465,7 @@ class NDJSONStream:
     def __next__(self) -> Any:
         if self._status >= 400:
             raw = b"".join(self._chunks)
-            value = json.loads(raw) if raw else None
+            value = _loads(raw) if raw else None
             message = value.get("message") if isinstance(value, dict) else None
             self._done = True
             raise APIError(self._status, message or f"{self._what}: HTTP {self._status}")
@@ -451,12 +474,12 @@ class NDJSONStream:
             if sep:
                 self._buf = rest
                 if line.strip():
-                    return json.loads(line)
+                    return _loads(line)
                 continue
             if self._done:
                 if self._buf.strip():
                     line, self._buf = self._buf, b""
-                    return json.loads(line)
+                    return _loads(line)
                 raise StopIteration
             try:
                 self._buf += next(self._chunks)
@@ -487,9 +510,9 @@ def _connect_error(paths: HostPaths, exc: OSError) -> EngineError | NotRootError
     return EngineError(f"cannot reach the engine at {paths.socket_path}: {exc.strerror or exc}")
 
 
-def _probe(paths: HostPaths) -> socket.socket | OSError:
+def _probe(paths: HostPaths) -> _socket.socket | OSError:
     """Try to connect once: the connection when an engine accepted it, else the error."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(5.0)
         sock.connect(paths.socket_path)
@@ -561,7 +584,7 @@ def start_engine(paths: HostPaths, *, timeout: float = START_TIMEOUT) -> int:
     # No readiness: it died (e.g. lost the race for the lock) or is stuck.
     code = _exit_status(pid)
     probe = _probe(paths)
-    if isinstance(probe, socket.socket):
+    if isinstance(probe, _socket.socket):
         probe.close()
         return pid if code is None else -1
     tail = _tail(log_path, 15)

@@ -1,20 +1,20 @@
-"""Entry point: global options, lazy dispatch to one command module, error rendering."""
+"""Entry point: lazy dispatch to one command module, error rendering.
+
+argparse (with the ``re`` and ``enum`` it imports, ~7 ms) loads only when a command
+needs it (``pycompose.cli.parser``): ``pycompose.cli.quick`` first recognises the few
+commands whose request can go to the engine before that.
+"""
 
 from __future__ import annotations
 
-import argparse
 import gc
-import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
-from types import ModuleType
-
-from pycompose import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs the CLI's start ~2 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
 
 # command name -> (module under pycompose.cli.commands, one-line help).
 # A command module is imported only when that command runs.
@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "commit": ("commit", "Create a new image from a service container's changes"),
 }
 
+# The choices of the global --progress and --ansi options.
+PROGRESS_MODES = ("auto", "tty", "plain", "quiet", "json")
+ANSI_MODES = ("never", "always", "auto")
+
 # Global options that take a value, so that the command can be found in argv
 # without building every command's parser.
 _VALUE_OPTIONS = {
@@ -61,67 +65,16 @@ _VALUE_OPTIONS = {
 }
 
 
-def _columns() -> int:
-    """The terminal width as ``shutil.get_terminal_size`` finds it (``COLUMNS``, the
-    terminal, else 80), without importing shutil (and the compression modules it
-    pulls in) on every command's start."""
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class _Formatter(argparse.HelpFormatter):
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _columns() - 2 if width is None else width)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser with :class:`_Formatter` (subparsers inherit the class)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-
-def _add_global_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("global options")
-    g.add_argument("-f", "--file", dest="files", action="append", metavar="FILE",
-                   help="Compose configuration file (repeatable; '-' reads stdin)")
-    g.add_argument("-p", "--project-name", metavar="NAME", help="Project name")
-    g.add_argument("--project-directory", metavar="DIR",
-                   help="Alternate working directory (default: the first file's directory)")
-    g.add_argument("--env-file", dest="env_files", action="append", metavar="FILE",
-                   help="Alternate environment file (repeatable)")
-    g.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
-                   help="Enable a profile (repeatable)")
-    g.add_argument("--ansi", choices=["never", "always", "auto"], default="auto",
-                   help="Control when to print ANSI control characters")
-    g.add_argument("--progress", choices=["auto", "tty", "plain", "quiet", "json"],
-                   default="auto", help="Type of progress output")
-    g.add_argument("--parallel", type=int, default=-1, metavar="N",
-                   help="Maximum parallelism, -1 for unlimited")
-    g.add_argument("--dry-run", action="store_true", help="Show what would be done, change nothing")
-    g.add_argument("--debug", action="store_true", default=_env_debug(),
-                   help="Show Python tracebacks for errors (also PYCOMPOSE_DEBUG=1)")
-
-
-def _env_debug() -> bool:
+def env_debug() -> bool:
     return os.environ.get("PYCOMPOSE_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def _find_command(argv: Sequence[str]) -> str | None:
-    at = _command_index(argv)
+def find_command(argv: Sequence[str]) -> str | None:
+    at = command_index(argv)
     return None if at is None else argv[at]
 
 
-def _command_index(argv: Sequence[str]) -> int | None:
+def command_index(argv: Sequence[str]) -> int | None:
     """Where the first word that is not an option (or an option's value) is."""
     skip = False
     for at, token in enumerate(argv):
@@ -139,52 +92,11 @@ def _command_index(argv: Sequence[str]) -> int | None:
     return None
 
 
-def _load(command: str) -> ModuleType:
+def load_command(command: str) -> ModuleType:
+    import importlib
+
     module, _ = COMMANDS[command]
     return importlib.import_module(f"pycompose.cli.commands.{module}")
-
-
-def build_parser(command: str | None, argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The full parser; only ``command``'s own arguments are built (the others list their help)."""
-    parser = _Parser(
-        prog="pycompose",
-        description="Define and run multi-container applications on pycompose's own runtime.",
-    )
-    parser.add_argument("-v", "--version", action="version",
-                        version=f"pycompose version {__version__}")
-    _add_global_options(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    # With the command known, its parser alone is built: the listing of every command
-    # is only printed by the top-level help (an argparse parser per command costs
-    # about as much as a small command's work).
-    names = [command] if command is not None else sorted(COMMANDS)
-    for name in names:
-        help_text = COMMANDS[name][1]
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
-            module = _load(name)
-            at = _command_index(argv)
-            if hasattr(module, "SUBCOMMANDS") and at is not None:  # likewise one level
-                module.add_arguments(p, _find_command(argv[at + 1:]))  # down: image pull
-            else:
-                module.add_arguments(p)
-    return parser
-
-
-Subcommands = dict[str, tuple[str, tuple[str, ...], Callable[[argparse.ArgumentParser], None]]]
-
-
-def add_subcommands(parser: argparse.ArgumentParser, dest: str, table: Subcommands,
-                    selected: str | None) -> None:
-    """Subcommands of a command (``table``: name -> (help, aliases, add its arguments)).
-    With the one on the command line known (``selected``), only its parser is built;
-    otherwise (help, a typo) all of them, for argparse to list."""
-    sub = parser.add_subparsers(dest=dest, metavar="SUBCOMMAND", required=True)
-    chosen = {name for name, (_, aliases, _) in table.items()
-              if selected == name or selected in aliases}
-    for name, (help_text, aliases, add) in table.items():
-        if not chosen or name in chosen:
-            add(sub.add_parser(name, aliases=list(aliases), help=help_text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,7 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             # 25 ms after an image pull): at exit, nothing of ours needs collecting.
             gc.freeze()
     argv = list(argv)
-    command = _find_command(argv)
+    from pycompose.cli import quick
+
+    command_line = quick.recognise(argv)
+    if command_line is not None:
+        return run_reporting(command_line.run, debug=command_line.debug)
+    from pycompose.cli.parser import build_parser
+
+    command = find_command(argv)
     if command is not None and command not in COMMANDS:
         command = None  # argparse reports the unknown command
     parser = build_parser(command, argv)
@@ -204,15 +123,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    return run_reporting(lambda: load_command(args.command).run(args), debug=args.debug)
+
+
+def run_reporting(command: Callable[[], int | None], *, debug: bool) -> int:
+    """Run ``command``; its exit status, or an error rendered for a person."""
     try:
-        return int(_load(args.command).run(args) or 0)
+        return int(command() or 0)
     except KeyboardInterrupt:
         print("pycompose: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place every error is rendered
-        return report_error(exc, debug=args.debug)
+        return report_error(exc, debug=debug)
 
 
 def report_error(exc: BaseException, *, debug: bool) -> int:

@@ -12,10 +12,12 @@ registry error class, so the CLI raises the same type the library would).
 ``policy=missing`` (or any other ``pull_policy``; pycompose's own parameter) pulls only
 as that policy says (``ensure_image``); the default is ``always``, as ``docker pull``.
 
-The request body may carry ``{"env": {...}}``: the caller's registry settings
-(``PYCOMPOSE_REGISTRY_MIRRORS``, ``PYCOMPOSE_INSECURE_REGISTRIES``,
+The query may carry ``env=NAME=VALUE`` entries (repeated): the caller's registry
+settings (``PYCOMPOSE_REGISTRY_MIRRORS``, ``PYCOMPOSE_INSECURE_REGISTRIES``,
 ``DOCKER_CONFIG``, ``HOME``), so a pull through the engine sees the same mirrors
-and credentials as the user's shell, not the engine's environment.
+and credentials as the user's shell; a request without any uses the engine's own
+environment. (In the query rather than a JSON body: the CLI sends the request before
+it has loaded its JSON encoder, see ``pycompose.cli.quick``.)
 """
 
 from __future__ import annotations
@@ -58,15 +60,17 @@ def _platform(text: str | None) -> dict[str, str] | None:
 
 
 def _environ(req: Request) -> dict[str, str]:
-    body = req.json() or {}
-    if not isinstance(body, dict):
-        raise HTTPError(400, "the request body must be a JSON object")
-    env = body.get("env")
-    if env is None:
+    entries = req.query.get("env")
+    if not entries:
         return {k: v for k, v in os.environ.items() if k in CLIENT_ENV}
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise HTTPError(400, "env must be an object of strings")
-    return {k: v for k, v in env.items() if k in CLIENT_ENV}
+    env = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
+            raise HTTPError(400, f"env entry {entry!r}: expected NAME=VALUE")
+        if name in CLIENT_ENV:
+            env[name] = value
+    return env
 
 
 def error_line(exc: BaseException) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 def _image_subcommands(argv: list[str]) -> set[str]:
     import argparse
 
-    from pycompose.cli.main import build_parser
+    from pycompose.cli.parser import build_parser
 
     parser = build_parser("image", argv)
     image = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -55,16 +55,14 @@ def _platform(text: str | None) -> dict[str, str] | None:
 
 
 def _pull(store: ImageStore | None, args: argparse.Namespace) -> int:
-    """Through the engine (``POST /images/create``), as ``docker pull`` goes through
-    dockerd: this process imports no trio and no registry client."""
-    from pycompose.cli.commands._registry import Renderer, pull_via_engine, use_tty
+    """Through the engine, as ``docker pull`` goes through dockerd: this process imports
+    no trio and no registry client (``pycompose.cli.quick`` reads the plainest command
+    lines itself)."""
+    from pycompose.cli.quick import image_pull
 
     _platform(args.platform)  # a usage error before any connection
-    renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
-    with renderer.running():
-        done = pull_via_engine(args.reference, renderer, platform=args.platform)
-    print(done["reference"])
-    return 0
+    return image_pull(args.reference, quiet=args.quiet, progress=args.progress,
+                      platform=args.platform)
 
 
 def _push(store: ImageStore, args: argparse.Namespace) -> int:
@@ -73,7 +71,7 @@ def _push(store: ImageStore, args: argparse.Namespace) -> int:
     from pycompose.cli.commands._registry import Renderer, registry_config, use_tty, work_dir
     from pycompose.runtime.registry import push_image
 
-    renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
+    renderer = Renderer(tty=use_tty(args.progress), quiet=args.quiet)
     with renderer.running():
         trio.run(lambda: push_image(store, args.reference, config=registry_config(),
                                     work_dir=work_dir(), progress=renderer.callback(),

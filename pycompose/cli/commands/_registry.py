@@ -75,8 +75,8 @@ def report_failures(failures: list[tuple[str, Exception]], *, ignore: bool, what
     raise ExceptionGroup(what, [exc for _, exc in failures])
 
 
-def use_tty(args: Any) -> bool:
-    mode = getattr(args, "progress", "auto")
+def use_tty(mode: str) -> bool:
+    """Whether ``--progress MODE`` means a live display: ``tty``, or ``auto`` on a terminal."""
     if mode in ("plain", "quiet", "json"):
         return False
     return mode == "tty" or sys.stdout.isatty()
@@ -182,27 +182,13 @@ class _Event:
         self.total: int | None = detail.get("total")
 
 
-def _pull_request(reference: str, policy: str | None, platform: str | None
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from pycompose.client import REGISTRY_ENV
-
-    env = {k: v for k, v in os.environ.items() if k in REGISTRY_ENV}
-    return {"env": env}, {"fromImage": reference, "platform": platform, "policy": policy}
-
-
-def pull_via_engine(reference: str, renderer: Renderer, *, prefix: str = "",
-                    platform: str | None = None) -> dict[str, Any]:
-    """Pull ``reference`` in the engine (``POST /images/create``, started if need be),
-    rendering its progress stream; returns the final ``{"reference", "digest", "imageId"}``.
-    A failure reported in the stream is raised as the registry error type it was."""
-    from pycompose.client import connect
-
-    body, query = _pull_request(reference, None, platform)
-    with connect() as client:
-        for line in client.stream("POST", "/images/create", body, query):
-            done = _pull_line(renderer, prefix, line)
-            if done is not None:
-                return done
+def render_pull(stream: Iterator[dict[str, Any]], renderer: Renderer, reference: str, *,
+                prefix: str = "") -> dict[str, Any]:
+    """Render a pull's progress ``stream`` up to its final line, which is returned."""
+    for line in stream:
+        done = _pull_line(renderer, prefix, line)
+        if done is not None:
+            return done
     from pycompose.errors import EngineError
 
     raise EngineError(f"the engine ended the pull of {reference} without a result")
@@ -239,9 +225,7 @@ class PullStreams:
 
         client = connect(self._paths)
         self._paths = client.paths
-        body, query = _pull_request(image, policy, None)
-        self._jobs.append((image, prefix, client,
-                           client.open_stream("POST", "/images/create", body, query)))
+        self._jobs.append((image, prefix, client, client.pull(image, policy=policy)))
 
     def results(self) -> Iterator[tuple[str, dict[str, Any] | Exception]]:
         """``(image, final line or the error)`` per pull, as each one ends."""

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from pycompose.cli.main import add_subcommands
+from pycompose.cli.parser import add_subcommands
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs the CLI's start ~2 ms
 if TYPE_CHECKING:

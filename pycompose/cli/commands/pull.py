@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if svc.build is not None and args.ignore_buildable:
             continue
         jobs.setdefault(svc.image, (name, svc.build is not None))
-    renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
+    renderer = Renderer(tty=use_tty(args.progress), quiet=args.quiet)
     failures: list[tuple[str, Exception]] = []
     with renderer.running(), PullStreams(renderer) as pulls:
         for image, (service, _) in sorted(jobs.items()):

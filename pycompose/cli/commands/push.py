@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         images.setdefault(svc.image, name)
     store = open_store()
     config = registry_config()
-    renderer = Renderer(tty=use_tty(args), quiet=args.quiet)
+    renderer = Renderer(tty=use_tty(args.progress), quiet=args.quiet)
     failures: list[tuple[str, Exception]] = []
 
     async def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pycompose.runtime.images import Image, ImageStore
-from tests.helpers.registry import RegistryServer
+from tests.helpers.registry import PASSWORD, USER, RegistryServer
 from tests.integration.engine.conftest import (
     _alive,
     remove_cgroup_parent,
@@ -24,12 +26,15 @@ from tests.integration.engine.conftest import (
 INSTANCE = ""  # set per test by the ``engines`` fixture
 
 
-def cli(*argv: str, root: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCOMPOSE_")}
+def cli(*argv: str, root: Path, cwd: Path | None = None,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYCOMPOSE_") and k != "DOCKER_CONFIG"}
     env["PYCOMPOSE_ROOT"] = str(root)
     if INSTANCE:
         env["PYCOMPOSE_INSTANCE"] = INSTANCE
     env["HOME"] = str(root)  # no developer credentials
+    env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "pycompose", "--progress", "plain", *argv],
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
@@ -109,7 +114,7 @@ def test_image_pull_stream_through_engine(registry: RegistryServer, store: Image
                                           engines: list[Path]) -> None:
     """``POST /images/create`` streams Docker-shaped progress; a registry failure after
     the stream began arrives in-band with its message and type."""
-    from pycompose.client import connect
+    from pycompose.client import APIError, connect
     from pycompose.paths import host_paths
 
     src_root = store.root.parent
@@ -120,8 +125,7 @@ def test_image_pull_stream_through_engine(registry: RegistryServer, store: Image
     engines.append(dst)
     paths = host_paths({"PYCOMPOSE_ROOT": str(dst), "PYCOMPOSE_INSTANCE": INSTANCE})
     with connect(paths) as client:
-        lines = list(client.stream("POST", "/images/create", {"env": {}},
-                                   {"fromImage": ref}))
+        lines = list(client.stream("POST", "/images/create", None, {"fromImage": ref}))
         downloading = [x for x in lines if x.get("status") == "Downloading"]
         assert downloading, lines
         assert all(set(x["progressDetail"]) == {"current", "total"} for x in downloading)
@@ -133,14 +137,44 @@ def test_image_pull_stream_through_engine(registry: RegistryServer, store: Image
         engine_pid = int(client.get("/info")["Pid"])
         kept = _connections(engine_pid, registry.port)
         assert kept, "no keep-alive connection to the registry after the pull"
-        again = list(client.stream("POST", "/images/create", {"env": {}}, {"fromImage": ref}))
+        again = list(client.stream("POST", "/images/create", None, {"fromImage": ref}))
         assert again[-1]["status"] == "Pulled"
         assert _connections(engine_pid, registry.port) <= kept
-        bad = list(client.stream("POST", "/images/create", {"env": {}},
+        bad = list(client.stream("POST", "/images/create", None,
                                  {"fromImage": f"{registry.host}/pc{run_id}/nope", "tag": "2"}))
         assert "error" in bad[-1], bad
         assert bad[-1]["errorType"] == "ManifestNotFoundError"
         assert "not found" in bad[-1]["errorDetail"]["message"]
+        with pytest.raises(APIError, match="expected NAME=VALUE"):
+            list(client.stream("POST", "/images/create", None,
+                               {"fromImage": ref, "env": ["HOME"]}))
+
+
+def test_image_pull_in_the_engine_uses_the_callers_credentials(
+        basic_registry: RegistryServer, store: ImageStore, multilayer: Image, tmp_path: Path,
+        run_id: str, engines: list[Path]) -> None:
+    """The engine pulls with the registry settings of the shell that asked, not its own:
+    the CLI sends them (``DOCKER_CONFIG`` here) with the request."""
+    ref = f"{basic_registry.host}/pc{run_id}/creds:1"
+    docker_dir = tmp_path / "docker"
+    docker_dir.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (docker_dir / "config.json").write_text(
+        json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
+    with_creds = {"DOCKER_CONFIG": str(docker_dir)}
+    store.tag("app:1", ref)
+    pushed = cli("image", "push", "-q", ref, root=store.root.parent, env_extra=with_creds)
+    assert pushed.returncode == 0, pushed.stderr
+    dst = tmp_path / "dst-root"
+    engines.append(dst)
+    # This CLI starts the engine, with an environment that has no credentials.
+    refused = cli("image", "pull", "-q", ref, root=dst)
+    assert refused.returncode == 1
+    assert "user name and password" in refused.stderr
+    pulled = cli("image", "pull", "-q", ref, root=dst, env_extra=with_creds)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout == f"{ref}\n"
+    assert ImageStore(dst / "images").get(ref).id == multilayer.id
 
 
 def test_project_pull_and_push(registry: RegistryServer, store: ImageStore, multilayer: Image,
