@@ -216,6 +216,14 @@ def _spread_layers(staging: Path) -> None:
         os.close(fd)
 
 
+def _layer_stage(staging: Path, index: int) -> Path:
+    """Where layer ``index`` unpacks under ``staging``. The name carries the staging
+    directory's random one: ext4 picks a top directory's subdirectory's block group from
+    a hash of its name, so fixed names (``0``, ``1``, ...) put every pull's layers in the
+    same few groups, each one's files among the inodes the last ``rmi`` freed there."""
+    return staging / f"{index}.{staging.name}"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -546,7 +554,7 @@ class ImageStore:
         Returns the diff-id (computed when not known beforehand). Safe to run in several
         threads at once for different ``index``es.
         """
-        directory = staging / str(index)
+        directory = _layer_stage(staging, index)
         diff = directory / "diff"
         if unpack:
             diff.mkdir(parents=True)
@@ -611,7 +619,7 @@ class ImageStore:
                 index = len(staged) + len(verified)
                 self._stage_one(staging, index, layer, unpack)
                 if unpack:
-                    staged[layer.diff_id] = _Staged(layer.diff_id, staging / str(index))
+                    staged[layer.diff_id] = _Staged(layer.diff_id, _layer_stage(staging, index))
                 else:
                     verified.add(layer.diff_id)
         return staged
@@ -746,7 +754,8 @@ class ImageStore:
             )
             _syncfs(staging)
             with self._locked(exclusive=True):
-                self._commit_layers({diff_id: _Staged(diff_id, staging / "0")}, [diff_id])
+                staged = {diff_id: _Staged(diff_id, _layer_stage(staging, 0))}
+                self._commit_layers(staged, [diff_id])
                 names = self._read_names()
                 image_id = self._commit_image(config.to_json(), [name] if name else [], names)
                 if name:
@@ -775,7 +784,8 @@ class ImageStore:
             )
             _syncfs(staging)
             with self._locked(exclusive=True):
-                self._commit_layers({diff_id: _Staged(diff_id, staging / "0")}, [diff_id])
+                staged = {diff_id: _Staged(diff_id, _layer_stage(staging, 0))}
+                self._commit_layers(staged, [diff_id])
                 return self._read_layer(diff_id, "(new layer)")
 
     @_map_os_errors
@@ -1184,7 +1194,7 @@ class LayerStaging:
             # the image. (A flush per layer writes out all that is dirty at that moment,
             # the other layers' half-written files too, while they still unpack.)
             store._stage_one(self._directory, index, layer, True)
-            layer_dir = self._directory / str(index)
+            layer_dir = _layer_stage(self._directory, index)
         except BaseException:
             with self._lock:
                 del self._claimed[layer.diff_id]
@@ -1210,7 +1220,7 @@ class LayerStaging:
         diff_id = store._stage_layer(self._directory, index, name, opener, diff_id=None,
                                      digest=digest, size=size, unpack=True)
         store._remember_blob(digest, diff_id, self._directory)
-        layer_dir = self._directory / str(index)
+        layer_dir = _layer_stage(self._directory, index)
         with self._lock:
             duplicate = diff_id in self._claimed or diff_id in self._staged
             if not duplicate:
@@ -1258,7 +1268,7 @@ class LayerStaging:
                 return False
             index = next(self._indexes)  # never reused: a failed layer's dir stays
             self._claimed[diff_id] = index
-        directory = self._directory / str(index)
+        directory = _layer_stage(self._directory, index)
         try:
             os.rename(path, directory)
         except BaseException as exc:

@@ -452,6 +452,19 @@ def test_staging_spreads_its_layers_over_block_groups(store: ImageStore, tmp_pat
             os.close(fd)
 
 
+def test_each_staging_names_its_layer_directories_afresh(store: ImageStore) -> None:
+    """ext4 chooses a top directory's subdirectory's block group by a hash of its name:
+    the first layer of every pull must not get the same name (and so the same group,
+    full of the inodes the last removal freed)."""
+    from pycompose.runtime.images.store import _layer_stage
+
+    with store._staging() as one, store._staging() as two:
+        first = {_layer_stage(one, 0).name, _layer_stage(two, 0).name}
+        assert len(first) == 2
+        assert _layer_stage(one, 0) != _layer_stage(one, 1)
+        assert _layer_stage(one, 1) == _layer_stage(one, 1)  # the same layer, the same place
+
+
 # --- write side ------------------------------------------------------------------------
 
 
