@@ -302,7 +302,6 @@ class EngineClient:
         With ``tty`` the local terminal is put in raw mode for the session and its size
         follows SIGWINCH. Returns the final ``{"exit_code": n}``."""
         import contextlib
-        import json
         import selectors
         import signal
         import socket
@@ -312,9 +311,9 @@ class EngineClient:
 
         def size() -> bytes:
             cols, rows = os.get_terminal_size(stdin if stdin is not None else 0)
-            return json.dumps({"rows": rows, "cols": cols}).encode()
+            return _dumps({"rows": rows, "cols": cols})
 
-        data = json.dumps(body).encode()
+        data = _dumps(body)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.paths.socket_path)
@@ -349,7 +348,7 @@ class EngineClient:
                     if not chunk:
                         break
                     buf += chunk
-                value = json.loads(buf[:length]) if length else {}
+                value = _loads(buf[:length]) if length else {}
                 raise APIError(status, value.get("message") or f"POST {path}: HTTP {status}")
             sel = selectors.PollSelector()  # poll, unlike epoll, takes files and /dev/null
             sel.register(sock, selectors.EVENT_READ, "sock")
@@ -384,9 +383,9 @@ class EngineClient:
                         stderr.flush()
                     elif kind == 6:
                         if on_message is not None:
-                            on_message(json.loads(payload))
+                            on_message(_loads(payload))
                     else:
-                        result = json.loads(payload)
+                        result = _loads(payload)
                         break
                 if result is not None:
                     break

@@ -30,6 +30,15 @@ USER = "tester"
 PASSWORD = "s3cret-pw"
 
 
+def write_docker_config(directory: Path, host: str, *, password: str = PASSWORD) -> Path:
+    """A Docker ``config.json`` in ``directory`` with Basic credentials for ``host``."""
+    path = directory / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    auth = base64.b64encode(f"{USER}:{password}".encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return path
+
+
 def registry_available() -> bool:
     return os.path.exists(REGISTRY)
 

@@ -3,8 +3,6 @@ credentials read from a Docker config.json."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +11,18 @@ import pytest
 from pycompose.runtime.images import Image, ImageStore
 from pycompose.runtime.registry import RegistryAuthError, RegistryConfig, pull_image, push_image
 from pycompose.runtime.registry.http import HttpClient
-from tests.helpers.registry import PASSWORD, USER, RegistryServer, TokenIssuer
+from tests.helpers.registry import (
+    PASSWORD,
+    USER,
+    RegistryServer,
+    TokenIssuer,
+    write_docker_config,
+)
 
 
 def docker_config(tmp_path: Path, host: str, *, password: str = PASSWORD) -> RegistryConfig:
-    path = tmp_path / "docker" / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    auth = base64.b64encode(f"{USER}:{password}".encode()).decode()
-    path.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
-    return RegistryConfig(docker_config=path)
+    return RegistryConfig(
+        docker_config=write_docker_config(tmp_path / "docker", host, password=password))
 
 
 async def test_basic_auth(basic_registry: RegistryServer, store: ImageStore,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pycompose.runtime.images import Image, ImageStore
-from tests.helpers.registry import PASSWORD, USER, RegistryServer
+from tests.helpers.registry import RegistryServer, write_docker_config
 from tests.integration.engine.conftest import (
     _alive,
     remove_cgroup_parent,
@@ -156,11 +154,7 @@ def test_image_pull_in_the_engine_uses_the_callers_credentials(
     """The engine pulls with the registry settings of the shell that asked, not its own:
     the CLI sends them (``DOCKER_CONFIG`` here) with the request."""
     ref = f"{basic_registry.host}/pc{run_id}/creds:1"
-    docker_dir = tmp_path / "docker"
-    docker_dir.mkdir()
-    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (docker_dir / "config.json").write_text(
-        json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
+    docker_dir = write_docker_config(tmp_path / "docker", basic_registry.host).parent
     with_creds = {"DOCKER_CONFIG": str(docker_dir)}
     store.tag("app:1", ref)
     pushed = cli("image", "push", "-q", ref, root=store.root.parent, env_extra=with_creds)
